@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dev.h - the zram core: a compressed page device.
+ *
+ * A device of `disksize` bytes is made of 4096-byte slots. Each written slot holds a page
+ * compressed into the device's pool, or, for a page whose 8-byte words are all equal, just that
+ * word (no pool memory), or, for a page that does not compress below the pool's huge size, the
+ * raw page. Never-written and discarded slots read back as zeros.
+ *
+ * Attributes carry the kernel zram sysfs names and text formats (disksize, comp_algorithm,
+ * mem_limit, mem_used_max, mm_stat, io_stat, compact, reset, ...), plus pool_stat.
+ */
+#ifndef UZRAM_DEV_H
+#define UZRAM_DEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uzram/common.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct uz_dev_config {
+    uint64_t disksize;     /* bytes, multiple of 4096 */
+    const char *algorithm; /* NULL or "lz4" (default), "lz4hc", "zstd", "lzo", "deflate" */
+    int level;             /* 0: the algorithm's default */
+    uint64_t mem_limit;    /* bytes of pool memory; 0: unlimited */
+    unsigned workers;      /* async compression threads (zramd); 0: async writes run inline */
+};
+
+/* The device. Thread-safety: every I/O call is safe from any thread; locking is per slot, so
+ * I/O on different slots never contends. Concurrent writes to one slot are serialised (the
+ * last to commit wins). reset and disksize changes wait for I/O in progress. */
+struct uz_dev;
+
+/* uz_dev_create() :
+ *  @return : 0, -EINVAL (disksize 0 or not a multiple of 4096, bad level), -ENOENT (unknown
+ *            algorithm), -ENOMEM, or -errno of pthread_create. */
+UZ_API int uz_dev_create(const struct uz_dev_config *cfg, struct uz_dev **out);
+
+/* uz_dev_destroy() : waits for queued async writes, then frees everything. NULL is a no-op. */
+UZ_API void uz_dev_destroy(struct uz_dev *dev);
+
+/* uz_dev_write_page() :
+ *  Stores one 4096-byte page into slot `index`, replacing what was there. `page` is read only
+ *  during the call.
+ *  @return : 0, -ENOSPC when mem_limit would be exceeded (the old contents stay), -EINVAL for an
+ *            index beyond the disk size, -ENOMEM. */
+UZ_API int uz_dev_write_page(struct uz_dev *dev, uint64_t index, const void *page);
+
+/* uz_dev_read_page() :
+ *  Reads slot `index` into `page` (4096 bytes); never-written slots read as zeros.
+ *  @return : 0, -EINVAL for an index beyond the disk size, -EIO if the stored data is corrupt. */
+UZ_API int uz_dev_read_page(struct uz_dev *dev, uint64_t index, void *page);
+
+/* uz_dev_pwrite() / uz_dev_pread() :
+ *  Byte-granular I/O; partial pages are read-modify-written atomically per slot.
+ *  @return : len, or -EINVAL when [offset, offset+len) passes the disk size, or the first
+ *            page's error (pages before it are written). len 0 returns 0. */
+UZ_API ssize_t uz_dev_pwrite(struct uz_dev *dev, const void *buf, size_t len, uint64_t offset);
+UZ_API ssize_t uz_dev_pread(struct uz_dev *dev, void *buf, size_t len, uint64_t offset);
+
+/* uz_dev_discard() :
+ *  Frees the slots wholly inside [offset, offset+len); they read back as zeros. Partial pages at
+ *  either end are left alone, as zram does.
+ *  @return : 0, or -EINVAL when the range passes the disk size. */
+UZ_API int uz_dev_discard(struct uz_dev *dev, uint64_t offset, uint64_t len);
+
+/* uz_dev_done_fn : called once per async write, from a worker thread (or inline when the device
+ * has no workers), with 0 or the -errno uz_dev_write_page() would have returned. */
+typedef void (*uz_dev_done_fn)(void *arg, int result);
+
+/* uz_dev_write_page_async() :
+ *  Queues a write of `page` to slot `index`; `page` is read later, by a worker thread, and must
+ *  stay unchanged until `done` runs (the device then reports stable writes). Writes to the same
+ *  index complete in submission order. Blocks while the queue is full.
+ *  If the caller modifies the page anyway, the stored page may be garbage, but nothing overruns
+ *  and the pool stays consistent.
+ *  @return : 0 when queued (done will be called), or -EINVAL for a bad index (done not called). */
+UZ_API int uz_dev_write_page_async(struct uz_dev *dev, uint64_t index, const void *page,
+                                   uz_dev_done_fn done, void *arg);
+
+/* uz_dev_flush() : waits until every async write queued before the call has completed.
+ *  @return : 0. */
+UZ_API int uz_dev_flush(struct uz_dev *dev);
+
+/* uz_dev_stable_writes() :
+ *  true when async writes read the page after the submitting call returned (workers > 0): every
+ *  user must then keep the page unchanged until completion (the kernel's stable pages,
+ *  SWP_STABLE_WRITES). */
+UZ_API bool uz_dev_stable_writes(const struct uz_dev *dev);
+
+/* uz_dev_disksize() : the current disk size in bytes (0 after a reset). */
+UZ_API uint64_t uz_dev_disksize(const struct uz_dev *dev);
+
+/* uz_dev_attr_read() :
+ *  Formats attribute `name` into buf as the kernel's sysfs file would read, NUL-terminated.
+ *  Readable: disksize, initstate, comp_algorithm, algorithm_params, mem_limit, mem_used_max,
+ *  mm_stat, io_stat, debug_stat, max_comp_streams, pool_stat.
+ *  @return : the text length, -ENOENT for an unknown name, -EACCES for a write-only attribute
+ *            (compact, reset), -ERANGE when buf is too small. */
+UZ_API int uz_dev_attr_read(struct uz_dev *dev, const char *name, char *buf, size_t len);
+
+/* uz_dev_attr_write() :
+ *  Writes attribute `name` as `echo value > /sys/block/zram0/name` would (a trailing newline is
+ *  accepted). Writable: disksize (with K/M/G suffixes; -EBUSY while initialised), comp_algorithm
+ *  and algorithm_params ("algo=zstd level=3 dict=/path"; -EBUSY while pages are stored),
+ *  mem_limit (suffixes; 0 removes the limit), mem_used_max (only "0": reset to the current use),
+ *  compact (any value), reset ("1": frees every slot and uninitialises the device; disksize
+ *  becomes 0 until written again).
+ *  @return : 0, -ENOENT for an unknown name, -EACCES for a read-only attribute, -EINVAL for a bad
+ *            value, -EBUSY as above. */
+UZ_API int uz_dev_attr_write(struct uz_dev *dev, const char *name, const char *value);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,103 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * util.h - small helpers every module uses: likely/unlikely, cache-line alignment, a stable
+ * per-thread slot number, sharded counters (per-thread shards summed on read, so hot-path
+ * statistics never bounce a cache line between cores), a test-and-test-and-set spinlock, a
+ * "big reader" lock for rare whole-object operations, and size parsing with K/M/G suffixes.
+ * Depends on nothing else in the tree.
+ */
+#ifndef UZ_UTIL_H
+#define UZ_UTIL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <pthread.h>
+
+#define UZ_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define UZ_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define UZ_CACHELINE   64
+#define UZ_ALIGNED     __attribute__((aligned(UZ_CACHELINE)))
+#define UZ_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
+#define UZ_DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))
+#define UZ_HIDDEN __attribute__((visibility("hidden")))
+
+/* Number of shards of sharded counters and big-reader locks (a power of two). */
+#define UZ_SHARDS 16
+
+/* uz_thread_slot() : a small number fixed for the life of the calling thread, handed out in
+ * order of first use (0, 1, 2, ...). Shard index = slot % UZ_SHARDS. */
+UZ_HIDDEN unsigned uz_thread_slot(void);
+
+static inline void uz_cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield" ::: "memory");
+#endif
+}
+
+/* Spins briefly, then yields the CPU: for waits that are normally a few hundred nanoseconds but
+ * must not burn a core when the holder is descheduled. `*spins` starts at 0. */
+UZ_HIDDEN void uz_backoff(unsigned *spins);
+
+/* Test-and-test-and-set spinlock for short critical sections. Zero-initialised is unlocked. */
+struct uz_spinlock {
+    atomic_bool locked;
+};
+static inline bool uz_spin_trylock(struct uz_spinlock *l)
+{
+    return !atomic_load_explicit(&l->locked, memory_order_relaxed) &&
+           !atomic_exchange_explicit(&l->locked, true, memory_order_acquire);
+}
+static inline void uz_spin_lock(struct uz_spinlock *l)
+{
+    unsigned spins = 0;
+    while (!uz_spin_trylock(l))
+        uz_backoff(&spins);
+}
+static inline void uz_spin_unlock(struct uz_spinlock *l)
+{
+    atomic_store_explicit(&l->locked, false, memory_order_release);
+}
+
+/* Sharded counter: add on the caller's shard, sum all shards on read (a snapshot that may miss
+ * adds racing with it). Zero-initialised is 0. */
+struct uz_counter {
+    struct {
+        _Atomic int64_t v;
+        char pad[UZ_CACHELINE - sizeof(int64_t)];
+    } shard[UZ_SHARDS];
+};
+static inline void uz_counter_add(struct uz_counter *c, int64_t n)
+{
+    atomic_fetch_add_explicit(&c->shard[uz_thread_slot() % UZ_SHARDS].v, n,
+                              memory_order_relaxed);
+}
+UZ_HIDDEN int64_t uz_counter_read(const struct uz_counter *c);
+UZ_HIDDEN void uz_counter_reset(struct uz_counter *c);
+
+/* Big-reader lock: readers take the rwlock of their own shard (no shared cache line between
+ * threads); a writer takes every shard in order. Lock order: shard 0 .. UZ_SHARDS-1. */
+struct uz_brlock {
+    struct {
+        pthread_rwlock_t l;
+    } UZ_ALIGNED shard[UZ_SHARDS];
+};
+UZ_HIDDEN int uz_brlock_init(struct uz_brlock *b);
+UZ_HIDDEN void uz_brlock_destroy(struct uz_brlock *b);
+/* Returns the shard to pass to uz_brlock_read_unlock(). */
+UZ_HIDDEN unsigned uz_brlock_read_lock(struct uz_brlock *b);
+UZ_HIDDEN void uz_brlock_read_unlock(struct uz_brlock *b, unsigned shard);
+UZ_HIDDEN void uz_brlock_write_lock(struct uz_brlock *b);
+UZ_HIDDEN void uz_brlock_write_unlock(struct uz_brlock *b);
+
+/* uz_parse_size() :
+ *  Parses "123", "64K", "512M", "2G", "1T" (binary multiples, optional trailing 'B'/'iB',
+ *  surrounding white space and a trailing newline allowed), as the kernel's memparse does.
+ *  @return : 0 and *out, or -EINVAL (empty, junk, overflow). */
+UZ_HIDDEN int uz_parse_size(const char *s, uint64_t *out);
+
+#endif

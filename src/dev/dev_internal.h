@@ -1,0 +1,119 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dev_internal.h - private state of the compressed page device (the zram core), shared by
+ * dev.c (I/O paths), dev_attr.c (sysfs-style attributes) and dev_queue.c (zramd workers).
+ *
+ * Lock order (outermost first):
+ *   init_lock (big-reader; read by every I/O, written by reset/disksize/algorithm changes)
+ *   -> slot lock (bit in uz_slot.flags)
+ *   -> stream lock (uz_dev_stream.lock)
+ *   -> pool class locks (inside uz_pool_*)
+ * A full-page write takes a stream, compresses, allocates and copies, and puts the stream back
+ * BEFORE it takes the slot lock; reads and partial writes take the slot lock first.
+ * Worker queue locks are leaves: nothing else is taken while holding one.
+ */
+#ifndef UZ_DEV_INTERNAL_H
+#define UZ_DEV_INTERNAL_H
+
+#include <uzram/comp.h>
+#include <uzram/dev.h>
+#include <uzram/pool.h>
+
+#include "util.h"
+
+/* Slot flags. A slot with none of SAME/ALLOC set is empty and reads as zeros. */
+#define UZ_SLOT_LOCK  (1u << 31) /* slot lock bit (spinlock, owner does the I/O) */
+#define UZ_SLOT_SAME  (1u << 30) /* val is the 8-byte fill word; no pool memory */
+#define UZ_SLOT_ALLOC (1u << 29) /* val is a pool handle of `size` bytes */
+#define UZ_SLOT_HUGE  (1u << 28) /* with ALLOC: the raw page, size == UZ_PAGE_SIZE */
+
+/* One 4096-byte slot. 16 bytes; every field but `flags` is protected by UZ_SLOT_LOCK. */
+struct uz_slot {
+    _Atomic uint32_t flags;
+    uint32_t size; /* compressed length when ALLOC */
+    uint64_t val;  /* handle (ALLOC) or fill word (SAME) */
+};
+
+/* A compression stream with a page of scratch for read-modify-write. Owned by whoever holds
+ * `lock`; there are more streams than threads usually, so trylock almost always succeeds. */
+struct uz_dev_stream {
+    pthread_mutex_t lock;
+    struct uz_comp_stream *cs;
+    unsigned char *page; /* UZ_PAGE_SIZE bytes of scratch */
+} UZ_ALIGNED;
+
+struct uz_dev_req {
+    uint64_t index;
+    const void *page;
+    uz_dev_done_fn done;
+    void *arg;
+};
+
+#define UZ_DEV_QUEUE_DEPTH 256
+
+/* One zramd worker and its FIFO. Requests for index i go to worker i % nworkers, so writes to
+ * one index complete in submission order. completed <= submitted; head - tail == queued. */
+struct uz_dev_worker {
+    struct uz_dev *dev;
+    pthread_t thread;
+    pthread_mutex_t lock;
+    pthread_cond_t cond; /* signalled on: new request, space freed, completion, stop */
+    uint64_t head, tail; /* ring[tail % DEPTH] is the oldest queued request */
+    uint64_t submitted, completed;
+    bool stop;
+    struct uz_dev_req ring[UZ_DEV_QUEUE_DEPTH];
+} UZ_ALIGNED;
+
+struct uz_dev_stats {
+    struct uz_counter pages_stored;     /* slots holding data (same-filled included) */
+    struct uz_counter compr_data_size;  /* bytes of compressed data (huge pages count 4096) */
+    struct uz_counter same_pages;       /* slots holding a fill word */
+    struct uz_counter huge_pages;       /* slots holding a raw page */
+    struct uz_counter huge_pages_since; /* raw pages written since init */
+    struct uz_counter failed_reads;
+    struct uz_counter failed_writes;
+    struct uz_counter notify_free; /* slots freed by discard */
+    struct uz_counter miss_free;
+    struct uz_counter num_reads;
+    struct uz_counter num_writes;
+};
+
+struct uz_dev {
+    struct uz_brlock init_lock;
+
+    /* Protected by init_lock (written only with it held for writing). */
+    uint64_t disksize; /* 0: uninitialised */
+    uint64_t nr_pages;
+    struct uz_slot *table; /* nr_pages slots, mmap'd */
+    size_t table_bytes;
+    struct uz_pool *pool;
+    size_t huge_size; /* compressed sizes >= this are stored raw */
+    struct uz_comp *comp;
+    char algorithm[16];
+    int level;
+    char *dict_path;
+    struct uz_dev_stream *streams;
+    unsigned nstreams;
+
+    _Atomic uint64_t limit_pages;    /* 0: unlimited */
+    _Atomic uint64_t max_used_pages; /* high-water mark of uz_pool_total_pages() */
+    struct uz_dev_stats st;
+
+    unsigned nworkers;
+    struct uz_dev_worker *workers;
+};
+
+/* dev.c */
+UZ_HIDDEN int uz_dev_init_storage(struct uz_dev *dev, uint64_t disksize);
+UZ_HIDDEN void uz_dev_free_storage(struct uz_dev *dev);
+UZ_HIDDEN int uz_dev_set_codec(struct uz_dev *dev, const char *algorithm, int level,
+                               const char *dict_path);
+UZ_HIDDEN bool uz_dev_is_empty(struct uz_dev *dev);
+UZ_HIDDEN int uz_dev_write_page_nolock(struct uz_dev *dev, uint64_t index, const void *page);
+
+/* dev_queue.c */
+UZ_HIDDEN int uz_dev_queue_start(struct uz_dev *dev, unsigned nworkers);
+UZ_HIDDEN void uz_dev_queue_stop(struct uz_dev *dev);
+UZ_HIDDEN void uz_dev_queue_flush(struct uz_dev *dev);
+
+#endif

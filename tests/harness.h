@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * harness.h - the tiny test harness: CHECK macros that report file:line and exit 1, the skip
+ * exit code (77, Meson's convention), a seeded xorshift64 generator, and a loader for memory
+ * images (the shared corpus or the embedded sample in data/).
+ */
+#ifndef UZ_HARNESS_H
+#define UZ_HARNESS_H
+
+#undef NDEBUG
+#include <assert.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#define UZT_SKIP 77
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_EQ(a, b)                                                                             \
+    do {                                                                                           \
+        long long _a = (long long)(a), _b = (long long)(b);                                        \
+        if (_a != _b) {                                                                            \
+            fprintf(stderr, "%s:%d: CHECK_EQ failed: %s == %s (%lld != %lld)\n", __FILE__,         \
+                    __LINE__, #a, #b, _a, _b);                                                     \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define CHECK_STR(a, b)                                                                            \
+    do {                                                                                           \
+        const char *_a = (a), *_b = (b);                                                           \
+        if (strcmp(_a, _b) != 0) {                                                                 \
+            fprintf(stderr, "%s:%d: CHECK_STR failed:\n  got:  \"%s\"\n  want: \"%s\"\n",          \
+                    __FILE__, __LINE__, _a, _b);                                                   \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+/* xorshift64 (Marsaglia), the generator the anchors' workloads use. */
+static inline uint64_t uzt_rand(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* uzt_load_image() :
+ *  Loads a zstd-compressed memory image: `name` is looked up as given, then in $UZ_CORPUS_DIR,
+ *  then in the source tree's ../shared/corpus and data/. Returns a malloc'd buffer of whole
+ *  pages and sets *pages, or NULL when not found. */
+static inline void *uzt_load_image(const char *name, size_t *pages)
+{
+    char path[4096];
+    const char *dirs[] = {"", getenv("UZ_CORPUS_DIR"), UZ_SOURCE_ROOT "/../shared/corpus",
+                          UZ_SOURCE_ROOT "/data"};
+    FILE *f = NULL;
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && !f; i++) {
+        if (!dirs[i])
+            continue;
+        snprintf(path, sizeof(path), "%s%s%s", dirs[i], *dirs[i] ? "/" : "", name);
+        f = fopen(path, "rb");
+    }
+    if (!f)
+        return NULL;
+    fseek(f, 0, SEEK_END);
+    long csize = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    void *cbuf = malloc((size_t)csize);
+    CHECK(cbuf && fread(cbuf, 1, (size_t)csize, f) == (size_t)csize);
+    fclose(f);
+    unsigned long long dsize = ZSTD_getFrameContentSize(cbuf, (size_t)csize);
+    CHECK(dsize != ZSTD_CONTENTSIZE_ERROR && dsize != ZSTD_CONTENTSIZE_UNKNOWN);
+    void *buf = malloc(dsize ? dsize : 1);
+    CHECK(buf);
+    size_t got = ZSTD_decompress(buf, dsize, cbuf, (size_t)csize);
+    CHECK(!ZSTD_isError(got) && got == dsize);
+    free(cbuf);
+    *pages = dsize / 4096;
+    return buf;
+}
+
+/* The embedded sample (always present): 1024 pages, half python3, half node. */
+#define UZT_SAMPLE "sample-4m.img.zst"
+
+#endif

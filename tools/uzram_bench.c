@@ -1,0 +1,351 @@
+// SPDX-License-Identifier: MIT
+/*
+ * uzram_bench.c - uzram-bench: benchmarks that print one line of key=value pairs per case and
+ * always measure their baseline in the same run.
+ *
+ *   uzram-bench dev --image FILE [--algorithm lz4] [--level N] [--threads N[,N...]] [--runs N]
+ *
+ * `dev` stores every page of FILE (raw pages, or a .zst of them) at index i of a fresh device,
+ * reads them all back, verifies them byte for byte, and compares with the bare codec library
+ * (liblz4, libzstd, liblzo2, zlib called directly, one page per call, one thread) on the same
+ * pages. Times are the best of --runs repetitions. The device is used through the public API
+ * only.
+ */
+#include <uzram/uzram.h>
+
+#include "image.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <lz4.h>
+#include <lz4hc.h>
+#include <lzo/lzo1x.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zlib.h>
+#include <zstd.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void die(const char *fmt, const char *arg)
+{
+    fprintf(stderr, "uzram-bench: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n");
+    exit(1);
+}
+
+/* ---- the bare codec, called directly: the baseline ---- */
+
+struct raw_codec {
+    const char *name;
+    int level;
+    void *state;
+    ZSTD_CCtx *zc;
+    ZSTD_DCtx *zd;
+    z_stream zdef, zinf;
+};
+
+static void raw_init(struct raw_codec *r, const char *name, int level)
+{
+    memset(r, 0, sizeof(*r));
+    r->name = name;
+    r->level = level;
+    if (!strcmp(name, "lz4")) {
+        r->state = malloc((size_t)LZ4_sizeofState());
+    } else if (!strcmp(name, "lz4hc")) {
+        r->state = malloc((size_t)LZ4_sizeofStateHC());
+        r->level = level ? level : 9;
+    } else if (!strcmp(name, "zstd")) {
+        r->zc = ZSTD_createCCtx();
+        r->zd = ZSTD_createDCtx();
+        r->level = level ? level : 1;
+    } else if (!strcmp(name, "lzo")) {
+        if (lzo_init() != LZO_E_OK)
+            die("lzo_init failed%s", "");
+        r->state = malloc(LZO1X_1_MEM_COMPRESS);
+    } else if (!strcmp(name, "deflate")) {
+        r->level = level ? level : 1;
+        if (deflateInit2(&r->zdef, r->level, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY) != Z_OK ||
+            inflateInit2(&r->zinf, -15) != Z_OK)
+            die("zlib init failed%s", "");
+    } else {
+        die("unknown algorithm %s", name);
+    }
+}
+
+static size_t raw_compress(struct raw_codec *r, const void *src, void *dst, size_t cap)
+{
+    const char *n = r->name;
+    if (!strcmp(n, "lz4"))
+        return (size_t)LZ4_compress_fast_extState(r->state, src, dst, UZ_PAGE_SIZE, (int)cap,
+                                                  r->level ? r->level : 1);
+    if (!strcmp(n, "lz4hc"))
+        return (size_t)LZ4_compress_HC_extStateHC(r->state, src, dst, UZ_PAGE_SIZE, (int)cap,
+                                                  r->level);
+    if (!strcmp(n, "zstd"))
+        return ZSTD_compressCCtx(r->zc, dst, cap, src, UZ_PAGE_SIZE, r->level);
+    if (!strcmp(n, "lzo")) {
+        lzo_uint out = cap;
+        lzo1x_1_compress(src, UZ_PAGE_SIZE, dst, &out, r->state);
+        return out;
+    }
+    deflateReset(&r->zdef);
+    r->zdef.next_in = (Bytef *)src;
+    r->zdef.avail_in = UZ_PAGE_SIZE;
+    r->zdef.next_out = dst;
+    r->zdef.avail_out = (uInt)cap;
+    deflate(&r->zdef, Z_FINISH);
+    return cap - r->zdef.avail_out;
+}
+
+static size_t raw_decompress(struct raw_codec *r, const void *src, size_t len, void *dst)
+{
+    const char *n = r->name;
+    if (!strcmp(n, "lz4") || !strcmp(n, "lz4hc"))
+        return (size_t)LZ4_decompress_safe(src, dst, (int)len, UZ_PAGE_SIZE);
+    if (!strcmp(n, "zstd"))
+        return ZSTD_decompressDCtx(r->zd, dst, UZ_PAGE_SIZE, src, len);
+    if (!strcmp(n, "lzo")) {
+        lzo_uint out = UZ_PAGE_SIZE;
+        lzo1x_decompress_safe(src, len, dst, &out, NULL);
+        return out;
+    }
+    inflateReset(&r->zinf);
+    r->zinf.next_in = (Bytef *)src;
+    r->zinf.avail_in = (uInt)len;
+    r->zinf.next_out = dst;
+    r->zinf.avail_out = UZ_PAGE_SIZE;
+    inflate(&r->zinf, Z_FINISH);
+    return UZ_PAGE_SIZE - r->zinf.avail_out;
+}
+
+struct raw_result {
+    double compress_s, decompress_s;
+    uint64_t compr_bytes;
+};
+
+/* Best-of-`runs` times of compressing then decompressing every page, one page per call. */
+static struct raw_result raw_measure(const char *algo, int level, const unsigned char *img,
+                                     size_t npages, int runs)
+{
+    struct raw_codec r;
+    raw_init(&r, algo, level);
+    size_t cap = 2 * UZ_PAGE_SIZE;
+    unsigned char *comp = malloc(npages * cap);
+    uint32_t *len = malloc(npages * sizeof(*len));
+    unsigned char page[UZ_PAGE_SIZE];
+    struct raw_result res = {1e30, 1e30, 0};
+    for (int run = 0; run < runs; run++) {
+        double t0 = now();
+        for (size_t i = 0; i < npages; i++)
+            len[i] = (uint32_t)raw_compress(&r, img + i * UZ_PAGE_SIZE, comp + i * cap, cap);
+        double t1 = now();
+        for (size_t i = 0; i < npages; i++)
+            if (raw_decompress(&r, comp + i * cap, len[i], page) != UZ_PAGE_SIZE)
+                die("bare %s failed to decompress a page", algo);
+        double t2 = now();
+        if (t1 - t0 < res.compress_s)
+            res.compress_s = t1 - t0;
+        if (t2 - t1 < res.decompress_s)
+            res.decompress_s = t2 - t1;
+    }
+    for (size_t i = 0; i < npages; i++)
+        res.compr_bytes += len[i] < UZ_PAGE_SIZE ? len[i] : UZ_PAGE_SIZE;
+    free(comp);
+    free(len);
+    free(r.state);
+    ZSTD_freeCCtx(r.zc);
+    ZSTD_freeDCtx(r.zd);
+    if (!strcmp(algo, "deflate")) {
+        deflateEnd(&r.zdef);
+        inflateEnd(&r.zinf);
+    }
+    return res;
+}
+
+/* ---- the device ---- */
+
+struct job {
+    struct uz_dev *dev;
+    unsigned char *img, *out;
+    size_t first, end;
+    int write;
+    int rc;
+    pthread_barrier_t *start;
+};
+
+static void *job_main(void *arg)
+{
+    struct job *j = arg;
+    pthread_barrier_wait(j->start);
+    for (size_t i = j->first; i < j->end && !j->rc; i++)
+        j->rc = j->write ? uz_dev_write_page(j->dev, i, j->img + i * UZ_PAGE_SIZE)
+                         : uz_dev_read_page(j->dev, i, j->out + i * UZ_PAGE_SIZE);
+    return NULL;
+}
+
+/* Runs one pass (store or load) over all pages with `threads` threads, each taking a contiguous
+ * share. Returns seconds from the common start to the last join. */
+static double run_pass(struct uz_dev *dev, unsigned char *img, unsigned char *out, size_t npages,
+                       unsigned threads, int write)
+{
+    pthread_t tid[64];
+    struct job jobs[64];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, threads + 1);
+    for (unsigned t = 0; t < threads; t++) {
+        jobs[t] = (struct job){dev, img, out, npages * t / threads, npages * (t + 1) / threads,
+                               write, 0, &start};
+        if (pthread_create(&tid[t], NULL, job_main, &jobs[t]))
+            die("pthread_create failed%s", "");
+    }
+    pthread_barrier_wait(&start);
+    double t0 = now();
+    for (unsigned t = 0; t < threads; t++)
+        pthread_join(tid[t], NULL);
+    double t1 = now();
+    pthread_barrier_destroy(&start);
+    for (unsigned t = 0; t < threads; t++)
+        if (jobs[t].rc) {
+            fprintf(stderr, "uzram-bench: %s failed: %s\n", write ? "store" : "load",
+                    strerror(-jobs[t].rc));
+            exit(1);
+        }
+    return t1 - t0;
+}
+
+static unsigned long long mm_field(const char *mm, int field)
+{
+    unsigned long long v[9] = {0};
+    sscanf(mm, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
+           &v[5], &v[6], &v[7], &v[8]);
+    return v[field];
+}
+
+static int cmd_dev(int argc, char **argv)
+{
+    const char *image = NULL, *algo = "lz4", *threads_arg = "1";
+    int level = 0, runs = 5;
+    static const struct option opts[] = {{"image", required_argument, 0, 'i'},
+                                         {"algorithm", required_argument, 0, 'a'},
+                                         {"level", required_argument, 0, 'l'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"runs", required_argument, 0, 'r'},
+                                         {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "i:a:l:t:r:", opts, NULL)) != -1) {
+        switch (c) {
+        case 'i': image = optarg; break;
+        case 'a': algo = optarg; break;
+        case 'l': level = atoi(optarg); break;
+        case 't': threads_arg = optarg; break;
+        case 'r': runs = atoi(optarg); break;
+        default: return 2;
+        }
+    }
+    if (!image)
+        die("dev: --image FILE is required%s", "");
+    if (runs < 1)
+        runs = 1;
+    size_t npages;
+    unsigned char *img = uz_image_load(image, &npages);
+    if (!img) {
+        fprintf(stderr, "uzram-bench: cannot load image %s: %s\n", image, strerror(errno));
+        return 1;
+    }
+    if (!npages)
+        die("%s holds no whole page", image);
+    unsigned char *out = aligned_alloc(UZ_PAGE_SIZE, npages * UZ_PAGE_SIZE);
+    if (!out)
+        die("out of memory%s", "");
+
+    struct raw_result raw = raw_measure(algo, level, img, npages, runs);
+    double bytes = (double)npages * UZ_PAGE_SIZE;
+    double raw_c = bytes / raw.compress_s / 1e6, raw_d = bytes / raw.decompress_s / 1e6;
+    double store1 = 0;
+
+    char list[256];
+    snprintf(list, sizeof(list), "%s", threads_arg);
+    char *save = NULL;
+    for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        unsigned threads = (unsigned)atoi(tok);
+        if (threads < 1 || threads > 64)
+            die("--threads takes 1..64, not %s", tok);
+        double best_store = 1e30, best_load = 1e30;
+        char mm[256] = "";
+        for (int run = 0; run < runs; run++) {
+            struct uz_dev_config cfg = {.disksize = npages * UZ_PAGE_SIZE, .algorithm = algo,
+                                        .level = level};
+            struct uz_dev *dev;
+            int rc = uz_dev_create(&cfg, &dev);
+            if (rc) {
+                fprintf(stderr, "uzram-bench: uz_dev_create: %s\n", strerror(-rc));
+                return 1;
+            }
+            double ts = run_pass(dev, img, out, npages, threads, 1);
+            memset(out, 0xa5, npages * UZ_PAGE_SIZE);
+            double tl = run_pass(dev, img, out, npages, threads, 0);
+            if (memcmp(img, out, npages * UZ_PAGE_SIZE)) {
+                for (size_t i = 0; i < npages; i++)
+                    if (memcmp(img + i * UZ_PAGE_SIZE, out + i * UZ_PAGE_SIZE, UZ_PAGE_SIZE)) {
+                        fprintf(stderr, "uzram-bench: page %zu read back differs\n", i);
+                        break;
+                    }
+                return 1;
+            }
+            if (ts < best_store)
+                best_store = ts;
+            if (tl < best_load)
+                best_load = tl;
+            uz_dev_attr_read(dev, "mm_stat", mm, sizeof(mm));
+            uz_dev_destroy(dev);
+        }
+        double store = bytes / best_store / 1e6, load = bytes / best_load / 1e6;
+        if (threads == 1)
+            store1 = store;
+        printf("algorithm=%s threads=%u pages=%zu store_MBps=%.1f load_MBps=%.1f "
+               "orig_bytes=%llu compr_bytes=%llu mem_used=%llu same_pages=%llu huge_pages=%llu "
+               "ratio=%.3f raw_compress_MBps=%.1f raw_decompress_MBps=%.1f raw_compr_bytes=%llu "
+               "store_vs_raw=%.3f load_vs_raw=%.3f",
+               algo, threads, npages, store, load, mm_field(mm, 0), mm_field(mm, 1),
+               mm_field(mm, 2), mm_field(mm, 5), mm_field(mm, 7),
+               mm_field(mm, 2) ? bytes / (double)mm_field(mm, 2) : 0.0, raw_c, raw_d,
+               (unsigned long long)raw.compr_bytes, store / raw_c, load / raw_d);
+        if (threads > 1 && store1 > 0)
+            printf(" store_vs_1thread=%.3f", store / store1);
+        printf("\n");
+        fflush(stdout);
+    }
+    free(img);
+    free(out);
+    return 0;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: uzram-bench dev --image FILE [--algorithm NAME] [--level N]\n"
+               "                       [--threads N[,N...]] [--runs N]\n"
+               "  NAME: lzo, lz4 (default), lz4hc, zstd, deflate\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "dev"))
+        return cmd_dev(argc - 1, argv + 1);
+    fprintf(stderr, "uzram-bench: unknown mode '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
