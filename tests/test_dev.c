@@ -205,6 +205,8 @@ static void test_kinds(void)
     unsigned char page[PAGE], got[PAGE];
     uint64_t seed = 42;
 
+    CHECK_EQ(uz_dev_page_state(dev, 64), -EINVAL);
+    CHECK_EQ(uz_dev_page_state(dev, 5), UZ_DEV_PAGE_UNWRITTEN);
     /* Never written: zeros, no memory. */
     memset(got, 0xee, PAGE);
     CHECK_EQ(uz_dev_read_page(dev, 5, got), 0);
@@ -219,6 +221,8 @@ static void test_kinds(void)
         memcpy(page + i, &w, 8);
     CHECK_EQ(uz_dev_write_page(dev, 1, page), 0);
     CHECK_EQ(mm(dev, SAME), 2);
+    CHECK_EQ(uz_dev_page_state(dev, 0), UZ_DEV_PAGE_ZERO);
+    CHECK_EQ(uz_dev_page_state(dev, 1), UZ_DEV_PAGE_DATA);
     CHECK_EQ(mm(dev, ORIG), 2 * PAGE);
     CHECK_EQ(mm(dev, COMPR), 0);
     CHECK_EQ(mm(dev, MEM_USED), 0);
@@ -268,6 +272,8 @@ static void test_kinds(void)
     CHECK_STR(buf, "       0        0 0        2\n");
     CHECK_EQ(uz_dev_read_page(dev, 10, got), 0);
     CHECK(memcmp(sample + 10 * PAGE, got, PAGE) == 0);
+    CHECK_EQ(uz_dev_page_state(dev, 11), UZ_DEV_PAGE_UNWRITTEN);
+    CHECK_EQ(uz_dev_page_state(dev, 13), UZ_DEV_PAGE_DATA);
     CHECK_EQ(uz_dev_read_page(dev, 11, got), 0);
     memset(page, 0, PAGE);
     CHECK(memcmp(page, got, PAGE) == 0);

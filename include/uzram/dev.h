@@ -69,6 +69,18 @@ UZ_API ssize_t uz_dev_pread(struct uz_dev *dev, void *buf, size_t len, uint64_t 
  *  @return : 0, or -EINVAL when the range passes the disk size. */
 UZ_API int uz_dev_discard(struct uz_dev *dev, uint64_t offset, uint64_t len);
 
+/* What a slot holds, for sparse copies and NBD block status. */
+enum uz_dev_page_state {
+    UZ_DEV_PAGE_UNWRITTEN = 0, /* never written or discarded: a hole, reads as zeros */
+    UZ_DEV_PAGE_ZERO = 1,      /* written with zeros: reads as zeros, holds no pool memory */
+    UZ_DEV_PAGE_DATA = 2,      /* anything else (same-filled non-zero pages included) */
+};
+
+/* uz_dev_page_state() :
+ *  @return : the enum uz_dev_page_state of slot `index` (a snapshot), or -EINVAL for an index
+ *            beyond the disk size. */
+UZ_API int uz_dev_page_state(struct uz_dev *dev, uint64_t index);
+
 /* uz_dev_done_fn : called once per async write, from a worker thread (or inline when the device
  * has no workers), with 0 or the -errno uz_dev_write_page() would have returned. */
 typedef void (*uz_dev_done_fn)(void *arg, int result);

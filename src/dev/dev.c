@@ -475,6 +475,25 @@ int uz_dev_read_page(struct uz_dev *dev, uint64_t index, void *page)
     return rc;
 }
 
+int uz_dev_page_state(struct uz_dev *dev, uint64_t index)
+{
+    if (!dev)
+        return -EINVAL;
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    int rc = -EINVAL;
+    if (index < dev->nr_pages) {
+        struct uz_slot *s = &dev->table[index];
+        slot_lock(s);
+        uint32_t f = slot_flags(s);
+        rc = (f & UZ_SLOT_SAME) ? (s->val ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_ZERO)
+             : (f & UZ_SLOT_ALLOC) ? UZ_DEV_PAGE_DATA
+                                   : UZ_DEV_PAGE_UNWRITTEN;
+        slot_unlock(s);
+    }
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    return rc;
+}
+
 /* ---- byte-granular I/O ---- */
 
 static bool range_ok(const struct uz_dev *dev, uint64_t offset, uint64_t len)
