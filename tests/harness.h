@@ -14,7 +14,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <zstd.h>
+
+/* The tools' image loader, compiled into each test (one implementation for tools and tests). */
+#include "../tools/image.c"
 
 #define UZT_SKIP 77
 
@@ -57,38 +59,23 @@ static inline uint64_t uzt_rand(uint64_t *s)
 }
 
 /* uzt_load_image() :
- *  Loads a zstd-compressed memory image: `name` is looked up as given, then in $UZ_CORPUS_DIR,
- *  then in the source tree's ../shared/corpus and data/. Returns a malloc'd buffer of whole
- *  pages and sets *pages, or NULL when not found. */
+ *  Loads a memory image (raw pages or zstd): `name` is looked up as given, then in
+ *  $UZ_CORPUS_DIR, then in the source tree's ../shared/corpus and data/. Returns a page-aligned
+ *  malloc'd buffer of whole pages and sets *pages, or NULL when not found. */
 static inline void *uzt_load_image(const char *name, size_t *pages)
 {
     char path[4096];
     const char *dirs[] = {"", getenv("UZ_CORPUS_DIR"), UZ_SOURCE_ROOT "/../shared/corpus",
                           UZ_SOURCE_ROOT "/data"};
-    FILE *f = NULL;
-    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]) && !f; i++) {
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
         if (!dirs[i])
             continue;
         snprintf(path, sizeof(path), "%s%s%s", dirs[i], *dirs[i] ? "/" : "", name);
-        f = fopen(path, "rb");
+        void *img = uz_image_load(path, pages);
+        if (img)
+            return img;
     }
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long csize = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    void *cbuf = malloc((size_t)csize);
-    CHECK(cbuf && fread(cbuf, 1, (size_t)csize, f) == (size_t)csize);
-    fclose(f);
-    unsigned long long dsize = ZSTD_getFrameContentSize(cbuf, (size_t)csize);
-    CHECK(dsize != ZSTD_CONTENTSIZE_ERROR && dsize != ZSTD_CONTENTSIZE_UNKNOWN);
-    void *buf = malloc(dsize ? dsize : 1);
-    CHECK(buf);
-    size_t got = ZSTD_decompress(buf, dsize, cbuf, (size_t)csize);
-    CHECK(!ZSTD_isError(got) && got == dsize);
-    free(cbuf);
-    *pages = dsize / 4096;
-    return buf;
+    return NULL;
 }
 
 /* The embedded sample (always present): 1024 pages, half python3, half node. */

@@ -62,8 +62,8 @@ UZ_API size_t uz_comp_bound(const struct uz_comp *comp, size_t srclen);
 
 /* uz_comp_stream_create() :
  *  Allocates the codec's working memory and a scratch buffer of
- *  uz_comp_bound(comp, UZ_PAGE_SIZE) bytes (at least UZ_PAGE_SIZE).
- *  @return : 0 or -ENOMEM. */
+ *  uz_comp_bound(comp, UZ_PAGE_SIZE) bytes (at least UZ_PAGE_SIZE), 64-byte aligned.
+ *  @return : 0 or -ENOMEM (-EIO in the unlikely case liblzo2 fails its start-up check). */
 UZ_API int uz_comp_stream_create(struct uz_comp *comp, struct uz_comp_stream **out);
 UZ_API void uz_comp_stream_destroy(struct uz_comp_stream *s);
 
@@ -77,7 +77,9 @@ UZ_API size_t uz_comp_stream_buf_size(const struct uz_comp_stream *s);
  *  Compresses src[0..srclen) into dst[0..dstcap). Never writes beyond dstcap, even when another
  *  thread modifies src meanwhile (the result is then some valid stream of garbage).
  *  @return : the compressed length (> 0), -E2BIG when the result does not fit in dstcap,
- *            -EINVAL for srclen 0 or too large for the codec, -EIO for an internal codec error. */
+ *            -EINVAL for srclen 0 or too large for the codec, -EIO for an internal codec error.
+ *  Note: lzo cannot bound its output, so with dstcap < uz_comp_bound() it compresses into the
+ *  stream buffer (or, for srclen > UZ_PAGE_SIZE, a temporary allocation) and copies. */
 UZ_API ssize_t uz_comp_compress(struct uz_comp_stream *s, const void *src, size_t srclen,
                                 void *dst, size_t dstcap);
 
@@ -85,7 +87,7 @@ UZ_API ssize_t uz_comp_compress(struct uz_comp_stream *s, const void *src, size_
  *  Decompresses src[0..srclen) into dst[0..dstcap). Never reads beyond srclen nor writes beyond
  *  dstcap, whatever the input.
  *  @return : the decompressed length, -EBADMSG for corrupt or truncated input or output that
- *            would not fit in dstcap, -EINVAL for bad arguments. */
+ *            would not fit in dstcap, -EINVAL for bad arguments (a NULL pointer, srclen 0). */
 UZ_API ssize_t uz_comp_decompress(struct uz_comp_stream *s, const void *src, size_t srclen,
                                   void *dst, size_t dstcap);
 

@@ -112,7 +112,7 @@ static void show_max_comp_streams(struct uz_dev *dev, struct out *o)
     emit(o, "%u\n", dev->nstreams);
 }
 
-/* The per-class table, laid out like zsmalloc's debugfs "classes" file. */
+/* The per-class table, laid out like zsmalloc's debugfs "classes" file (classes in use). */
 static void show_pool_stat(struct uz_dev *dev, struct out *o)
 {
     static const char *const cols[] = {"10%", "20%", "30%", "40%", "50%", "60%",
@@ -131,6 +131,8 @@ static void show_pool_stat(struct uz_dev *dev, struct out *o)
     struct uz_pool_class_stat total = {0};
     for (int r = 0; r < n; r++) {
         const struct uz_pool_class_stat *c = &rows[r];
+        if (!c->zspages)
+            continue; /* only classes in use: the full table is ~200 rows of zeros */
         emit(o, "%6u %5u ", c->index, c->size);
         for (size_t i = 0; i < UZ_ARRAY_SIZE(c->fullness); i++) {
             emit(o, "%9llu ", (unsigned long long)c->fullness[i]);
