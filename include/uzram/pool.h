@@ -81,8 +81,10 @@ UZ_API size_t uz_pool_huge_size(const struct uz_pool *pool);
 UZ_API uint64_t uz_pool_total_pages(const struct uz_pool *pool);
 
 /* uz_pool_compact() :
- *  Moves objects from sparse zspages into dense ones in every class and frees the emptied
- *  zspages. Runs concurrently with every other call; mapped objects are not moved.
+ *  Moves objects from sparse zspages into dense ones in every class, frees the emptied zspages
+ *  and packs each class's last partial zspage from its start, giving back the pages above its
+ *  last object, so a class ends at its fewest possible pages. Runs concurrently with every
+ *  other call; mapped objects are not moved (their zspages are skipped).
  *  @return : the number of 4 KiB pages freed (>= 0). */
 UZ_API long uz_pool_compact(struct uz_pool *pool);
 
@@ -96,7 +98,8 @@ struct uz_pool_class_stat {
     uint64_t obj_allocated;    /* object slots in those zspages (zspages * objs_per_zspage) */
     uint64_t obj_used;         /* live objects */
     uint64_t pages_used;       /* resident pages of those zspages */
-    uint64_t freeable;         /* pages compaction could free in this class */
+    uint64_t freeable;         /* pages compaction could free in this class (pages_used minus
+                                * the fewest pages its objects could span) */
     uint64_t fullness[11];     /* zspages by fullness: [0] 0-9%, ..., [9] 90-99%, [10] 100% */
 };
 
@@ -120,9 +123,8 @@ UZ_API int uz_pool_stats(struct uz_pool *pool, struct uz_pool_stat *st);
 
 /* uz_pool_check() :
  *  Walks every invariant (fullness lists, bitmaps against inuse counts, handle <-> object back
- *  references, page accounting, class totals against the pool total). Takes every class lock
- *  in turn; safe to run concurrently with other calls, but only a quiescent pool is checked
- *  against its global totals.
+ *  references, page accounting, class totals against the pool total). Holds every class lock
+ *  for the walk, so it is exact even while other threads run (which it stalls meanwhile).
  *  @return : 0, or -EUCLEAN on the first violation found. */
 UZ_API int uz_pool_check(struct uz_pool *pool);
 
