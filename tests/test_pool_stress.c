@@ -164,9 +164,17 @@ static void *verifier_main(void *arg)
 
 static struct worker workers[WORKERS];
 
-static void stress(void)
+/* With `prefault`, the pool's prefault thread races every other thread too. */
+static void stress(bool prefault)
 {
     CHECK_EQ(uz_pool_create(&pool), 0);
+    CHECK_EQ(uz_pool_prefault(pool, prefault), 0);
+    atomic_store(&stop, false);
+    atomic_store(&verified, 0);
+    atomic_store(&checks, 0);
+    atomic_store(&compactions, 0);
+    atomic_store(&compacted_pages, 0);
+    memset(workers, 0, sizeof(workers));
     uint64_t s = 12345;
     for (size_t i = 0; i < SHARED; i++) {
         shared[i].size = (uint32_t)rand_size(&s);
@@ -237,6 +245,8 @@ static void stress(void)
             verify(&workers[i].o[j]);
             uz_pool_free(pool, workers[i].o[j].h);
         }
+    CHECK_EQ(uz_pool_check(pool), 0);
+    CHECK_EQ(uz_pool_prefault(pool, false), 0); /* gives reserved pages back */
     CHECK_EQ(uz_pool_total_pages(pool), 0);
     CHECK_EQ(uz_pool_check(pool), 0);
     uz_pool_destroy(pool);
@@ -342,7 +352,8 @@ static double bench(unsigned threads)
 int main(void)
 {
     test_frozen_map();
-    stress();
+    stress(false);
+    stress(true);
     double one = bench(1), two = bench(2);
     printf("pool_scaling threads=1 ops_per_s=%.0f\n", one);
     printf("pool_scaling threads=2 ops_per_s=%.0f speedup=%.2f\n", two, two / one);

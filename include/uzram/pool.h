@@ -14,6 +14,7 @@
 #ifndef UZRAM_POOL_H
 #define UZRAM_POOL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uzram/common.h>
@@ -79,6 +80,14 @@ UZ_API size_t uz_pool_huge_size(const struct uz_pool *pool);
 /* uz_pool_total_pages() : 4 KiB pages of memory the pool holds (what mm_stat calls
  *  mem_used_total, divided by 4096). Cheap: one atomic load. */
 UZ_API uint64_t uz_pool_total_pages(const struct uz_pool *pool);
+
+/* uz_pool_prefault() :
+ *  Starts (on) or stops (off) a background thread that faults in, ahead of need, the next page
+ *  each class's newest objects will reach, so allocations rarely take a page fault in the
+ *  caller's thread. Costs at most one resident page per class, counted in total_pages.
+ *  Off by default. Not thread-safe against itself (call it from one thread at a time).
+ *  @return : 0, or -errno of pthread_create. */
+UZ_API int uz_pool_prefault(struct uz_pool *pool, bool on);
 
 /* uz_pool_compact() :
  *  Moves objects from sparse zspages into dense ones in every class, frees the emptied zspages

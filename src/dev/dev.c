@@ -194,6 +194,9 @@ int uz_dev_init_storage(struct uz_dev *dev, uint64_t disksize)
         munmap(t, bytes);
         return rc;
     }
+    /* Fresh pool pages are faulted in by the pool's prefault thread rather than by writers;
+     * without it (no thread available) writers fault them in themselves. */
+    (void)uz_pool_prefault(pool, true);
     dev->table = t;
     dev->table_bytes = bytes;
     dev->pool = pool;

@@ -117,29 +117,44 @@ static int arena_add_chunk(struct uz_pool *pool, unsigned pages)
     return (int)id;
 }
 
-static int arena_alloc_slot(struct uz_pool *pool, unsigned pages, uint32_t *out)
+/* A slot from the free list or the bump chunk. Under the arena lock. */
+static int arena_take_slot(struct uz_pool *pool, unsigned pages, uint32_t *out)
 {
-    int rc = 0;
-    pthread_mutex_lock(&pool->arena_lock);
     uint32_t s = pool->free_slot[pages];
     if (s) {
         pool->free_slot[pages] = uz_zspage_of(pool, s - 1)->next_free;
         *out = s - 1;
-        goto out;
+        return 0;
     }
     uint32_t cur = pool->cur_chunk[pages];
     struct uz_arena_chunk *ch = cur ? uz_arena_chunk(pool, (cur - 1) << UZ_ARENA_SLOT_BITS) : NULL;
     if (!ch || ch->bump == ch->nslots) {
         int id = arena_add_chunk(pool, pages);
-        if (id < 0) {
-            rc = -ENOMEM;
-            goto out;
-        }
+        if (id < 0)
+            return -ENOMEM;
         cur = pool->cur_chunk[pages] = (uint32_t)id + 1;
         ch = uz_arena_chunk(pool, (uint32_t)id << UZ_ARENA_SLOT_BITS);
     }
     *out = (cur - 1) << UZ_ARENA_SLOT_BITS | ch->bump++;
-out:
+    return 0;
+}
+
+static bool prefault_request(struct uz_pool *pool, uint16_t req);
+
+static int arena_alloc_slot(struct uz_pool *pool, unsigned pages, uint32_t *out)
+{
+    int rc = 0;
+    pthread_mutex_lock(&pool->arena_lock);
+    if (pool->reserve[pages]) {
+        /* Its first page is resident already; the class counts it from its first object. */
+        *out = pool->reserve[pages] - 1;
+        pool->reserve[pages] = 0;
+        atomic_fetch_sub_explicit(&pool->total_pages, 1, memory_order_relaxed);
+    } else {
+        rc = arena_take_slot(pool, pages, out);
+    }
+    if (!rc && atomic_load_explicit(&pool->pf_on, memory_order_relaxed))
+        prefault_request(pool, (uint16_t)(UZ_PF_RESERVE | pages));
     pthread_mutex_unlock(&pool->arena_lock);
     return rc;
 }
@@ -262,10 +277,13 @@ static struct uz_zspage *zspage_create(struct uz_pool *pool, struct uz_class *c)
     return zs;
 }
 
+static void ahead_fold(struct uz_class *c, struct uz_zspage *zs);
+
 /* Removes an emptied zspage from its class; zspage_release() must follow, outside the lock. */
 static void zspage_detach(struct uz_pool *pool, struct uz_class *c, struct uz_zspage *zs)
 {
     assert(zs->inuse == 0);
+    ahead_fold(c, zs);
     c->zspages--;
     c->pages_used -= zs->touched;
     atomic_fetch_sub_explicit(&pool->total_pages, zs->touched, memory_order_relaxed);
@@ -279,6 +297,142 @@ static void zspage_release(struct uz_pool *pool, struct uz_zspage *zs)
     zs->bitmap = NULL;
     zs->backref = NULL;
     arena_free_slot(pool, zs);
+}
+
+/* ---- prefault ---------------------------------------------------------------------------- */
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+/*
+ * A first write to a fresh page costs a page fault: zeroing and mapping it, several
+ * microseconds on a virtual machine, which is as much as compressing a page. With prefault on,
+ * when the next object of a zspage will reach past its counted pages, that page is counted at
+ * once (honestly: it is about to be resident) and queued to a thread that faults it in with
+ * MADV_POPULATE_WRITE while the allocating thread goes on. One page per class at most.
+ */
+static void prefault_next(struct uz_pool *pool, struct uz_class *c, struct uz_zspage *zs)
+{
+    if (!atomic_load_explicit(&pool->pf_on, memory_order_relaxed) || c->ahead_slot ||
+        zs->touched >= c->pages || zs->hwm >= c->objs ||
+        (size_t)(zs->hwm + 1) * c->size <= (size_t)zs->touched * UZ_PAGE_SIZE)
+        return;
+    if (!prefault_request(pool, (uint16_t)c->index))
+        return;
+    c->ahead_slot = zs->slot + 1;
+    c->ahead_page = zs->touched;
+    c->ahead_done = 0;
+    c->pages_used++;
+    atomic_fetch_add_explicit(&pool->total_pages, 1, memory_order_relaxed);
+}
+
+/* Queues a request (a class index, or UZ_PF_RESERVE | page count). pf_lock is a leaf lock.
+ * @return : false when the queue is full (the request is dropped). */
+static bool prefault_request(struct uz_pool *pool, uint16_t req)
+{
+    pthread_mutex_lock(&pool->pf_lock);
+    bool queued = pool->pf_head - pool->pf_tail < UZ_PF_RING;
+    if (queued) {
+        pool->pf_ring[pool->pf_head++ % UZ_PF_RING] = req;
+        pthread_cond_signal(&pool->pf_cond);
+    }
+    pthread_mutex_unlock(&pool->pf_lock);
+    return queued;
+}
+
+/* Gives the next new zspage of `pages` pages a slot whose first page is already resident. */
+static void prefault_reserve(struct uz_pool *pool, unsigned pages)
+{
+    pthread_mutex_lock(&pool->arena_lock);
+    uint32_t slot;
+    if (!pool->reserve[pages] && atomic_load_explicit(&pool->pf_on, memory_order_relaxed) &&
+        !arena_take_slot(pool, pages, &slot)) {
+        madvise(uz_zspage_base(pool, slot), UZ_PAGE_SIZE, MADV_POPULATE_WRITE);
+        pool->reserve[pages] = slot + 1;
+        atomic_fetch_add_explicit(&pool->total_pages, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&pool->arena_lock);
+}
+
+/* Hands a class's ahead page to zspage `zs` for release or trimming: it becomes an ordinary
+ * counted page (touched) so that whoever gives back touched pages gives it back too. */
+static void ahead_fold(struct uz_class *c, struct uz_zspage *zs)
+{
+    if (c->ahead_slot == zs->slot + 1) {
+        c->ahead_slot = 0;
+        zs->touched++;
+    }
+}
+
+static void *prefault_main(void *arg)
+{
+    struct uz_pool *pool = arg;
+    pthread_mutex_lock(&pool->pf_lock);
+    for (;;) {
+        while (pool->pf_head == pool->pf_tail && !pool->pf_stop)
+            pthread_cond_wait(&pool->pf_cond, &pool->pf_lock);
+        if (pool->pf_head == pool->pf_tail)
+            break;
+        uint16_t req = pool->pf_ring[pool->pf_tail++ % UZ_PF_RING];
+        pthread_mutex_unlock(&pool->pf_lock);
+        if (req & UZ_PF_RESERVE) {
+            prefault_reserve(pool, req & 0xff);
+            pthread_mutex_lock(&pool->pf_lock);
+            continue;
+        }
+        struct uz_class *c = &pool->cls[req];
+        /* Under the class lock, so the page cannot be given back (MADV_DONTNEED) meanwhile
+         * and be left resident but uncounted. */
+        uz_spin_lock(&c->lock);
+        if (c->ahead_slot && !c->ahead_done) {
+            madvise(uz_zspage_base(pool, c->ahead_slot - 1) + (size_t)c->ahead_page * UZ_PAGE_SIZE,
+                    UZ_PAGE_SIZE, MADV_POPULATE_WRITE);
+            c->ahead_done = 1;
+        }
+        uz_spin_unlock(&c->lock);
+        pthread_mutex_lock(&pool->pf_lock);
+    }
+    pthread_mutex_unlock(&pool->pf_lock);
+    return NULL;
+}
+
+int uz_pool_prefault(struct uz_pool *pool, bool on)
+{
+    if (!pool)
+        return -EINVAL;
+    if (on && !pool->pf_running) {
+        pool->pf_stop = false;
+        int rc = pthread_create(&pool->pf_thread, NULL, prefault_main, pool);
+        if (rc)
+            return -rc;
+        pool->pf_running = true;
+        atomic_store(&pool->pf_on, true);
+    } else if (!on && pool->pf_running) {
+        atomic_store(&pool->pf_on, false);
+        pthread_mutex_lock(&pool->pf_lock);
+        pool->pf_stop = true; /* the thread drains what is queued, then exits */
+        pthread_cond_signal(&pool->pf_cond);
+        pthread_mutex_unlock(&pool->pf_lock);
+        pthread_join(pool->pf_thread, NULL);
+        pool->pf_running = false;
+        pthread_mutex_lock(&pool->arena_lock);
+        for (unsigned p = 1; p <= UZ_POOL_MAX_ZSPAGE_PAGES; p++) {
+            uint32_t r = pool->reserve[p];
+            if (!r)
+                continue;
+            pool->reserve[p] = 0;
+            madvise(uz_zspage_base(pool, r - 1), UZ_PAGE_SIZE, MADV_DONTNEED);
+            struct uz_zspage *zs = uz_zspage_of(pool, r - 1);
+            zs->slot = r - 1;
+            zs->live = 0;
+            zs->next_free = pool->free_slot[p];
+            pool->free_slot[p] = r;
+            atomic_fetch_sub_explicit(&pool->total_pages, 1, memory_order_relaxed);
+        }
+        pthread_mutex_unlock(&pool->arena_lock);
+    }
+    return 0;
 }
 
 /* Places the object of `cell` at the lowest free index of a non-full zspage; counts newly
@@ -301,10 +455,15 @@ static unsigned obj_take(struct uz_pool *pool, struct uz_class *c, struct uz_zsp
         unsigned t = uz_touched(zs->hwm, c->size);
         if (t > zs->touched) {
             unsigned d = t - zs->touched;
+            if (c->ahead_slot == zs->slot + 1) {
+                c->ahead_slot = 0; /* the first new page was counted ahead: it is ours now */
+                d--;
+            }
             zs->touched = (uint8_t)t;
             c->pages_used += d;
             atomic_fetch_add_explicit(&pool->total_pages, d, memory_order_relaxed);
         }
+        prefault_next(pool, c, zs);
     }
     return idx;
 }
@@ -333,6 +492,8 @@ int uz_pool_create(struct uz_pool **out)
         free(pool);
         return -ENOMEM;
     }
+    pthread_mutex_init(&pool->pf_lock, NULL);
+    pthread_cond_init(&pool->pf_cond, NULL);
     if (pthread_mutex_init(&pool->arena_lock, NULL)) {
         munmap(pool->chunks, UZ_ARENA_MAX_CHUNKS * sizeof(*pool->chunks));
         free(pool);
@@ -374,6 +535,9 @@ void uz_pool_destroy(struct uz_pool *pool)
 {
     if (!pool)
         return;
+    uz_pool_prefault(pool, false);
+    pthread_mutex_destroy(&pool->pf_lock);
+    pthread_cond_destroy(&pool->pf_cond);
     for (unsigned i = 0; i < UZ_POOL_NCLASSES; i++) {
         struct uz_class *c = &pool->cls[i];
         if (pool->class_of[i] != i)
@@ -573,6 +737,7 @@ static void trim_zspage(struct uz_pool *pool, struct uz_class *c, struct uz_zspa
 {
     unsigned hwm = highest_set(zs) + 1, t = uz_touched(hwm, c->size);
     zs->hwm = (uint16_t)hwm;
+    ahead_fold(c, zs);
     if (t < zs->touched) {
         unsigned d = zs->touched - t;
         madvise(uz_zspage_base(pool, zs->slot) + (size_t)t * UZ_PAGE_SIZE, (size_t)d * UZ_PAGE_SIZE,

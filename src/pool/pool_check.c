@@ -6,6 +6,8 @@
  */
 #include "pool_internal.h"
 
+#include <stdbool.h>
+
 #include <errno.h>
 
 #define BAD(cond)                                                                                  \
@@ -63,7 +65,20 @@ static int check_class(const struct uz_pool *pool, struct uz_class *c)
         zspages += n;
     }
     BAD(c->nonempty >> UZ_POOL_FULL_GROUP);
-    BAD(zspages != c->zspages || inuse != c->obj_used || touched != c->pages_used);
+    /* A prefaulted page is the page right after the counted ones of a live zspage here. */
+    bool ahead_found = false;
+    if (c->ahead_slot) {
+        for (unsigned g = 0; g < UZ_POOL_NGROUPS && !ahead_found; g++)
+            for (struct uz_zspage *zs = uz_class_first(pool, c, g); zs; zs = zs->next)
+                if (zs->slot + 1 == c->ahead_slot) {
+                    BAD(c->ahead_page != zs->touched || zs->touched >= c->pages);
+                    ahead_found = true;
+                    break;
+                }
+        BAD(!ahead_found);
+    }
+    BAD(zspages != c->zspages || inuse != c->obj_used ||
+        touched + ahead_found != c->pages_used);
     /* Free cells: each tagged, in range, and with the live ones they make up every cell. */
     uint64_t nfree = 0;
     for (uint32_t f = c->cell_free; f; nfree++) {
@@ -113,7 +128,10 @@ int uz_pool_check(struct uz_pool *pool)
     }
     if (!rc)
         rc = check_arena(pool);
-    /* Every change of total_pages happens under a class lock: all held, it must match. */
+    for (unsigned p = 1; p <= UZ_POOL_MAX_ZSPAGE_PAGES; p++)
+        pages += pool->reserve[p] != 0; /* prefaulted first pages of reserved slots */
+    /* Every change of total_pages happens under a class lock or the arena lock: all held, it
+     * must match. */
     if (!rc && pages != atomic_load_explicit(&pool->total_pages, memory_order_relaxed))
         rc = -EUCLEAN;
     pthread_mutex_unlock(&pool->arena_lock);

@@ -34,6 +34,8 @@
 #define UZ_POOL_FULL_GROUP 10
 #define UZ_POOL_MAX_OBJS   (UZ_POOL_MAX_ZSPAGE_PAGES * UZ_PAGE_SIZE / UZ_POOL_MIN_ALLOC)
 #define UZ_ZS_FROZEN       (INT32_MIN / 2)
+#define UZ_PF_RING         1024 /* prefault requests queued at most */
+#define UZ_PF_RESERVE      0x8000 /* request flag: refill reserve[request & 0xff] */
 
 /* Arena geometry. */
 #define UZ_ARENA_CHUNK_BYTES (64ul << 20)
@@ -97,6 +99,12 @@ struct uz_class {
     uint32_t head[UZ_POOL_NGROUPS]; /* first zspage of fullness group g: slot id + 1, 0 = none */
     uint64_t nzs[UZ_POOL_NGROUPS] UZ_ALIGNED; /* == |list of group g| */
     uint64_t zspages;                         /* == sum nzs[g] */
+    /* Prefault (uz_pool_prefault()): at most one page counted ahead of need. When ahead_slot
+     * != 0, page ahead_page == touched of zspage ahead_slot - 1 is counted in pages_used and
+     * total_pages and queued to the prefault thread (ahead_done once it is faulted in). */
+    uint32_t ahead_slot;
+    uint8_t ahead_page;
+    uint8_t ahead_done;
 } UZ_ALIGNED;
 
 struct uz_pool {
@@ -115,6 +123,20 @@ struct uz_pool {
     uint32_t nchunks;                                 /* chunks[0, nchunks) are published */
     uint32_t free_slot[UZ_POOL_MAX_ZSPAGE_PAGES + 1]; /* per page count: free slot id + 1 */
     uint32_t cur_chunk[UZ_POOL_MAX_ZSPAGE_PAGES + 1]; /* per page count: bump chunk + 1 */
+    /* Per page count, with prefault on: a slot (id + 1) whose first page the prefault thread
+     * has faulted in, handed to the next new zspage; counted in total_pages (one page each). */
+    uint32_t reserve[UZ_POOL_MAX_ZSPAGE_PAGES + 1];
+
+    /* The prefault thread and its FIFO of class indices (each names the class's ahead page).
+     * pf_lock is a leaf: taken under a class lock by producers, never the other way round. */
+    _Atomic bool pf_on;
+    bool pf_stop;
+    bool pf_running;
+    pthread_t pf_thread;
+    pthread_mutex_t pf_lock;
+    pthread_cond_t pf_cond;
+    uint32_t pf_head, pf_tail; /* pf_ring[pf_tail % UZ_PF_RING] is the oldest request */
+    uint16_t pf_ring[UZ_PF_RING];
 
     struct uz_class cls[UZ_POOL_NCLASSES];
 };
