@@ -48,7 +48,7 @@ else
     echo "asan build-failed FAIL" >>"$results"
 fi
 if setup build-tsan -Db_sanitize=thread -Db_lundef=false; then
-    TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1:suppressions=$PWD/tests/tsan.supp" \
+    TSAN_OPTIONS="halt_on_error=1:second_deadlock_stack=1" \
         run_suite tsan build-tsan --suite unit --no-suite fuzz_replay
 else
     echo "tsan build-failed FAIL" >>"$results"

@@ -24,10 +24,8 @@ static size_t sample_pages;
 static struct uz_dev *mkdev(uint64_t disksize, const char *algo, uint64_t mem_limit,
                             unsigned workers)
 {
-    struct uz_dev_config cfg = {.disksize = disksize,
-                                .algorithm = algo,
-                                .mem_limit = mem_limit,
-                                .workers = workers};
+    struct uz_dev_config cfg = {
+        .disksize = disksize, .algorithm = algo, .mem_limit = mem_limit, .workers = workers};
     struct uz_dev *dev = NULL;
     CHECK_EQ(uz_dev_create(&cfg, &dev), 0);
     CHECK(dev);
@@ -49,8 +47,8 @@ static unsigned long long mm(struct uz_dev *dev, int field)
     char buf[256];
     unsigned long long v[9];
     attr(dev, "mm_stat", buf, sizeof(buf));
-    CHECK_EQ(sscanf(buf, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                    &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]),
+    CHECK_EQ(sscanf(buf, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+                    &v[4], &v[5], &v[6], &v[7], &v[8]),
              9);
     return v[field];
 }
@@ -379,8 +377,8 @@ static void test_attrs(void)
     CHECK_EQ(uz_dev_write_page(dev, 0, sample), 0);
     unsigned long long used = mm(dev, MEM_USED), compr = mm(dev, COMPR);
     char want[256];
-    snprintf(want, sizeof(want), "%8llu %8llu %8llu %8lu %8ld %8llu %8lu %8llu %8llu\n",
-             1048576ull, compr, used, 0ul, (long)used, 255ull, 0ul, 0ull, 0ull);
+    snprintf(want, sizeof(want), "%8llu %8llu %8llu %8lu %8ld %8llu %8lu %8llu %8llu\n", 1048576ull,
+             compr, used, 0ul, (long)used, 255ull, 0ul, 0ull, 0ull);
     attr(dev, "mm_stat", buf, sizeof(buf));
     CHECK_STR(buf, want);
     CHECK(used > 0 && used % PAGE == 0);
@@ -443,8 +441,7 @@ static void test_attrs(void)
     CHECK_STR(buf, "algo=deflate level=6\n");
     CHECK_EQ(uz_dev_attr_write(dev, "algorithm_params", "algo=deflate level=99"), -EINVAL);
     CHECK_EQ(uz_dev_attr_write(dev, "algorithm_params", "colour=blue"), -EINVAL);
-    CHECK_EQ(uz_dev_attr_write(dev, "algorithm_params", "algo=lzo dict=/nonexistent"),
-             -EOPNOTSUPP);
+    CHECK_EQ(uz_dev_attr_write(dev, "algorithm_params", "algo=lzo dict=/nonexistent"), -EOPNOTSUPP);
     attr(dev, "algorithm_params", buf, sizeof(buf)); /* failures changed nothing */
     CHECK_STR(buf, "algo=deflate level=6\n");
     CHECK_EQ(uz_dev_write_page(dev, 1, sample + PAGE), 0);

@@ -159,7 +159,8 @@ static void *partial_owner(void *arg)
         /* Mostly compressible, sometimes not, so the page flips between classes and huge. */
         uint64_t seed = v * 31 + me;
         for (size_t i = 0; i < REGION; i++)
-            buf[i] = v % 5 == 0 && v < 1500 ? (unsigned char)uzt_rand(&seed) : (unsigned char)(v + me);
+            buf[i] =
+                v % 5 == 0 && v < 1500 ? (unsigned char)uzt_rand(&seed) : (unsigned char)(v + me);
         memcpy(buf, &v, sizeof(v));
         CHECK_EQ(uz_dev_pwrite(dev, buf, REGION, PAGE + me * REGION), REGION);
     }

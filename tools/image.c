@@ -25,9 +25,8 @@ static unsigned char *page_buffer(size_t bytes)
 static unsigned char *decompress(const unsigned char *src, size_t len, size_t *npages)
 {
     unsigned long long hint = ZSTD_getFrameContentSize(src, len);
-    size_t cap = hint == ZSTD_CONTENTSIZE_ERROR || hint == ZSTD_CONTENTSIZE_UNKNOWN
-                     ? len * 4
-                     : (size_t)hint;
+    size_t cap =
+        hint == ZSTD_CONTENTSIZE_ERROR || hint == ZSTD_CONTENTSIZE_UNKNOWN ? len * 4 : (size_t)hint;
     cap = (cap + IMG_PAGE - 1) / IMG_PAGE * IMG_PAGE + IMG_PAGE;
     unsigned char *out = page_buffer(cap);
     ZSTD_DStream *ds = ZSTD_createDStream();

@@ -159,8 +159,8 @@ static void raw_pass(struct raw_bench *rb)
     unsigned char page[UZ_PAGE_SIZE];
     double t0 = now();
     for (size_t i = 0; i < rb->npages; i++)
-        rb->len[i] = (uint32_t)raw_compress(&rb->codec, rb->img + i * UZ_PAGE_SIZE,
-                                            rb->comp + i * cap, cap);
+        rb->len[i] =
+            (uint32_t)raw_compress(&rb->codec, rb->img + i * UZ_PAGE_SIZE, rb->comp + i * cap, cap);
     double t1 = now();
     for (size_t i = 0; i < rb->npages; i++)
         if (raw_decompress(&rb->codec, rb->comp + i * cap, rb->len[i], page) != UZ_PAGE_SIZE)
@@ -219,8 +219,8 @@ static double run_pass(struct uz_dev *dev, unsigned char *img, unsigned char *ou
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, threads + 1);
     for (unsigned t = 0; t < threads; t++) {
-        jobs[t] = (struct job){dev, img, out, npages * t / threads, npages * (t + 1) / threads,
-                               write, 0, &start};
+        jobs[t] = (struct job){dev,   img, out,   npages * t / threads, npages * (t + 1) / threads,
+                               write, 0,   &start};
         if (pthread_create(&tid[t], NULL, job_main, &jobs[t]))
             die("pthread_create failed%s", "");
     }
@@ -251,21 +251,30 @@ static int cmd_dev(int argc, char **argv)
 {
     const char *image = NULL, *algo = "lz4", *threads_arg = "1";
     int level = 0, runs = 5;
-    static const struct option opts[] = {{"image", required_argument, 0, 'i'},
-                                         {"algorithm", required_argument, 0, 'a'},
-                                         {"level", required_argument, 0, 'l'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"runs", required_argument, 0, 'r'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"image", required_argument, 0, 'i'}, {"algorithm", required_argument, 0, 'a'},
+        {"level", required_argument, 0, 'l'}, {"threads", required_argument, 0, 't'},
+        {"runs", required_argument, 0, 'r'},  {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "i:a:l:t:r:", opts, NULL)) != -1) {
         switch (c) {
-        case 'i': image = optarg; break;
-        case 'a': algo = optarg; break;
-        case 'l': level = atoi(optarg); break;
-        case 't': threads_arg = optarg; break;
-        case 'r': runs = atoi(optarg); break;
-        default: return 2;
+        case 'i':
+            image = optarg;
+            break;
+        case 'a':
+            algo = optarg;
+            break;
+        case 'l':
+            level = atoi(optarg);
+            break;
+        case 't':
+            threads_arg = optarg;
+            break;
+        case 'r':
+            runs = atoi(optarg);
+            break;
+        default:
+            return 2;
         }
     }
     if (!image)
@@ -308,8 +317,8 @@ static int cmd_dev(int argc, char **argv)
         *r = (struct result){.threads = threads, .store_s = 1e30, .load_s = 1e30};
         for (int run = 0; run < runs; run++) {
             raw_pass(&raw);
-            struct uz_dev_config cfg = {.disksize = npages * UZ_PAGE_SIZE, .algorithm = algo,
-                                        .level = level};
+            struct uz_dev_config cfg = {
+                .disksize = npages * UZ_PAGE_SIZE, .algorithm = algo, .level = level};
             struct uz_dev *dev;
             int rc = uz_dev_create(&cfg, &dev);
             if (rc) {

@@ -83,9 +83,9 @@ static int demo(const char *path, const char *algo)
     show(dev, "io_stat");
     printf("  => %.1f MiB of pages held in %.1f MiB (ratio %.2f; compressed data %.1f MiB, pool "
            "overhead %.1f%%), store %.0f MB/s, load %.0f MB/s\n",
-           orig / 1048576.0, used / 1048576.0, used ? (double)orig / used : 0.0,
-           compr / 1048576.0, compr ? 100.0 * ((double)used - compr) / compr : 0.0,
-           npages * 4096.0 / (t1 - t0) / 1e6, npages * 4096.0 / (t2 - t1) / 1e6);
+           orig / 1048576.0, used / 1048576.0, used ? (double)orig / used : 0.0, compr / 1048576.0,
+           compr ? 100.0 * ((double)used - compr) / compr : 0.0, npages * 4096.0 / (t1 - t0) / 1e6,
+           npages * 4096.0 / (t2 - t1) / 1e6);
     uz_dev_destroy(dev);
     free(img);
     return 0;

@@ -12,9 +12,9 @@
 #define UZ_API
 #endif
 
-#define UZ_VERSION_MAJOR 0
-#define UZ_VERSION_MINOR 1
-#define UZ_VERSION_PATCH 0
+#define UZ_VERSION_MAJOR  0
+#define UZ_VERSION_MINOR  1
+#define UZ_VERSION_PATCH  0
 #define UZ_VERSION_STRING "0.1.0"
 
 /* Every slot, zspage page and device page is this many bytes. */

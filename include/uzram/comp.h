@@ -80,8 +80,8 @@ UZ_API size_t uz_comp_stream_buf_size(const struct uz_comp_stream *s);
  *            -EINVAL for srclen 0 or too large for the codec, -EIO for an internal codec error.
  *  Note: lzo cannot bound its output, so with dstcap < uz_comp_bound() it compresses into the
  *  stream buffer (or, for srclen > UZ_PAGE_SIZE, a temporary allocation) and copies. */
-UZ_API ssize_t uz_comp_compress(struct uz_comp_stream *s, const void *src, size_t srclen,
-                                void *dst, size_t dstcap);
+UZ_API ssize_t uz_comp_compress(struct uz_comp_stream *s, const void *src, size_t srclen, void *dst,
+                                size_t dstcap);
 
 /* uz_comp_decompress() :
  *  Decompresses src[0..srclen) into dst[0..dstcap). Never reads beyond srclen nor writes beyond

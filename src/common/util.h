@@ -15,13 +15,13 @@
 #include <stdint.h>
 #include <pthread.h>
 
-#define UZ_LIKELY(x)   __builtin_expect(!!(x), 1)
-#define UZ_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define UZ_CACHELINE   64
-#define UZ_ALIGNED     __attribute__((aligned(UZ_CACHELINE)))
-#define UZ_ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define UZ_DIV_ROUND_UP(n, d) (((n) + (d) - 1) / (d))
-#define UZ_HIDDEN __attribute__((visibility("hidden")))
+#define UZ_LIKELY(x)          __builtin_expect(!!(x), 1)
+#define UZ_UNLIKELY(x)        __builtin_expect(!!(x), 0)
+#define UZ_CACHELINE          64
+#define UZ_ALIGNED            __attribute__((aligned(UZ_CACHELINE)))
+#define UZ_ARRAY_SIZE(a)      (sizeof(a) / sizeof((a)[0]))
+#define UZ_DIV_ROUND_UP(n, d) (((n) + (d)-1) / (d))
+#define UZ_HIDDEN             __attribute__((visibility("hidden")))
 
 /* Number of shards of sharded counters and big-reader locks (a power of two). */
 #define UZ_SHARDS 16
@@ -73,8 +73,7 @@ struct uz_counter {
 };
 static inline void uz_counter_add(struct uz_counter *c, int64_t n)
 {
-    atomic_fetch_add_explicit(&c->shard[uz_thread_slot() % UZ_SHARDS].v, n,
-                              memory_order_relaxed);
+    atomic_fetch_add_explicit(&c->shard[uz_thread_slot() % UZ_SHARDS].v, n, memory_order_relaxed);
 }
 UZ_HIDDEN int64_t uz_counter_read(const struct uz_counter *c);
 UZ_HIDDEN void uz_counter_reset(struct uz_counter *c);

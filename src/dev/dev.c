@@ -219,10 +219,10 @@ void uz_dev_free_storage(struct uz_dev *dev)
     dev->nr_pages = 0;
     dev->disksize = 0;
     struct uz_dev_stats *st = &dev->st;
-    struct uz_counter *all[] = {&st->pages_stored, &st->compr_data_size, &st->same_pages,
-                                &st->huge_pages,   &st->huge_pages_since, &st->failed_reads,
-                                &st->failed_writes, &st->notify_free,     &st->miss_free,
-                                &st->num_reads,    &st->num_writes};
+    struct uz_counter *all[] = {&st->pages_stored,  &st->compr_data_size,  &st->same_pages,
+                                &st->huge_pages,    &st->huge_pages_since, &st->failed_reads,
+                                &st->failed_writes, &st->notify_free,      &st->miss_free,
+                                &st->num_reads,     &st->num_writes};
     for (size_t i = 0; i < UZ_ARRAY_SIZE(all); i++)
         uz_counter_reset(all[i]);
     atomic_store(&dev->max_used_pages, 0);
@@ -291,15 +291,23 @@ uint64_t uz_dev_disksize(const struct uz_dev *dev)
 
 /* ---- write path ---- */
 
+/* Loads the i-th 8-byte word of a page that need not be aligned (pages come from callers'
+ * buffers and pwrite offsets); compiles to a plain load. */
+static inline uint64_t page_word(const void *page, size_t i)
+{
+    uint64_t w;
+    memcpy(&w, (const char *)page + i * 8, 8);
+    return w;
+}
+
 static bool page_same_filled(const void *page, uint64_t *fill)
 {
-    const uint64_t *w = page;
-    uint64_t v = w[0];
+    uint64_t v = page_word(page, 0);
     /* The last word first: most pages that are not same-filled differ there already. */
-    if (w[UZ_PAGE_SIZE / 8 - 1] != v)
+    if (page_word(page, UZ_PAGE_SIZE / 8 - 1) != v)
         return false;
     for (size_t i = 1; i < UZ_PAGE_SIZE / 8 - 1; i++)
-        if (w[i] != v)
+        if (page_word(page, i) != v)
             return false;
     *fill = v;
     return true;
@@ -308,9 +316,9 @@ static bool page_same_filled(const void *page, uint64_t *fill)
 static void note_mem_used(struct uz_dev *dev, uint64_t used)
 {
     uint64_t max = atomic_load_explicit(&dev->max_used_pages, memory_order_relaxed);
-    while (used > max && !atomic_compare_exchange_weak_explicit(&dev->max_used_pages, &max, used,
-                                                                memory_order_relaxed,
-                                                                memory_order_relaxed))
+    while (used > max &&
+           !atomic_compare_exchange_weak_explicit(&dev->max_used_pages, &max, used,
+                                                  memory_order_relaxed, memory_order_relaxed))
         ;
 }
 
@@ -339,8 +347,8 @@ static int store_page(struct uz_dev *dev, struct uz_dev_stream *st, const void *
      * modifies `page` meanwhile nothing can overrun the object.
      */
     void *buf = uz_comp_stream_buf(st->cs);
-    ssize_t len = uz_comp_compress(st->cs, page, UZ_PAGE_SIZE, buf,
-                                   uz_comp_stream_buf_size(st->cs));
+    ssize_t len =
+        uz_comp_compress(st->cs, page, UZ_PAGE_SIZE, buf, uz_comp_stream_buf_size(st->cs));
     const void *src = buf;
     uint32_t flags = UZ_SLOT_ALLOC;
     if (len < 0 && len != -E2BIG)
@@ -430,9 +438,8 @@ static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page)
 {
     uint32_t f = slot_flags(s);
     if (f & UZ_SLOT_SAME) {
-        uint64_t *w = page;
         for (size_t i = 0; i < UZ_PAGE_SIZE / 8; i++)
-            w[i] = s->val;
+            memcpy((char *)page + i * 8, &s->val, 8);
         return 0;
     }
     if (!(f & UZ_SLOT_ALLOC)) {
@@ -488,7 +495,7 @@ int uz_dev_page_state(struct uz_dev *dev, uint64_t index)
         struct uz_slot *s = &dev->table[index];
         slot_lock(s);
         uint32_t f = slot_flags(s);
-        rc = (f & UZ_SLOT_SAME) ? (s->val ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_ZERO)
+        rc = (f & UZ_SLOT_SAME)    ? (s->val ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_ZERO)
              : (f & UZ_SLOT_ALLOC) ? UZ_DEV_PAGE_DATA
                                    : UZ_DEV_PAGE_UNWRITTEN;
         slot_unlock(s);

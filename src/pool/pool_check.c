@@ -77,8 +77,7 @@ static int check_class(const struct uz_pool *pool, struct uz_class *c)
                 }
         BAD(!ahead_found);
     }
-    BAD(zspages != c->zspages || inuse != c->obj_used ||
-        touched + ahead_found != c->pages_used);
+    BAD(zspages != c->zspages || inuse != c->obj_used || touched + ahead_found != c->pages_used);
     /* Free cells: each tagged, in range, and with the live ones they make up every cell. */
     uint64_t nfree = 0;
     for (uint32_t f = c->cell_free; f; nfree++) {

@@ -34,7 +34,7 @@
 #define UZ_POOL_FULL_GROUP 10
 #define UZ_POOL_MAX_OBJS   (UZ_POOL_MAX_ZSPAGE_PAGES * UZ_PAGE_SIZE / UZ_POOL_MIN_ALLOC)
 #define UZ_ZS_FROZEN       (INT32_MIN / 2)
-#define UZ_PF_RING         1024 /* prefault requests queued at most */
+#define UZ_PF_RING         1024   /* prefault requests queued at most */
 #define UZ_PF_RESERVE      0x8000 /* request flag: refill reserve[request & 0xff] */
 
 /* Arena geometry. */
