@@ -58,6 +58,26 @@ static inline uint64_t uzt_rand(uint64_t *s)
     return *s = x;
 }
 
+/* Fills `len` bytes with a stream derived from `key` (uzt_pattern_ok() checks them). */
+static inline void uzt_pattern_fill(void *dst, size_t len, uint64_t key)
+{
+    uint64_t s = key * 0x9e3779b97f4a7c15ull | 1;
+    unsigned char *p = dst;
+    for (size_t i = 0; i < len; i += 8) {
+        uint64_t v = uzt_rand(&s);
+        memcpy(p + i, &v, len - i < 8 ? len - i : 8);
+    }
+}
+
+static inline int uzt_pattern_ok(const void *src, size_t len, uint64_t key)
+{
+    unsigned char buf[4096];
+    if (len > sizeof(buf))
+        return 0;
+    uzt_pattern_fill(buf, len, key);
+    return memcmp(buf, src, len) == 0;
+}
+
 /* uzt_load_image() :
  *  Loads a memory image (raw pages or zstd): `name` is looked up as given, then in
  *  $UZ_CORPUS_DIR, then in the source tree's ../shared/corpus and data/. Returns a page-aligned

@@ -21,24 +21,6 @@
 #define RSS_CHECK(cond) CHECK(cond)
 #endif
 
-/* Fills (or checks) `len` bytes with a stream derived from `key`. */
-static void pattern_fill(void *dst, size_t len, uint64_t key)
-{
-    uint64_t s = key * 0x9e3779b97f4a7c15ull | 1;
-    unsigned char *p = dst;
-    for (size_t i = 0; i < len; i += 8) {
-        uint64_t v = uzt_rand(&s);
-        memcpy(p + i, &v, len - i < 8 ? len - i : 8);
-    }
-}
-
-static bool pattern_ok(const void *src, size_t len, uint64_t key)
-{
-    unsigned char buf[UZ_POOL_MAX_ALLOC];
-    pattern_fill(buf, len, key);
-    return memcmp(buf, src, len) == 0;
-}
-
 /* Sizes like compressed pages: mostly 500..3000, some anywhere in 1..4096. */
 static size_t rand_size(uint64_t *s)
 {
@@ -205,7 +187,7 @@ static void test_accounting(void)
     for (unsigned i = 0; i < objs; i++) {
         CHECK_EQ(uz_pool_malloc(pool, size, &h[i]), 0);
         char *p = uz_pool_map(pool, h[i]);
-        pattern_fill(p, cs, h[i]);
+        uzt_pattern_fill(p, cs, h[i]);
         uz_pool_unmap(pool, h[i]);
         /* Object i is the i-th of the zspage (lowest free index first). */
         CHECK_EQ(uz_pool_total_pages(pool), DIV_ROUND_UP((i + 1) * cs, UZ_PAGE_SIZE));
@@ -217,7 +199,7 @@ static void test_accounting(void)
     for (unsigned i = 1; i < objs; i++) {
         char *p = uz_pool_map(pool, h[i]);
         CHECK(p == p0 + i * cs);
-        CHECK(pattern_ok(p, cs, h[i]));
+        CHECK(uzt_pattern_ok(p, cs, h[i]));
         uz_pool_unmap(pool, h[i]);
     }
     uz_pool_unmap(pool, h[0]);
@@ -269,10 +251,10 @@ static void model_verify(struct uz_pool *pool, const struct live *lv, size_t n)
     uint64_t bytes = 0;
     for (size_t i = 0; i < n; i++) {
         const void *p = uz_pool_map(pool, lv[i].h);
-        CHECK(pattern_ok(p, lv[i].size, lv[i].key));
+        CHECK(uzt_pattern_ok(p, lv[i].size, lv[i].key));
         uz_pool_unmap(pool, lv[i].h);
         CHECK_EQ(uz_pool_read(pool, lv[i].h, buf, lv[i].size), 0);
-        CHECK(pattern_ok(buf, lv[i].size, lv[i].key));
+        CHECK(uzt_pattern_ok(buf, lv[i].size, lv[i].key));
         bytes += uz_pool_class_size(pool, lv[i].size);
         CHECK_EQ(uz_pool_obj_size(pool, lv[i].h), uz_pool_class_size(pool, lv[i].size));
     }
@@ -310,11 +292,11 @@ static void test_model(uint64_t seed, unsigned nops)
             CHECK(h != 0);
             lv[n] = (struct live){h, (uint32_t)size, ++key};
             if (uzt_rand(&s) & 1) {
-                pattern_fill(buf, size, key);
+                uzt_pattern_fill(buf, size, key);
                 CHECK_EQ(uz_pool_write(pool, h, buf, size), 0);
             } else {
                 void *p = uz_pool_map(pool, h);
-                pattern_fill(p, size, key);
+                uzt_pattern_fill(p, size, key);
                 uz_pool_unmap(pool, h);
             }
             n++;
@@ -325,15 +307,15 @@ static void test_model(uint64_t seed, unsigned nops)
         } else if (r < 93) {
             size_t i = uzt_rand(&s) % n;
             const void *p = uz_pool_map(pool, lv[i].h);
-            CHECK(pattern_ok(p, lv[i].size, lv[i].key));
+            CHECK(uzt_pattern_ok(p, lv[i].size, lv[i].key));
             uz_pool_unmap(pool, lv[i].h);
         } else if (r < 99) {
             size_t i = uzt_rand(&s) % n;
             lv[i].key = ++key;
-            pattern_fill(buf, lv[i].size, key);
+            uzt_pattern_fill(buf, lv[i].size, key);
             CHECK_EQ(uz_pool_write(pool, lv[i].h, buf, lv[i].size), 0);
             CHECK_EQ(uz_pool_read(pool, lv[i].h, buf, lv[i].size), 0);
-            CHECK(pattern_ok(buf, lv[i].size, key));
+            CHECK(uzt_pattern_ok(buf, lv[i].size, key));
         } else if (uzt_rand(&s) % 50 == 0) {
             long c = uz_pool_compact(pool);
             CHECK(c >= 0);
@@ -379,7 +361,7 @@ static void test_release(void)
         lv[n].size = (uint32_t)size;
         lv[n].key = n + 1;
         void *p = uz_pool_map(pool, lv[n].h);
-        pattern_fill(p, size, n + 1);
+        uzt_pattern_fill(p, size, n + 1);
         uz_pool_unmap(pool, lv[n].h);
         bytes += size;
         n++;
@@ -423,7 +405,7 @@ static void test_compact(void)
         lv[i].key = i + 1;
         CHECK_EQ(uz_pool_malloc(pool, lv[i].size, &lv[i].h), 0);
         void *p = uz_pool_map(pool, lv[i].h);
-        pattern_fill(p, lv[i].size, lv[i].key);
+        uzt_pattern_fill(p, lv[i].size, lv[i].key);
         uz_pool_unmap(pool, lv[i].h);
     }
     for (size_t i = 0; i < n; i++) {
@@ -482,7 +464,7 @@ static void test_pinned(void)
     for (unsigned i = 0; i < n; i++) {
         CHECK_EQ(uz_pool_malloc(pool, size, &h[i]), 0);
         void *p = uz_pool_map(pool, h[i]);
-        pattern_fill(p, cs, h[i]);
+        uzt_pattern_fill(p, cs, h[i]);
         uz_pool_unmap(pool, h[i]);
     }
     /* Keep one object in each of the three zspages. */
@@ -500,14 +482,14 @@ static void test_pinned(void)
     CHECK_EQ(st.total_pages, 3);
     CHECK(uz_pool_compact(pool) == 0);
     CHECK_EQ(uz_pool_check(pool), 0);
-    CHECK(pattern_ok(p2, cs, h[2 * objs]));
+    CHECK(uzt_pattern_ok(p2, cs, h[2 * objs]));
     uz_pool_unmap(pool, h[2 * objs]);
     /* Only the third may move: it goes into one of the pinned zspages. */
     CHECK_EQ(uz_pool_compact(pool), 1);
     CHECK_EQ(uz_pool_stats(pool, &st), 0);
     CHECK_EQ(st.zspages, 2);
     CHECK_EQ(st.total_pages, 2);
-    CHECK(pattern_ok(p0, cs, h[0]) && pattern_ok(p1, cs, h[objs]));
+    CHECK(uzt_pattern_ok(p0, cs, h[0]) && uzt_pattern_ok(p1, cs, h[objs]));
     uz_pool_unmap(pool, h[objs]);
     uz_pool_unmap(pool, h[0]);
     CHECK(uz_pool_map(pool, h[0]) == p0);
@@ -520,7 +502,7 @@ static void test_pinned(void)
     CHECK_EQ(st.total_pages, 1);
     for (unsigned i = 0; i < 3; i++) {
         p0 = uz_pool_map(pool, h[i * objs]);
-        CHECK(pattern_ok(p0, cs, h[i * objs]));
+        CHECK(uzt_pattern_ok(p0, cs, h[i * objs]));
         uz_pool_unmap(pool, h[i * objs]);
         uz_pool_free(pool, h[i * objs]);
     }

@@ -31,23 +31,6 @@ static long long now_ns(void)
     return ts.tv_sec * 1000000000ll + ts.tv_nsec;
 }
 
-static void pattern_fill(void *dst, size_t len, uint64_t key)
-{
-    uint64_t s = key * 0x9e3779b97f4a7c15ull | 1;
-    unsigned char *p = dst;
-    for (size_t i = 0; i < len; i += 8) {
-        uint64_t v = uzt_rand(&s);
-        memcpy(p + i, &v, len - i < 8 ? len - i : 8);
-    }
-}
-
-static bool pattern_ok(const void *src, size_t len, uint64_t key)
-{
-    unsigned char buf[UZ_POOL_MAX_ALLOC];
-    pattern_fill(buf, len, key);
-    return memcmp(buf, src, len) == 0;
-}
-
 static size_t rand_size(uint64_t *s)
 {
     uint64_t r = uzt_rand(s);
@@ -74,7 +57,7 @@ static struct obj shared[SHARED];
 static void verify(const struct obj *o)
 {
     const void *p = uz_pool_map(pool, o->h);
-    CHECK(pattern_ok(p, o->size, o->key));
+    CHECK(uzt_pattern_ok(p, o->size, o->key));
     uz_pool_unmap(pool, o->h);
 }
 
@@ -91,11 +74,11 @@ static void *worker_main(void *arg)
             o->key = ++key;
             CHECK_EQ(uz_pool_malloc(pool, o->size, &o->h), 0);
             if (r & 1) {
-                pattern_fill(buf, o->size, o->key);
+                uzt_pattern_fill(buf, o->size, o->key);
                 CHECK_EQ(uz_pool_write(pool, o->h, buf, o->size), 0);
             } else {
                 void *p = uz_pool_map(pool, o->h);
-                pattern_fill(p, o->size, o->key);
+                uzt_pattern_fill(p, o->size, o->key);
                 uz_pool_unmap(pool, o->h);
             }
             w->n++;
@@ -109,12 +92,12 @@ static void *worker_main(void *arg)
         } else if (r < 95) {
             struct obj *o = &w->o[uzt_rand(&s) % w->n];
             CHECK_EQ(uz_pool_read(pool, o->h, buf, o->size), 0);
-            CHECK(pattern_ok(buf, o->size, o->key));
+            CHECK(uzt_pattern_ok(buf, o->size, o->key));
         } else {
             struct obj *o = &w->o[uzt_rand(&s) % w->n];
             o->key = ++key;
             void *p = uz_pool_map(pool, o->h);
-            pattern_fill(p, o->size, o->key);
+            uzt_pattern_fill(p, o->size, o->key);
             uz_pool_unmap(pool, o->h);
         }
         w->ops++;
@@ -147,8 +130,8 @@ static void *verifier_main(void *arg)
             continue;
         const void *a = uz_pool_map(pool, shared[i].h);
         const void *b = uz_pool_map(pool, shared[j].h);
-        CHECK(pattern_ok(a, shared[i].size, shared[i].key));
-        CHECK(pattern_ok(b, shared[j].size, shared[j].key));
+        CHECK(uzt_pattern_ok(a, shared[i].size, shared[i].key));
+        CHECK(uzt_pattern_ok(b, shared[j].size, shared[j].key));
         uz_pool_unmap(pool, shared[j].h);
         uz_pool_unmap(pool, shared[i].h);
         if (atomic_fetch_add(&verified, 1) % 2000 == 0) {
@@ -181,7 +164,7 @@ static void stress(bool prefault)
         shared[i].key = (uint64_t)0xffff << 48 | i;
         CHECK_EQ(uz_pool_malloc(pool, shared[i].size, &shared[i].h), 0);
         void *p = uz_pool_map(pool, shared[i].h);
-        pattern_fill(p, shared[i].size, shared[i].key);
+        uzt_pattern_fill(p, shared[i].size, shared[i].key);
         uz_pool_unmap(pool, shared[i].h);
     }
     /* Free every other one so the compactor has sparse zspages to move them out of. */
@@ -197,7 +180,7 @@ static void stress(bool prefault)
         shared[i].key = (uint64_t)0xfffe << 48 | i;
         CHECK_EQ(uz_pool_malloc(pool, shared[i].size, &shared[i].h), 0);
         void *p = uz_pool_map(pool, shared[i].h);
-        pattern_fill(p, shared[i].size, shared[i].key);
+        uzt_pattern_fill(p, shared[i].size, shared[i].key);
         uz_pool_unmap(pool, shared[i].h);
     }
     pthread_t comp, ver;

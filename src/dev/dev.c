@@ -511,6 +511,15 @@ static bool range_ok(const struct uz_dev *dev, uint64_t offset, uint64_t len)
     return offset <= dev->disksize && len <= dev->disksize - offset;
 }
 
+/* The part of [pos, pos + left) inside pos's page: slot *index, from byte *off. @return : its
+ * length. */
+static size_t page_span(uint64_t pos, size_t left, uint64_t *index, size_t *off)
+{
+    *index = pos / UZ_PAGE_SIZE;
+    *off = pos % UZ_PAGE_SIZE;
+    return UZ_PAGE_SIZE - *off < left ? UZ_PAGE_SIZE - *off : left;
+}
+
 /* Read-modify-write of part of one page, atomic with respect to every other access to the
  * slot: the slot stays locked from the read to the commit. */
 static int write_partial(struct uz_dev *dev, uint64_t index, const void *buf, size_t off,
@@ -544,11 +553,8 @@ ssize_t uz_dev_pwrite(struct uz_dev *dev, const void *buf, size_t len, uint64_t 
     const unsigned char *p = buf;
     size_t done = 0;
     while (!rc && done < len) {
-        uint64_t index = (offset + done) / UZ_PAGE_SIZE;
-        size_t off = (offset + done) % UZ_PAGE_SIZE;
-        size_t n = UZ_PAGE_SIZE - off;
-        if (n > len - done)
-            n = len - done;
+        uint64_t index;
+        size_t off, n = page_span(offset + done, len - done, &index, &off);
         rc = n == UZ_PAGE_SIZE ? write_page(dev, index, p + done)
                                : write_partial(dev, index, p + done, off, n);
         done += n;
@@ -566,11 +572,8 @@ ssize_t uz_dev_pread(struct uz_dev *dev, void *buf, size_t len, uint64_t offset)
     unsigned char *p = buf;
     size_t done = 0;
     while (!rc && done < len) {
-        uint64_t index = (offset + done) / UZ_PAGE_SIZE;
-        size_t off = (offset + done) % UZ_PAGE_SIZE;
-        size_t n = UZ_PAGE_SIZE - off;
-        if (n > len - done)
-            n = len - done;
+        uint64_t index;
+        size_t off, n = page_span(offset + done, len - done, &index, &off);
         if (n == UZ_PAGE_SIZE) {
             rc = read_page(dev, index, p + done);
         } else {
