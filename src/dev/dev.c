@@ -313,7 +313,7 @@ static bool page_same_filled(const void *page, uint64_t *fill)
     return true;
 }
 
-static void note_mem_used(struct uz_dev *dev, uint64_t used)
+void uz_dev_note_mem_used(struct uz_dev *dev, uint64_t used)
 {
     uint64_t max = atomic_load_explicit(&dev->max_used_pages, memory_order_relaxed);
     while (used > max &&
@@ -370,7 +370,7 @@ static int store_page(struct uz_dev *dev, struct uz_dev_stream *st, const void *
         uz_pool_free(dev->pool, h);
         return -ENOSPC;
     }
-    note_mem_used(dev, used);
+    uz_dev_note_mem_used(dev, used);
     uz_pool_write(dev->pool, h, src, (size_t)len); /* exactly len bytes into len bytes */
     *out = (struct stored){.flags = flags, .size = (uint32_t)len, .val = h};
     return 0;

@@ -73,6 +73,8 @@ static void show_mem_limit(struct uz_dev *dev, struct out *o)
 
 static void show_mem_used_max(struct uz_dev *dev, struct out *o)
 {
+    if (dev->pool)
+        uz_dev_note_mem_used(dev, uz_pool_total_pages(dev->pool));
     emit(o, "%llu\n", (unsigned long long)(atomic_load(&dev->max_used_pages) << UZ_PAGE_SHIFT));
 }
 
@@ -83,6 +85,7 @@ static void show_mm_stat(struct uz_dev *dev, struct out *o)
     if (dev->pool) {
         uz_pool_stats(dev->pool, &ps);
         mem_used = uz_pool_total_pages(dev->pool);
+        uz_dev_note_mem_used(dev, mem_used);
     }
     emit(o, "%8llu %8llu %8llu %8lu %8ld %8llu %8lu %8llu %8llu\n",
          (unsigned long long)(ctr(&dev->st.pages_stored) << UZ_PAGE_SHIFT),

@@ -109,6 +109,9 @@ UZ_HIDDEN void uz_dev_free_storage(struct uz_dev *dev);
 UZ_HIDDEN int uz_dev_set_codec(struct uz_dev *dev, const char *algorithm, int level,
                                const char *dict_path);
 UZ_HIDDEN bool uz_dev_is_empty(struct uz_dev *dev);
+/* Raises mem_used_max to `used` pages if below. The pool also grows on its own (prefaulted
+ * pages), so readers of the statistics call it too. */
+UZ_HIDDEN void uz_dev_note_mem_used(struct uz_dev *dev, uint64_t used);
 UZ_HIDDEN int uz_dev_write_page_nolock(struct uz_dev *dev, uint64_t index, const void *page);
 
 /* dev_queue.c */
