@@ -433,8 +433,9 @@ int uz_dev_write_page(struct uz_dev *dev, uint64_t index, const void *page)
 
 /* ---- read path ---- */
 
-/* Decodes a locked slot into `page`. */
-static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page)
+/* Decodes a locked slot into `page`. `held` is a stream the caller holds already (NULL: take
+ * one for the decompression): a thread never waits for a second stream while holding one. */
+static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page, struct uz_dev_stream *held)
 {
     uint32_t f = slot_flags(s);
     if (f & UZ_SLOT_SAME) {
@@ -451,9 +452,10 @@ static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page)
     if (f & UZ_SLOT_HUGE) {
         memcpy(page, obj, UZ_PAGE_SIZE);
     } else {
-        struct uz_dev_stream *st = stream_get(dev);
+        struct uz_dev_stream *st = held ? held : stream_get(dev);
         ssize_t n = uz_comp_decompress(st->cs, obj, s->size, page, UZ_PAGE_SIZE);
-        stream_put(st);
+        if (!held)
+            stream_put(st);
         if (n != UZ_PAGE_SIZE)
             rc = -EIO;
     }
@@ -467,7 +469,7 @@ static int read_page(struct uz_dev *dev, uint64_t index, void *page)
         return -EINVAL;
     struct uz_slot *s = &dev->table[index];
     slot_lock(s);
-    int rc = slot_read(dev, s, page);
+    int rc = slot_read(dev, s, page, NULL);
     slot_unlock(s);
     uz_counter_add(&dev->st.num_reads, 1);
     if (rc)
@@ -528,7 +530,7 @@ static int write_partial(struct uz_dev *dev, uint64_t index, const void *buf, si
     struct uz_slot *s = &dev->table[index];
     slot_lock(s);
     struct uz_dev_stream *st = stream_get(dev);
-    int rc = slot_read(dev, s, st->page);
+    int rc = slot_read(dev, s, st->page, st);
     struct stored p;
     if (!rc) {
         memcpy(st->page + off, buf, len);
