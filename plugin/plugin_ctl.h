@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * plugin_ctl.h - the plugin's ctl socket: a thread serving a device's zram attributes to
+ * uzramctl over the line protocol of tools/ctl_proto.h.
+ *
+ * Split in two steps to fit nbdkit's life cycle: bind in .get_ready (errors still reach the
+ * user), start the thread in .after_fork (threads do not survive nbdkit's fork).
+ */
+#ifndef UZ_PLUGIN_CTL_H
+#define UZ_PLUGIN_CTL_H
+
+struct uz_dev;
+struct uz_plugin_ctl;
+
+/* uz_plugin_ctl_bind() :
+ *  Creates and listens on the Unix socket `path` (mode 0600). A stale socket nobody listens on
+ *  is replaced; a live one, or a path that is not a socket, is left alone.
+ *  @return : 0, -EADDRINUSE, -EEXIST (not a socket), -ENAMETOOLONG, or -errno. */
+int uz_plugin_ctl_bind(const char *path, struct uz_plugin_ctl **out);
+
+/* uz_plugin_ctl_start() : starts serving `dev`, which must outlive uz_plugin_ctl_stop().
+ *  @return : 0, or -errno of pthread_create/pipe. */
+int uz_plugin_ctl_start(struct uz_plugin_ctl *ctl, struct uz_dev *dev);
+
+/* uz_plugin_ctl_stop() : stops the thread (if started), closes and unlinks the socket, frees
+ *  everything. NULL is a no-op. */
+void uz_plugin_ctl_stop(struct uz_plugin_ctl *ctl);
+
+#endif
