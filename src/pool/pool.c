@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 /* What malloc and free touch shares the class lock's cache line. */
 _Static_assert(offsetof(struct uz_class, nzs) - offsetof(struct uz_class, lock) == UZ_CACHELINE,
@@ -314,7 +315,8 @@ static void zspage_release(struct uz_pool *pool, struct uz_zspage *zs)
  */
 static void prefault_next(struct uz_pool *pool, struct uz_class *c, struct uz_zspage *zs)
 {
-    if (!atomic_load_explicit(&pool->pf_on, memory_order_relaxed) || c->ahead_slot ||
+    if (!atomic_load_explicit(&pool->pf_on, memory_order_relaxed) ||
+        atomic_load_explicit(&pool->pf_paused, memory_order_relaxed) || c->ahead_slot ||
         zs->touched >= c->pages || zs->hwm >= c->objs ||
         (size_t)(zs->hwm + 1) * c->size <= (size_t)zs->touched * UZ_PAGE_SIZE)
         return;
@@ -365,9 +367,30 @@ static void ahead_fold(struct uz_class *c, struct uz_zspage *zs)
     }
 }
 
+/* Stands aside for UZ_PF_PAUSE_MS (or until stopped). Called with pf_lock held. */
+static void prefault_pause(struct uz_pool *pool)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += UZ_PF_PAUSE_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    atomic_store_explicit(&pool->pf_paused, true, memory_order_relaxed);
+    while (!pool->pf_stop && pthread_cond_timedwait(&pool->pf_cond, &pool->pf_lock, &until) == 0)
+        ;
+    atomic_store_explicit(&pool->pf_paused, false, memory_order_relaxed);
+}
+
+/*
+ * The prefault thread. It only pays off on a core the writers leave idle: when the writers keep
+ * every core busy, it runs late (the writer has reached the page, and faulted it in itself,
+ * before the thread got to it) and its wake-ups are pure overhead. So it keeps score, and when
+ * most of a sample of requests came too late it stops asking for ahead pages for a while.
+ */
 static void *prefault_main(void *arg)
 {
     struct uz_pool *pool = arg;
+    unsigned seen = 0, late = 0;
     pthread_mutex_lock(&pool->pf_lock);
     for (;;) {
         while (pool->pf_head == pool->pf_tail && !pool->pf_stop)
@@ -389,9 +412,16 @@ static void *prefault_main(void *arg)
             madvise(uz_zspage_base(pool, c->ahead_slot - 1) + (size_t)c->ahead_page * UZ_PAGE_SIZE,
                     UZ_PAGE_SIZE, MADV_POPULATE_WRITE);
             c->ahead_done = 1;
+        } else {
+            late++;
         }
         uz_spin_unlock(&c->lock);
         pthread_mutex_lock(&pool->pf_lock);
+        if (++seen == UZ_PF_SAMPLE) {
+            if (late * 2 > seen)
+                prefault_pause(pool);
+            seen = late = 0;
+        }
     }
     pthread_mutex_unlock(&pool->pf_lock);
     return NULL;

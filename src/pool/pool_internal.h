@@ -36,6 +36,8 @@
 #define UZ_ZS_FROZEN       (INT32_MIN / 2)
 #define UZ_PF_RING         1024   /* prefault requests queued at most */
 #define UZ_PF_RESERVE      0x8000 /* request flag: refill reserve[request & 0xff] */
+#define UZ_PF_SAMPLE       64     /* ahead requests per lateness verdict */
+#define UZ_PF_PAUSE_MS     50     /* how long a late prefault thread stands aside */
 
 /* Arena geometry. */
 #define UZ_ARENA_CHUNK_BYTES (64ul << 20)
@@ -130,6 +132,7 @@ struct uz_pool {
     /* The prefault thread and its FIFO of class indices (each names the class's ahead page).
      * pf_lock is a leaf: taken under a class lock by producers, never the other way round. */
     _Atomic bool pf_on;
+    _Atomic bool pf_paused; /* the thread found itself mostly late: no ahead pages for now */
     bool pf_stop;
     bool pf_running;
     pthread_t pf_thread;
