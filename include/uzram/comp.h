@@ -75,7 +75,8 @@ UZ_API size_t uz_comp_stream_buf_size(const struct uz_comp_stream *s);
 
 /* uz_comp_compress() :
  *  Compresses src[0..srclen) into dst[0..dstcap). Never writes beyond dstcap, even when another
- *  thread modifies src meanwhile (the result is then some valid stream of garbage).
+ *  thread modifies src meanwhile. An input of up to UZ_PAGE_SIZE bytes is first copied into the
+ *  stream, so the result is always a valid stream, of some state of a page that changed.
  *  @return : the compressed length (> 0), -E2BIG when the result does not fit in dstcap,
  *            -EINVAL for srclen 0 or too large for the codec, -EIO for an internal codec error.
  *  Note: lzo cannot bound its output, so with dstcap < uz_comp_bound() it compresses into the

@@ -64,6 +64,7 @@ struct uz_comp_stream {
     void *dctx;      /* backend's decompression working memory, or NULL */
     void *buf;       /* 64-byte aligned, buf_size bytes */
     size_t buf_size; /* == max(ops->bound(UZ_PAGE_SIZE), UZ_PAGE_SIZE) */
+    void *snap;      /* UZ_PAGE_SIZE bytes: the private copy a page is compressed from */
 };
 
 /* The backends, in uz_comp_algorithms() order. */
