@@ -166,11 +166,11 @@ echo "uzramctl --socket $nbd/ctl.sock get mm_stat"
 echo "(DATA: bytes stored; COMPR: their compressed size; TOTAL: memory used, pool overhead"
 echo " included; COMP-RATIO = DATA / TOTAL. ext4 metadata and trimmed space cost nothing.)"
 
-# ---- 5. The userfaultfd swap region, when it is built.
-for region in "$build"/tools/uzram-region-demo "$build"/tools/uzram-region; do
-    if [ -x "$region" ]; then
-        echo
-        echo "== $(basename "$region")"
-        "$region"
-    fi
-done
+# ---- 5. The userfaultfd swap region: an application's memory, 4x its resident limit.
+echo
+echo "== compressed swap for an application's memory (uz_region, userfaultfd)"
+echo "256 MiB of memory filled from the sample, scanned, then 50000 random touches, with at most"
+echo "64 MiB of it in RAM; the rest lives compressed in a uzram device and faults back on access:"
+"$build/tools/uzram-bench" swap --image "$here/data/sample-4m.img.zst" --size-mib 256 \
+    --limit-mib 64 --touches 50000 | sed 's/^/  /' ||
+    echo "demo: the region needs userfaultfd (root, or vm.unprivileged_userfaultfd=1)"

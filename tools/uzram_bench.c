@@ -13,6 +13,7 @@
  */
 #include <uzram/uzram.h>
 
+#include "bench_swap.h"
 #include "image.h"
 
 #include <errno.h>
@@ -407,6 +408,9 @@ static void usage(FILE *f)
     fprintf(f, "usage: uzram-bench dev --image FILE [--algorithm NAME] [--level N]\n"
                "                       [--threads N[,N...]] [--runs N]\n"
                "  NAME: lzo, lz4 (default), lz4hc, zstd, deflate\n");
+    fprintf(f, "       uzram-bench swap --image FILE [--size-mib N] [--limit-mib N] [--touches N]\n"
+               "                        [--algorithm NAME] [--workers N] [--runs N] [--kernel | "
+               "--baseline]\n");
 }
 
 int main(int argc, char **argv)
@@ -417,6 +421,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "dev"))
         return cmd_dev(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "swap"))
+        return uz_bench_swap(argc - 1, argv + 1);
     fprintf(stderr, "uzram-bench: unknown mode '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -13,5 +13,6 @@
 #include <uzram/pool.h>
 #include <uzram/comp.h>
 #include <uzram/dev.h>
+#include <uzram/region.h>
 
 #endif

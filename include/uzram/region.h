@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * region.h - transparent compressed swap for a range of an application's memory.
+ *
+ * A region is `size` bytes of private anonymous memory that the application uses like any other
+ * memory: loads and stores from any thread, pointers handed to libc and to system calls. Behind
+ * it, userfaultfd serves the missing pages: zeros on first touch, decompressed pages when they
+ * were swapped out. A reclaim thread (kswapd) keeps the resident pages under `resident_limit`:
+ * it picks cold pages with a clock (second chance), write-protects them, and hands a copy to the
+ * region's own compressed device (dev.h) through its asynchronous write queue (the zramd
+ * workers). A page under writeback stays write-protected until its stored copy is committed and
+ * the page is dropped; a write to it never waits for the compression: the writer gets the page
+ * back at once, the in-flight copy is abandoned and the page is dirty again (the seed's stable
+ * pages, done without making the writer wait). Pages swapped in and not written keep their
+ * stored copy (a swap cache), so evicting them again costs no compression.
+ *
+ * Privilege modes (uz_region_stat.mode):
+ *  - UZ_REGION_MODE_FULL: root, CAP_SYS_PTRACE, read/write access to /dev/userfaultfd, or
+ *    vm.unprivileged_userfaultfd=1. Faults raised by the kernel on the application's behalf
+ *    (read(2) into a swapped-out page, write(2) from one) are served like any other.
+ *  - UZ_REGION_MODE_USER_ONLY: anyone else (UFFD_USER_MODE_ONLY). Only faults of user code are
+ *    served; a system call that touches a non-resident page fails with EFAULT. Bracket such I/O
+ *    with uz_region_pin() / uz_region_unpin(), which bring the pages in writable and keep them
+ *    resident.
+ *
+ * Do not madvise(), mprotect(), mremap() or munmap() region memory yourself, and do not expect a
+ * child process to see it: the region is not inherited across fork() (MADV_DONTFORK).
+ */
+#ifndef UZRAM_REGION_H
+#define UZRAM_REGION_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uzram/common.h>
+#include <uzram/dev.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct uz_region_config {
+    size_t size;           /* bytes of address space, multiple of 4096 */
+    size_t resident_limit; /* bytes of the region allowed in RAM; 0: no limit (no reclaim) */
+    const char *algorithm; /* NULL: lz4 */
+    unsigned workers;      /* compression/fault-service threads; 0: a sensible default */
+};
+
+/* The region. Thread-safety: every function is safe from any thread; the memory itself is
+ * ordinary memory. uz_region_destroy() must not race with any other use of the region. */
+struct uz_region;
+
+enum uz_region_mode {
+    UZ_REGION_MODE_FULL = 1,      /* user and kernel-originated faults are served */
+    UZ_REGION_MODE_USER_ONLY = 2, /* UFFD_USER_MODE_ONLY: pin pages around system calls */
+};
+
+/* A snapshot of the region's counters. Page counts are in 4096-byte pages. */
+struct uz_region_stat {
+    uint64_t size;            /* bytes of address space */
+    uint64_t resident_limit;  /* bytes; 0: no limit */
+    uint64_t resident_pages;  /* mapped pages: dirty + clean + writeback */
+    uint64_t dirty_pages;     /* mapped, newer than any stored copy */
+    uint64_t clean_pages;     /* mapped read-only, identical to their stored copy (swap cache) */
+    uint64_t writeback_pages; /* mapped read-only, a copy being compressed */
+    uint64_t swapped_pages;   /* not mapped, held by the device */
+    uint64_t pinned_pages;    /* held resident by uz_region_pin() */
+    uint64_t major_faults;    /* faults served from the device */
+    uint64_t minor_faults;    /* faults served with zeros (first touch) */
+    uint64_t wp_faults;       /* write faults on write-protected pages (clean or writeback) */
+    uint64_t swapins;         /* pages decompressed into the region, readahead included */
+    uint64_t readahead_pages; /* of which brought in ahead of a fault on a neighbour */
+    uint64_t swapouts;        /* pages dropped from memory with a committed stored copy */
+    uint64_t swapouts_clean;  /* of which needed no compression (the swap cache had the copy) */
+    uint64_t writebacks;      /* copies handed to the device */
+    uint64_t redirtied;       /* pages written while under writeback (the copy abandoned) */
+    uint64_t throttled;       /* faults that waited for reclaim to make room */
+    uint64_t read_errors;     /* pages the device could not return (mapped as poisoned) */
+    uint64_t orig_data_size;  /* the device's mm_stat: bytes stored before compression */
+    uint64_t compr_data_size; /* ... after compression */
+    uint64_t mem_used_total;  /* ... memory the device's pool uses */
+    int mode;                 /* enum uz_region_mode */
+    bool stable_writes;       /* uz_dev_stable_writes() of the device, checked at attach */
+    bool locked;              /* the library's own buffers and metadata are mlock'ed */
+};
+
+/* uz_region_create() :
+ *  Maps the region, sets up userfaultfd (see the privilege modes above), its device and
+ *  threads: `workers` zramd compression workers (0: one per CPU, at most 4), half as many
+ *  fault-service threads (at least one) and, with a resident limit below `size`, one reclaim
+ *  thread. Never blocks waiting for anything but its own threads' start.
+ *  @return : 0 and *out, -EINVAL (size 0 or not a multiple of 4096, a resident limit under
+ *            16 pages), -ENOENT (unknown algorithm), -ENOSYS (the kernel has no userfaultfd),
+ *            -EPERM (userfaultfd refused even in user-only mode, e.g. by seccomp),
+ *            -EOPNOTSUPP (no write-protect support for anonymous memory), -ENOMEM, or the
+ *            -errno of mmap or pthread_create. */
+UZ_API int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out);
+
+/* uz_region_base() : the first byte of the region (page-aligned). */
+UZ_API void *uz_region_base(struct uz_region *r);
+
+/* uz_region_stat() : fills *st. @return : 0, or -EINVAL. */
+UZ_API int uz_region_stat(struct uz_region *r, struct uz_region_stat *st);
+
+/* uz_region_destroy() :
+ *  Waits for writes in flight, stops the threads and unmaps the region. NULL is a no-op. */
+UZ_API void uz_region_destroy(struct uz_region *r);
+
+/* uz_region_pin() :
+ *  Brings every page overlapping [addr, addr+len) in, writable, and keeps it resident until a
+ *  matching uz_region_unpin(). Pins nest (up to 65535 per page). Needed only in
+ *  UZ_REGION_MODE_USER_ONLY, around system calls on region memory; harmless otherwise.
+ *  @return : 0, -EINVAL (range outside the region), -ENOMEM (more than half of resident_limit
+ *            would be pinned; nothing is pinned then), -EIO (a page the device cannot
+ *            return). */
+UZ_API int uz_region_pin(struct uz_region *r, void *addr, size_t len);
+
+/* uz_region_unpin() : releases one pin of every page overlapping [addr, addr+len).
+ *  @return : 0, or -EINVAL (range outside the region, or a page not pinned). */
+UZ_API int uz_region_unpin(struct uz_region *r, void *addr, size_t len);
+
+/* uz_region_swapout() :
+ *  Swaps out every page overlapping [addr, addr+len) that is neither pinned nor written to
+ *  meanwhile (like MADV_PAGEOUT), waiting for the compression.
+ *  @return : the number of pages dropped from memory (>= 0), or -EINVAL. */
+UZ_API long uz_region_swapout(struct uz_region *r, void *addr, size_t len);
+
+/* uz_region_dev() : the region's device, for its attributes (uz_dev_attr_read: mm_stat, ...).
+ *  Do not write to it or reset it. */
+UZ_API struct uz_dev *uz_region_dev(struct uz_region *r);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

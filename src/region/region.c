@@ -1,0 +1,782 @@
+// SPDX-License-Identifier: MIT
+/*
+ * region.c - a region of application memory swapped to a compressed device through
+ * userfaultfd: creation (privilege modes, registration, threads), teardown, the page lock, the
+ * resident-memory reservation that throttles faults, statistics, pinning, explicit swap-out and
+ * the invariant checker the tests call. The fault service is in region_fault.c, reclaim and
+ * writeback in region_reclaim.c; region_internal.h has the page states and the lock order.
+ *
+ * The library's own memory (page words, snapshot and staging buffers, the zero source) is
+ * separate from the region, so the fault path can never fault on the region itself, and it is
+ * mlock'ed (best effort; uz_region_stat.locked says whether it worked).
+ */
+#include "region_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+bool uz_region_force_user_mode;
+
+/* ---- the page lock ---- */
+
+uint64_t uz_region_pg_lock(struct uz_region *r, uint64_t i)
+{
+    _Atomic uint64_t *p = &r->pages[i];
+    unsigned spins = 0;
+    for (;;) {
+        uint64_t w = atomic_load_explicit(p, memory_order_relaxed);
+        if (!(w & UZ_PG_LOCK) &&
+            atomic_compare_exchange_weak_explicit(p, &w, w | UZ_PG_LOCK, memory_order_acquire,
+                                                  memory_order_relaxed))
+            return w | UZ_PG_LOCK;
+        uz_backoff(&spins);
+    }
+}
+
+bool uz_region_pg_trylock(struct uz_region *r, uint64_t i, uint64_t *out)
+{
+    _Atomic uint64_t *p = &r->pages[i];
+    uint64_t w = atomic_load_explicit(p, memory_order_relaxed);
+    if ((w & UZ_PG_LOCK) || !atomic_compare_exchange_strong_explicit(
+                                p, &w, w | UZ_PG_LOCK, memory_order_acquire, memory_order_relaxed))
+        return false;
+    *out = w | UZ_PG_LOCK;
+    return true;
+}
+
+void uz_region_pg_unlock(struct uz_region *r, uint64_t i, uint64_t w)
+{
+    atomic_store_explicit(&r->pages[i], w & ~UZ_PG_LOCK, memory_order_release);
+}
+
+/* ---- small helpers ---- */
+
+/*
+ * Copies one page out of the region. The page is write-protected and locked, so nobody can
+ * change it; but the application's earlier stores to it and this load are ordered by the
+ * kernel (the write-protect ioctl), which the thread sanitizer cannot see. The copy is done in
+ * assembly where we can, so that no sanitizer instruments it.
+ */
+#if defined(__x86_64__)
+void uz_region_copy_page(void *dst, const void *src)
+{
+    size_t n = UZ_PAGE_SIZE;
+    __asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
+}
+#else
+__attribute__((no_sanitize_thread, no_sanitize_address,
+               optimize("no-tree-loop-distribute-patterns"))) void
+uz_region_copy_page(void *dst, const void *src)
+{
+    uint64_t *d = dst;
+    const volatile uint64_t *s = src;
+    for (size_t i = 0; i < UZ_PAGE_SIZE / 8; i++)
+        d[i] = s[i];
+}
+#endif
+
+int uz_region_wp(struct uz_region *r, uint64_t first, uint64_t n, bool protect)
+{
+    struct uffdio_writeprotect wp = {
+        .range = {.start = (uintptr_t)(r->base + first * UZ_PAGE_SIZE), .len = n * UZ_PAGE_SIZE},
+        .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
+    };
+    while (ioctl(r->uffd, UFFDIO_WRITEPROTECT, &wp)) {
+        if (errno != EAGAIN && errno != EINTR)
+            return -errno;
+    }
+    return 0;
+}
+
+void uz_region_wake(struct uz_region *r, uint64_t first, uint64_t n)
+{
+    struct uffdio_range range = {.start = (uintptr_t)(r->base + first * UZ_PAGE_SIZE),
+                                 .len = n * UZ_PAGE_SIZE};
+    ioctl(r->uffd, UFFDIO_WAKE, &range);
+}
+
+void uz_region_discard_slot(struct uz_region *r, uint64_t i)
+{
+    uz_dev_discard(r->dev, i * UZ_PAGE_SIZE, UZ_PAGE_SIZE);
+}
+
+static void deadline_in(struct timespec *ts, long ms)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+void uz_region_wake_reclaim(struct uz_region *r)
+{
+    if (!r->limit || atomic_load(&r->reclaim_busy))
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->reclaim_kick = true;
+    pthread_cond_signal(&r->reclaim_cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- resident-memory reservation (the fault path's throttle) ---- */
+
+/* Reserves room for at least `min` and at most `want` pages to be mapped, waiting for reclaim
+ * while the region is at its limit. Called holding no page lock. @return : pages reserved. */
+unsigned uz_region_reserve(struct uz_region *r, unsigned min, unsigned want)
+{
+    if (!r->limit) {
+        atomic_fetch_add(&r->resident, want);
+        return want;
+    }
+    bool waited = false;
+    for (;;) {
+        uint64_t res = atomic_load(&r->resident);
+        uint64_t avail = res < r->limit ? r->limit - res : 0;
+        if (avail >= min || atomic_load(&r->stop)) {
+            unsigned take = avail < want ? (avail > min ? (unsigned)avail : min) : want;
+            if (!atomic_compare_exchange_weak(&r->resident, &res, res + take))
+                continue;
+            if (res + take > r->start_wm)
+                uz_region_wake_reclaim(r);
+            return take;
+        }
+        if (!waited)
+            uz_counter_add(&r->st.throttled, 1);
+        waited = true;
+        pthread_mutex_lock(&r->lock);
+        atomic_fetch_add(&r->room_waiters, 1);
+        r->reclaim_kick = true;
+        pthread_cond_signal(&r->reclaim_cond);
+        while (atomic_load(&r->resident) + min > r->limit && !atomic_load(&r->stop)) {
+            struct timespec ts;
+            deadline_in(&ts, 20);
+            pthread_cond_timedwait(&r->room_cond, &r->lock, &ts);
+        }
+        atomic_fetch_sub(&r->room_waiters, 1);
+        pthread_mutex_unlock(&r->lock);
+    }
+}
+
+void uz_region_unreserve(struct uz_region *r, unsigned n)
+{
+    if (!n)
+        return;
+    atomic_fetch_sub(&r->resident, n);
+    uz_region_room_freed(r);
+}
+
+void uz_region_room_freed(struct uz_region *r)
+{
+    if (!atomic_load(&r->room_waiters))
+        return;
+    pthread_mutex_lock(&r->lock);
+    pthread_cond_broadcast(&r->room_cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void uz_region_note_sample(struct uz_region *r, bool written)
+{
+    int s = atomic_load_explicit(&r->wscore, memory_order_relaxed);
+    int target = written ? 1024 : 0;
+    atomic_store_explicit(&r->wscore, s + (target - s) / 8, memory_order_relaxed);
+}
+
+/* ---- userfaultfd setup ---- */
+
+static int uffd_new(int *mode)
+{
+    int fd;
+    if (!uz_region_force_user_mode) {
+        /* /dev/userfaultfd (Linux 6.1+) serves kernel faults to whoever may open it. */
+        int devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+        if (devfd >= 0) {
+            fd = ioctl(devfd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+            close(devfd);
+            if (fd >= 0) {
+                *mode = UZ_REGION_MODE_FULL;
+                return fd;
+            }
+        }
+        /* root, CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1 */
+        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        if (fd >= 0) {
+            *mode = UZ_REGION_MODE_FULL;
+            return fd;
+        }
+        if (errno == ENOSYS)
+            return -ENOSYS;
+    }
+    fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+    if (fd >= 0) {
+        *mode = UZ_REGION_MODE_USER_ONLY;
+        return fd;
+    }
+    /* EINVAL: a kernel before 5.11 without user-mode-only; for us that is a refusal too. */
+    return errno == ENOSYS ? -ENOSYS : errno == EINVAL ? -EPERM : -errno;
+}
+
+static int uffd_setup(struct uz_region *r)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = uffd_new(&r->mode);
+        if (fd < 0)
+            return fd;
+        /* Poison (for pages the device cannot return) when the kernel has it. */
+        struct uffdio_api api = {.api = UFFD_API, .features = attempt ? 0 : UFFD_FEATURE_POISON};
+        if (ioctl(fd, UFFDIO_API, &api) == 0) {
+            r->uffd = fd;
+            r->can_poison = attempt == 0;
+            return 0;
+        }
+        int e = errno;
+        close(fd);
+        if (e != EINVAL)
+            return -e;
+    }
+    return -EOPNOTSUPP;
+}
+
+static int uffd_register(struct uz_region *r)
+{
+    struct uffdio_register reg = {
+        .range = {.start = (uintptr_t)r->base, .len = r->size},
+        .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+    };
+    if (ioctl(r->uffd, UFFDIO_REGISTER, &reg))
+        return errno == EINVAL ? -EOPNOTSUPP : -errno;
+    uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE) |
+                    (1ull << _UFFDIO_WRITEPROTECT);
+    if ((reg.ioctls & need) != need)
+        return -EOPNOTSUPP;
+    if (!(reg.ioctls & (1ull << _UFFDIO_POISON)))
+        r->can_poison = false;
+    return 0;
+}
+
+/* ---- create / destroy ---- */
+
+/* Maps memory for the library's own use and locks it, up to 64 MiB (the page words of a 32 GiB
+ * region): beyond that they are left to fault in lazily rather than pinned all at once. */
+static void *map_locked(size_t bytes, bool *locked)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    if (bytes > (64u << 20) || mlock(p, bytes))
+        *locked = false;
+    return p;
+}
+
+static void teardown(struct uz_region *r)
+{
+    atomic_store(&r->stop, true);
+    pthread_mutex_lock(&r->lock);
+    r->reclaim_kick = true;
+    pthread_cond_broadcast(&r->reclaim_cond);
+    pthread_cond_broadcast(&r->room_cond);
+    pthread_cond_broadcast(&r->req_cond);
+    pthread_mutex_unlock(&r->lock);
+    if (r->reclaim_started)
+        pthread_join(r->reclaim_thread, NULL);
+    /* Writes in flight complete into the page words, which are still there. */
+    if (r->dev)
+        uz_dev_flush(r->dev);
+    /* Each running fault thread leaves after serving one fault on the doorbell page. */
+    for (unsigned t = 0; r->ft && t < r->nfault; t++) {
+        if (!r->ft[t].started)
+            continue;
+        (void)*(volatile unsigned char *)r->doorbell;
+        madvise(r->doorbell, UZ_PAGE_SIZE, MADV_DONTNEED);
+    }
+    for (unsigned t = 0; r->ft && t < r->nfault; t++)
+        if (r->ft[t].started)
+            pthread_join(r->ft[t].thread, NULL);
+    if (r->uffd >= 0) {
+        struct uffdio_range range = {.start = (uintptr_t)r->base, .len = r->size};
+        if (r->base)
+            ioctl(r->uffd, UFFDIO_UNREGISTER, &range);
+        struct uffdio_range bell = {.start = (uintptr_t)r->doorbell, .len = UZ_PAGE_SIZE};
+        if (r->doorbell)
+            ioctl(r->uffd, UFFDIO_UNREGISTER, &bell);
+        close(r->uffd);
+    }
+    if (r->pidfd_own >= 0)
+        close(r->pidfd_own);
+    if (r->base)
+        munmap(r->base, r->size);
+    if (r->doorbell)
+        munmap(r->doorbell, UZ_PAGE_SIZE);
+    uz_dev_destroy(r->dev);
+    for (unsigned t = 0; r->ft && t < r->nfault; t++)
+        if (r->ft[t].staging)
+            munmap(r->ft[t].staging, UZ_RA_MAX * UZ_PAGE_SIZE);
+    free(r->ft);
+    if (r->pages)
+        munmap(r->pages, r->pages_bytes);
+    if (r->bufs)
+        munmap(r->bufs, (size_t)UZ_REGION_NREQ * UZ_PAGE_SIZE);
+    if (r->zeros)
+        munmap(r->zeros, UZ_RA_MAX * UZ_PAGE_SIZE);
+    free(r->reqs);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->reclaim_cond);
+    pthread_cond_destroy(&r->room_cond);
+    pthread_cond_destroy(&r->req_cond);
+    free(r);
+}
+
+static unsigned default_workers(void)
+{
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n < 1)
+        n = 1;
+    return n > 4 ? 4 : (unsigned)n;
+}
+
+/* Starts a thread with every signal blocked: the application's signal handlers must never run
+ * on a fault-service thread (a handler touching the region there would deadlock). */
+static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    int rc = pthread_create(t, NULL, fn, arg);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    if (!rc)
+        pthread_setname_np(*t, name);
+    return -rc;
+}
+
+int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
+{
+    if (!cfg || !out || !cfg->size || cfg->size % UZ_PAGE_SIZE)
+        return -EINVAL;
+    uint64_t limit = cfg->resident_limit / UZ_PAGE_SIZE;
+    if (cfg->resident_limit && limit < UZ_REGION_MIN_LIMIT)
+        return -EINVAL;
+    struct uz_region *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->uffd = -1;
+    r->pidfd_own = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    atomic_store(&r->pidfd, r->pidfd_own);
+    r->size = cfg->size;
+    r->npages = cfg->size / UZ_PAGE_SIZE;
+    r->limit_bytes = cfg->resident_limit;
+    r->locked = true;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->reclaim_cond, &ca);
+    pthread_cond_init(&r->room_cond, &ca);
+    pthread_cond_init(&r->req_cond, &ca);
+    pthread_condattr_destroy(&ca);
+    atomic_store(&r->reclaim_busy, true);
+
+    if (limit && limit < r->npages) {
+        uint64_t slack = limit / 32;
+        if (slack < 1)
+            slack = 1;
+        if (slack > 4096)
+            slack = 4096;
+        r->limit = limit;
+        r->start_wm = limit - slack;
+        r->stop_wm = limit - 2 * slack;
+    }
+
+    unsigned workers = cfg->workers ? cfg->workers : default_workers();
+    r->nfault = workers > 1 ? workers / 2 : 1;
+
+    int rc = uffd_setup(r);
+    if (rc)
+        goto fail;
+    r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r->base == MAP_FAILED) {
+        r->base = NULL;
+        rc = -errno;
+        goto fail;
+    }
+    /* 4 KiB pages only (userfaultfd serves them one pte at a time), and no inheritance: a child
+     * would see swapped-out pages as zeros. */
+    madvise(r->base, r->size, MADV_NOHUGEPAGE);
+    madvise(r->base, r->size, MADV_DONTFORK);
+    if ((rc = uffd_register(r)))
+        goto fail;
+    r->doorbell =
+        mmap(NULL, UZ_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (r->doorbell == MAP_FAILED) {
+        r->doorbell = NULL;
+        rc = -ENOMEM;
+        goto fail;
+    }
+    struct uffdio_register bell = {
+        .range = {.start = (uintptr_t)r->doorbell, .len = UZ_PAGE_SIZE},
+        .mode = UFFDIO_REGISTER_MODE_MISSING,
+    };
+    if (ioctl(r->uffd, UFFDIO_REGISTER, &bell)) {
+        rc = -errno;
+        goto fail;
+    }
+
+    r->pages_bytes = r->npages * sizeof(r->pages[0]);
+    r->pages = map_locked(r->pages_bytes, &r->locked);
+    r->bufs = map_locked((size_t)UZ_REGION_NREQ * UZ_PAGE_SIZE, &r->locked);
+    r->zeros = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, &r->locked);
+    r->reqs = calloc(UZ_REGION_NREQ, sizeof(*r->reqs));
+    r->ft = calloc(r->nfault, sizeof(*r->ft));
+    rc = -ENOMEM;
+    if (!r->pages || !r->bufs || !r->zeros || !r->reqs || !r->ft)
+        goto fail;
+    for (unsigned i = 0; i < UZ_REGION_NREQ; i++) {
+        r->reqs[i].r = r;
+        r->reqs[i].buf = r->bufs + (size_t)i * UZ_PAGE_SIZE;
+        r->reqs[i].next = r->free_reqs;
+        r->free_reqs = &r->reqs[i];
+    }
+    r->nfree = UZ_REGION_NREQ;
+    for (unsigned t = 0; t < r->nfault; t++) {
+        r->ft[t].r = r;
+        r->ft[t].staging = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, &r->locked);
+        if (!r->ft[t].staging)
+            goto fail;
+    }
+
+    struct uz_dev_config dc = {
+        .disksize = r->size,
+        .algorithm = cfg->algorithm,
+        .workers = workers,
+    };
+    if ((rc = uz_dev_create(&dc, &r->dev)))
+        goto fail;
+    /* As swapon does with SWP_STABLE_WRITES: the device reads what it is given after the
+     * submitting call returned, so what it is given must not change until completion. The
+     * region gives it a snapshot that the request owns until then, and keeps the page itself
+     * write-protected from the snapshot until the drop. */
+    r->stable_writes = uz_dev_stable_writes(r->dev);
+
+    for (unsigned t = 0; t < r->nfault; t++) {
+        if ((rc = start_thread(&r->ft[t].thread, uz_region_fault_main, &r->ft[t], "uzram-fault")))
+            goto fail;
+        r->ft[t].started = true;
+    }
+    if (r->limit) {
+        if ((rc = start_thread(&r->reclaim_thread, uz_region_reclaim_main, r, "uzram-reclaim")))
+            goto fail;
+        r->reclaim_started = true;
+    }
+    *out = r;
+    return 0;
+fail:
+    teardown(r);
+    return rc;
+}
+
+void uz_region_destroy(struct uz_region *r)
+{
+    if (r)
+        teardown(r);
+}
+
+void *uz_region_base(struct uz_region *r)
+{
+    return r ? r->base : NULL;
+}
+
+struct uz_dev *uz_region_dev(struct uz_region *r)
+{
+    return r ? r->dev : NULL;
+}
+
+/* ---- statistics ---- */
+
+/* A page's word once its lock is free: a fault thread wakes the faulting thread (by the ioctl
+ * that maps or unprotects the page) just before it publishes the new state. */
+static uint64_t settled_word(struct uz_region *r, uint64_t i)
+{
+    unsigned spins = 0;
+    uint64_t w;
+    while ((w = atomic_load_explicit(&r->pages[i], memory_order_acquire)) & UZ_PG_LOCK)
+        uz_backoff(&spins);
+    return w;
+}
+
+int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
+{
+    if (!r || !st)
+        return -EINVAL;
+    memset(st, 0, sizeof(*st));
+    st->size = r->size;
+    st->resident_limit = r->limit_bytes;
+    for (uint64_t i = 0; i < r->npages; i++) {
+        uint64_t w = settled_word(r, i);
+        switch (uz_pg_state(w)) {
+        case UZ_PG_DIRTY:
+            st->dirty_pages++;
+            break;
+        case UZ_PG_CLEAN:
+            st->clean_pages++;
+            break;
+        case UZ_PG_WB:
+            st->writeback_pages++;
+            break;
+        case UZ_PG_SWAPPED:
+            st->swapped_pages++;
+            break;
+        }
+        if (uz_pg_pins(w))
+            st->pinned_pages++;
+    }
+    st->resident_pages = st->dirty_pages + st->clean_pages + st->writeback_pages;
+    struct uz_region_stats *c = &r->st;
+    st->major_faults = (uint64_t)uz_counter_read(&c->major_faults);
+    st->minor_faults = (uint64_t)uz_counter_read(&c->minor_faults);
+    st->wp_faults = (uint64_t)uz_counter_read(&c->wp_faults);
+    st->swapins = (uint64_t)uz_counter_read(&c->swapins);
+    st->readahead_pages = (uint64_t)uz_counter_read(&c->readahead_pages);
+    st->swapouts = (uint64_t)uz_counter_read(&c->swapouts);
+    st->swapouts_clean = (uint64_t)uz_counter_read(&c->swapouts_clean);
+    st->writebacks = (uint64_t)uz_counter_read(&c->writebacks);
+    st->redirtied = (uint64_t)uz_counter_read(&c->redirtied);
+    st->throttled = (uint64_t)uz_counter_read(&c->throttled);
+    st->read_errors = (uint64_t)uz_counter_read(&c->read_errors);
+    char buf[256];
+    unsigned long long orig = 0, compr = 0, used = 0;
+    if (uz_dev_attr_read(r->dev, "mm_stat", buf, sizeof(buf)) > 0 &&
+        sscanf(buf, "%llu %llu %llu", &orig, &compr, &used) == 3) {
+        st->orig_data_size = orig;
+        st->compr_data_size = compr;
+        st->mem_used_total = used;
+    }
+    st->mode = r->mode;
+    st->stable_writes = r->stable_writes;
+    st->locked = r->locked;
+    return 0;
+}
+
+/* ---- pinning ---- */
+
+static bool range_pages(struct uz_region *r, const void *addr, size_t len, uint64_t *first,
+                        uint64_t *end)
+{
+    uintptr_t a = (uintptr_t)addr, b = (uintptr_t)r->base;
+    if (!len || a < b || a - b >= r->size || len > r->size - (a - b))
+        return false;
+    *first = (a - b) / UZ_PAGE_SIZE;
+    *end = UZ_DIV_ROUND_UP(a - b + len, UZ_PAGE_SIZE);
+    return true;
+}
+
+static int unpin_range(struct uz_region *r, uint64_t first, uint64_t end)
+{
+    int rc = 0;
+    for (uint64_t i = first; i < end; i++) {
+        uint64_t w = uz_region_pg_lock(r, i);
+        if (!uz_pg_pins(w)) {
+            rc = -EINVAL;
+        } else {
+            w -= UZ_PG_PIN_ONE;
+            if (!uz_pg_pins(w))
+                atomic_fetch_sub(&r->pinned, 1);
+        }
+        uz_region_pg_unlock(r, i, w);
+    }
+    return rc;
+}
+
+/* Makes locked page i resident and writable (DIRTY); the caller holds a reservation of one page
+ * for the case it is not resident. @return : 0 (and *used when the reservation was used). */
+static int make_writable(struct uz_region *r, uint64_t i, uint64_t *w, bool *used)
+{
+    unsigned st = uz_pg_state(*w);
+    if (st == UZ_PG_EMPTY || st == UZ_PG_SWAPPED) {
+        unsigned char page[UZ_PAGE_SIZE] __attribute__((aligned(64)));
+        int err = 0;
+        *used = uz_region_fill_run(r, page, i, 1, w, true, &err) == 1;
+        return *used ? 0 : err ? err : -EIO;
+    }
+    if (st == UZ_PG_CLEAN) {
+        uz_region_discard_slot(r, i);
+    } else if (st == UZ_PG_WB) {
+        *w = uz_pg_next_gen(*w);
+        uz_counter_add(&r->st.redirtied, 1);
+    }
+    /* DIRTY may still be write-protected after a failed writeback: unprotect in every case. */
+    int rc = uz_region_wp(r, i, 1, false);
+    if (rc)
+        return rc;
+    *w = uz_pg_set_state(*w, UZ_PG_DIRTY) & ~UZ_PG_SAMPLE;
+    return 0;
+}
+
+int uz_region_pin(struct uz_region *r, void *addr, size_t len)
+{
+    uint64_t first, end;
+    if (!r || !range_pages(r, addr, len, &first, &end))
+        return -EINVAL;
+    uint64_t n = end - first;
+    if (r->limit && atomic_load(&r->pinned) + n > r->limit / 2)
+        return -ENOMEM;
+    for (uint64_t i = first; i < end; i++) {
+        /* Reserve before locking (reclaim may need page locks to make room). */
+        unsigned got = uz_region_reserve(r, 1, 1);
+        uint64_t w = uz_region_pg_lock(r, i);
+        bool used = false;
+        int rc = make_writable(r, i, &w, &used);
+        if (!rc) {
+            if (!uz_pg_pins(w))
+                atomic_fetch_add(&r->pinned, 1);
+            if (uz_pg_pins(w) == 0xffff)
+                rc = -EINVAL;
+            else
+                w += UZ_PG_PIN_ONE;
+        }
+        uz_region_pg_unlock(r, i, w);
+        if (!used)
+            uz_region_unreserve(r, got);
+        if (rc) {
+            unpin_range(r, first, i);
+            return rc == -EINVAL ? rc : -EIO;
+        }
+    }
+    return 0;
+}
+
+int uz_region_unpin(struct uz_region *r, void *addr, size_t len)
+{
+    uint64_t first, end;
+    if (!r || !range_pages(r, addr, len, &first, &end))
+        return -EINVAL;
+    return unpin_range(r, first, end);
+}
+
+/* ---- explicit swap-out ---- */
+
+static long swapout_pass(struct uz_region *r, uint64_t first, uint64_t end, bool dirty_too)
+{
+    uint64_t clean[UZ_RECLAIM_BATCH], dirty[UZ_RECLAIM_BATCH];
+    long dropped = 0;
+    uint64_t i = first;
+    while (i < end) {
+        unsigned nc = 0, nd = 0;
+        for (; i < end && nc < UZ_RECLAIM_BATCH && nd < UZ_RECLAIM_BATCH; i++) {
+            uint64_t w = settled_word(r, i);
+            if (uz_pg_pins(w))
+                continue;
+            if (uz_pg_state(w) == UZ_PG_CLEAN)
+                clean[nc++] = i;
+            else if (uz_pg_state(w) == UZ_PG_DIRTY && dirty_too && !(w & UZ_PG_INFLIGHT))
+                dirty[nd++] = i;
+        }
+        dropped += uz_region_drop(r, clean, nc);
+        for (unsigned k = 0; k < nd;)
+            k += uz_region_writeback(r, dirty + k, nd - k, false);
+    }
+    return dropped;
+}
+
+long uz_region_swapout(struct uz_region *r, void *addr, size_t len)
+{
+    uint64_t first, end;
+    if (!r || !range_pages(r, addr, len, &first, &end))
+        return -EINVAL;
+    long n = swapout_pass(r, first, end, true);
+    uz_dev_flush(r->dev);
+    return n + swapout_pass(r, first, end, false);
+}
+
+/* ---- the invariant checker ---- */
+
+int uz_region_check(struct uz_region *r)
+{
+    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    enum { NVEC = 1024 };
+    struct page_region *vec = malloc(NVEC * sizeof(*vec));
+    uint8_t *kstate = calloc(r->npages, 1); /* bit 0 present, bit 1 written (not WP) */
+    int rc = 0;
+    if (!vec || !kstate) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    uint64_t start = (uintptr_t)r->base, end = start + r->size;
+    while (start < end) {
+        struct pm_scan_arg arg = {
+            .size = sizeof(arg),
+            .start = start,
+            .end = end,
+            .vec = (uintptr_t)vec,
+            .vec_len = NVEC,
+            .category_anyof_mask = PAGE_IS_PRESENT,
+            .return_mask = PAGE_IS_PRESENT | PAGE_IS_WRITTEN,
+        };
+        long n = ioctl(fd, PAGEMAP_SCAN, &arg);
+        if (n < 0) {
+            rc = -errno;
+            goto out;
+        }
+        for (long k = 0; k < n; k++)
+            for (uint64_t a = vec[k].start; a < vec[k].end; a += UZ_PAGE_SIZE)
+                kstate[(a - (uintptr_t)r->base) / UZ_PAGE_SIZE] =
+                    1 | ((vec[k].categories & PAGE_IS_WRITTEN) ? 2 : 0);
+        if (arg.walk_end <= start)
+            break;
+        start = arg.walk_end;
+    }
+    uint64_t resident = 0, pinned = 0;
+    for (uint64_t i = 0; i < r->npages && !rc; i++) {
+        uint64_t w = atomic_load(&r->pages[i]);
+        unsigned st = uz_pg_state(w);
+        bool present = kstate[i] & 1, writable = kstate[i] & 2;
+        const char *bad = NULL;
+        if (w & UZ_PG_LOCK)
+            bad = "locked";
+        else if (uz_pg_resident(st) && !present)
+            bad = "resident but not mapped";
+        else if (!uz_pg_resident(st) && present)
+            bad = "mapped but not resident";
+        else if ((st == UZ_PG_CLEAN || st == UZ_PG_WB) && writable)
+            bad = "clean or under writeback but not write-protected";
+        else if (st > UZ_PG_SWAPPED)
+            bad = "bad state";
+        else if (uz_pg_pins(w) && st != UZ_PG_DIRTY)
+            bad = "pinned but not dirty";
+        else if (w & UZ_PG_INFLIGHT)
+            bad = "a writeback in flight on a quiet region";
+        if (bad) {
+            fprintf(stderr, "uz_region_check: page %llu (state %u): %s\n", (unsigned long long)i,
+                    st, bad);
+            rc = -EUCLEAN;
+        }
+        resident += uz_pg_resident(st);
+        pinned += uz_pg_pins(w) != 0;
+    }
+    if (!rc && resident != atomic_load(&r->resident)) {
+        fprintf(stderr, "uz_region_check: %llu resident pages, counter says %llu\n",
+                (unsigned long long)resident, (unsigned long long)atomic_load(&r->resident));
+        rc = -EUCLEAN;
+    }
+    if (!rc && pinned != atomic_load(&r->pinned)) {
+        fprintf(stderr, "uz_region_check: %llu pinned pages, counter says %llu\n",
+                (unsigned long long)pinned, (unsigned long long)atomic_load(&r->pinned));
+        rc = -EUCLEAN;
+    }
+out:
+    free(vec);
+    free(kstate);
+    close(fd);
+    return rc;
+}

@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: MIT
+/*
+ * region_fault.c - the userfaultfd service: threads that read fault messages and resolve them.
+ *
+ * A missing fault maps the page and, when the faults follow a sequential stream, a window of
+ * its non-resident successors with the same ioctl (swap-in readahead for swapped pages, the
+ * kernel's page-cluster; fault-around for never-touched ones). The window doubles while the
+ * faults keep landing right after the previous window and falls back to one page otherwise, so
+ * random access pays for no readahead. Never-touched pages get zeros: a write fault copies from
+ * a zero buffer (the page is written next anyway), a read fault maps the shared zero page.
+ * Swapped pages are decompressed into a per-thread staging buffer and copied in with
+ * UFFDIO_COPY, read-only (the stored copy stays valid: the swap cache) unless recent swap-ins
+ * were mostly written soon after (then writable at once, sparing a second fault; one in 16 is
+ * still mapped read-only to keep measuring).
+ *
+ * A write-protect fault redirties the page: a CLEAN page loses its stored copy, a page under
+ * writeback gets a new generation so that its completion is ignored. Either way the writer is
+ * released at once, by the unprotect ioctl issued with the page lock held (so that reclaim
+ * cannot protect and snapshot the page again in between, which would let a write go unseen).
+ */
+#include "region_internal.h"
+
+#include <errno.h>
+#include <string.h>
+#include <poll.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ---- ioctls over runs of pages ---- */
+
+static int uffd_copy(struct uz_region *r, uint64_t first, const void *src, unsigned n,
+                     uint64_t mode, unsigned *done)
+{
+    size_t len = (size_t)n * UZ_PAGE_SIZE, off = 0;
+    while (off < len) {
+        struct uffdio_copy c = {
+            .dst = (uintptr_t)(r->base + first * UZ_PAGE_SIZE + off),
+            .src = (uintptr_t)src + off,
+            .len = len - off,
+            .mode = mode,
+        };
+        if (!ioctl(r->uffd, UFFDIO_COPY, &c))
+            break;
+        int e = errno;
+        if (c.copy > 0)
+            off += (size_t)c.copy;
+        if (e == EAGAIN || e == EINTR)
+            continue;
+        *done = (unsigned)(off / UZ_PAGE_SIZE);
+        return -e;
+    }
+    *done = n;
+    return 0;
+}
+
+static int uffd_zeropage(struct uz_region *r, uint64_t first, unsigned n, unsigned *done)
+{
+    size_t len = (size_t)n * UZ_PAGE_SIZE, off = 0;
+    while (off < len) {
+        struct uffdio_zeropage z = {
+            .range = {.start = (uintptr_t)(r->base + first * UZ_PAGE_SIZE + off), .len = len - off},
+        };
+        if (!ioctl(r->uffd, UFFDIO_ZEROPAGE, &z))
+            break;
+        int e = errno;
+        if (z.zeropage > 0)
+            off += (size_t)z.zeropage;
+        if (e == EAGAIN || e == EINTR)
+            continue;
+        *done = (unsigned)(off / UZ_PAGE_SIZE);
+        return -e;
+    }
+    *done = n;
+    return 0;
+}
+
+static int uffd_poison(struct uz_region *r, uint64_t i)
+{
+    struct uffdio_poison p = {
+        .range = {.start = (uintptr_t)(r->base + i * UZ_PAGE_SIZE), .len = UZ_PAGE_SIZE},
+    };
+    return ioctl(r->uffd, UFFDIO_POISON, &p) ? -errno : 0;
+}
+
+/* ---- the swap-in mapping policy ---- */
+
+static bool keep_clean(struct uz_region *r, bool *sample)
+{
+    if (atomic_load_explicit(&r->wscore, memory_order_relaxed) < 512 ||
+        atomic_fetch_add_explicit(&r->swapin_seq, 1, memory_order_relaxed) % 16 == 0) {
+        *sample = true;
+        return true;
+    }
+    return false;
+}
+
+/* ---- filling ---- */
+
+unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_t first, unsigned n,
+                            uint64_t *words, bool write, int *err)
+{
+    const uint64_t clear = UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH;
+    unsigned st0 = uz_pg_state(words[0]), done = 0;
+    int rc;
+    if (st0 == UZ_PG_EMPTY) {
+        /* The caller only runs EMPTY pages together. */
+        rc = write ? uffd_copy(r, first, r->zeros, n, 0, &done) : uffd_zeropage(r, first, n, &done);
+        for (unsigned k = 0; k < done; k++)
+            words[k] = uz_pg_set_state(words[k] & ~clear, UZ_PG_DIRTY);
+        if (done) {
+            words[0] |= UZ_PG_REF;
+            uz_counter_add(&r->st.minor_faults, 1);
+        } else {
+            *err = rc;
+        }
+        return done;
+    }
+
+    unsigned m = n;
+    for (unsigned k = 0; k < n; k++) {
+        unsigned char *dst = staging + (size_t)k * UZ_PAGE_SIZE;
+        if (uz_pg_state(words[k]) != UZ_PG_SWAPPED) {
+            memset(dst, 0, UZ_PAGE_SIZE);
+        } else if (uz_dev_read_page(r->dev, first + k, dst)) {
+            m = k;
+            break;
+        }
+    }
+    if (!m) {
+        /* The device cannot give the page back. Poison it, as the kernel does with a page it
+         * cannot read: the application gets SIGBUS on access instead of wrong data. */
+        uz_counter_add(&r->st.read_errors, 1);
+        *err = -EIO;
+        if (r->can_poison && !uffd_poison(r, first))
+            return 0;
+        memset(staging, 0, UZ_PAGE_SIZE);
+        m = 1;
+        write = true;
+    }
+    bool sample = false;
+    bool wp = !write && keep_clean(r, &sample);
+    rc = uffd_copy(r, first, staging, m, wp ? UFFDIO_COPY_MODE_WP : 0, &done);
+    unsigned swapped = 0;
+    for (unsigned k = 0; k < done; k++) {
+        if (uz_pg_state(words[k]) == UZ_PG_SWAPPED) {
+            swapped++;
+            if (!wp)
+                uz_region_discard_slot(r, first + k);
+        }
+        words[k] = uz_pg_set_state(words[k] & ~clear, wp ? UZ_PG_CLEAN : UZ_PG_DIRTY);
+    }
+    if (!done) {
+        *err = rc;
+        return 0;
+    }
+    words[0] |= UZ_PG_REF | (sample ? UZ_PG_SAMPLE : 0);
+    if (st0 == UZ_PG_SWAPPED)
+        uz_counter_add(&r->st.major_faults, 1);
+    uz_counter_add(&r->st.swapins, swapped);
+    uz_counter_add(&r->st.readahead_pages, swapped - (st0 == UZ_PG_SWAPPED));
+    return done;
+}
+
+/* ---- readahead window ---- */
+
+static unsigned ra_window(struct uz_region *r, uint64_t i, unsigned *slot)
+{
+    uz_spin_lock(&r->ra_lock);
+    unsigned s, lru = 0, win = 1;
+    for (s = 0; s < UZ_RA_STREAMS; s++) {
+        if (r->ra[s].win && r->ra[s].next == i) {
+            win = r->ra[s].win * 2 > UZ_RA_MAX ? UZ_RA_MAX : r->ra[s].win * 2;
+            break;
+        }
+        if (r->ra[s].used < r->ra[lru].used)
+            lru = s;
+    }
+    if (s == UZ_RA_STREAMS)
+        s = lru;
+    r->ra[s].win = win;
+    r->ra[s].next = i + 1;
+    r->ra[s].used = ++r->ra_clock;
+    uz_spin_unlock(&r->ra_lock);
+    *slot = s;
+    return r->npages - i < win ? (unsigned)(r->npages - i) : win;
+}
+
+static void ra_commit(struct uz_region *r, unsigned slot, uint64_t i, unsigned done)
+{
+    if (done <= 1)
+        return;
+    uz_spin_lock(&r->ra_lock);
+    if (r->ra[slot].next == i + 1)
+        r->ra[slot].next = i + done;
+    uz_spin_unlock(&r->ra_lock);
+}
+
+/* ---- fault handlers ---- */
+
+/* A missing fault on a page we think is mapped: either a second fault on a page another thread
+ * just mapped (the pte is there: wake the faulting thread), or the application dropped the page
+ * behind our back (madvise): then it reads as zeros, like any anonymous memory. */
+static void missing_on_resident(struct uz_region *r, uint64_t i, uint64_t w)
+{
+    unsigned done;
+    if (uffd_zeropage(r, i, 1, &done)) {
+        uz_region_wake(r, i, 1);
+        uz_region_pg_unlock(r, i, w);
+        return;
+    }
+    unsigned st = uz_pg_state(w);
+    if (st == UZ_PG_CLEAN)
+        uz_region_discard_slot(r, i);
+    else if (st == UZ_PG_WB)
+        w = uz_pg_next_gen(w);
+    uz_region_pg_unlock(r, i, uz_pg_set_state(w & ~UZ_PG_SAMPLE, UZ_PG_DIRTY));
+}
+
+static void handle_missing(struct uz_region_fault_thread *ft, uint64_t i, bool write)
+{
+    struct uz_region *r = ft->r;
+    unsigned slot;
+    unsigned want = ra_window(r, i, &slot);
+    unsigned got = uz_region_reserve(r, 1, want);
+    uint64_t words[UZ_RA_MAX];
+    words[0] = uz_region_pg_lock(r, i);
+    unsigned st = uz_pg_state(words[0]);
+    if (uz_pg_resident(st)) {
+        uz_region_unreserve(r, got);
+        missing_on_resident(r, i, words[0]);
+        return;
+    }
+    unsigned n = 1;
+    while (n < got) {
+        uint64_t w;
+        if (!uz_region_pg_trylock(r, i + n, &w))
+            break;
+        unsigned s = uz_pg_state(w);
+        if (st == UZ_PG_EMPTY ? s != UZ_PG_EMPTY : s != UZ_PG_SWAPPED && s != UZ_PG_EMPTY) {
+            uz_region_pg_unlock(r, i + n, w);
+            break;
+        }
+        words[n++] = w;
+    }
+    int err = 0;
+    unsigned done = uz_region_fill_run(r, ft->staging, i, n, words, write, &err);
+    for (unsigned k = 0; k < n; k++)
+        uz_region_pg_unlock(r, i + k, words[k]);
+    uz_region_unreserve(r, got - done);
+    ra_commit(r, slot, i, done);
+    if (!done)
+        uz_region_wake(r, i, 1); /* poisoned (SIGBUS) or a transient error (it faults again) */
+}
+
+static void handle_wp(struct uz_region *r, uint64_t i)
+{
+    uint64_t w = uz_region_pg_lock(r, i);
+    switch (uz_pg_state(w)) {
+    case UZ_PG_CLEAN:
+        if (w & UZ_PG_SAMPLE)
+            uz_region_note_sample(r, true);
+        uz_region_discard_slot(r, i);
+        w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY) | UZ_PG_REF;
+        uz_counter_add(&r->st.wp_faults, 1);
+        uz_region_wp(r, i, 1, false);
+        break;
+    case UZ_PG_WB:
+        /* The seed's race: written while its copy is being compressed. Abandon the copy (the
+         * new generation makes its completion a no-op) and let the writer go now. */
+        w = uz_pg_set_state(uz_pg_next_gen(w) & ~UZ_PG_SAMPLE, UZ_PG_DIRTY) | UZ_PG_REF;
+        uz_counter_add(&r->st.wp_faults, 1);
+        uz_counter_add(&r->st.redirtied, 1);
+        uz_region_wp(r, i, 1, false);
+        break;
+    case UZ_PG_DIRTY:
+        /* Still protected after a failed writeback, or another thread got here first. */
+        uz_region_wp(r, i, 1, false);
+        break;
+    default:
+        /* Dropped since: the writer faults again, as a missing page. */
+        uz_region_wake(r, i, 1);
+        break;
+    }
+    uz_region_pg_unlock(r, i, w);
+}
+
+static void handle(struct uz_region_fault_thread *ft, const struct uffd_msg *msg)
+{
+    struct uz_region *r = ft->r;
+    if (msg->event != UFFD_EVENT_PAGEFAULT)
+        return;
+    uintptr_t a = (uintptr_t)msg->arg.pagefault.address, b = (uintptr_t)r->base;
+    if (a < b || a - b >= r->size)
+        return;
+    uint64_t i = (a - b) / UZ_PAGE_SIZE;
+    if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+        handle_wp(r, i);
+    else
+        handle_missing(ft, i, msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void *uz_region_fault_main(void *arg)
+{
+    struct uz_region_fault_thread *ft = arg;
+    struct uz_region *r = ft->r;
+    uint64_t last = 0;
+    for (;;) {
+        struct uffd_msg msg;
+        ssize_t n = read(r->uffd, &msg, sizeof(msg));
+        if (n != (ssize_t)sizeof(msg)) {
+            if (n < 0 && errno == EAGAIN) {
+                /* Faults come in bursts (the application runs a few microseconds between
+                 * two): polling for a short while after each one saves the sleep and the
+                 * wakeup, which on a busy machine cost far more than the fault itself. */
+                if (now_ns() - last < UZ_FAULT_SPIN_NS) {
+                    uz_cpu_relax();
+                    continue;
+                }
+                struct pollfd p = {.fd = r->uffd, .events = POLLIN};
+                poll(&p, 1, -1);
+            } else if (n < 0 && errno != EINTR) {
+                usleep(1000); /* cannot happen with a live descriptor; do not spin */
+            }
+            continue;
+        }
+        if (msg.event == UFFD_EVENT_PAGEFAULT &&
+            (uintptr_t)msg.arg.pagefault.address - (uintptr_t)r->doorbell < UZ_PAGE_SIZE) {
+            /* uz_region_destroy() rings once per thread: answer (that wakes it) and leave. */
+            struct uffdio_zeropage z = {
+                .range = {.start = (uintptr_t)r->doorbell, .len = UZ_PAGE_SIZE}};
+            if (ioctl(r->uffd, UFFDIO_ZEROPAGE, &z))
+                ioctl(r->uffd, UFFDIO_WAKE, &z.range);
+            break;
+        }
+        handle(ft, &msg);
+        last = now_ns();
+    }
+    return NULL;
+}

@@ -1,0 +1,295 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * region_internal.h - private state of a region (region.h), shared by region.c (setup, stats,
+ * pin, swapout), region_fault.c (the userfaultfd service threads) and region_reclaim.c (the
+ * reclaim thread, writeback and its completion).
+ *
+ * Every page has one 64-bit word: its state, a lock bit, the clock's reference bit, a pin count
+ * and a writeback generation. The states and what is true in each (P: the page is mapped in the
+ * region; WP: its pte is userfaultfd-write-protected; S: the device slot holds exactly the
+ * page's contents):
+ *
+ *   EMPTY    !P, slot unwritten, reads as zeros                        (never touched)
+ *   DIRTY    P, slot empty or stale (ignored)                           (written, or zero-filled)
+ *   CLEAN    P, WP, S                                                   (the swap cache)
+ *   WB       P, WP, a snapshot taken under WP is being written (gen g)  (under writeback)
+ *   SWAPPED  !P, S
+ *
+ * Transitions (who):
+ *   EMPTY   -> DIRTY    missing fault: zeros (fault thread)
+ *   SWAPPED -> CLEAN    missing fault: decompress, UFFDIO_COPY with WP (fault thread)
+ *   SWAPPED -> DIRTY    same, mapped writable when recent swap-ins were mostly written; the slot
+ *                       is discarded (fault thread, uz_region_pin)
+ *   CLEAN   -> DIRTY    write-protect fault: discard the slot, unprotect (fault thread)
+ *   DIRTY   -> WB(g+1)  write-protect, snapshot, mark in flight, then submit once unlocked
+ *                       (reclaim, uz_region_swapout); not while a writeback is in flight
+ *   WB(g)   -> DIRTY    write fault under writeback: g+1, unprotect AT ONCE; the copy in flight
+ *                       is abandoned (fault thread) -- "redirtied"
+ *   WB(g)   -> CLEAN    completion with generation still g and success (zramd worker); every
+ *                       completion clears the in-flight mark
+ *   WB(g)   -> DIRTY    completion with an error (stays WP: the next write just unprotects)
+ *   CLEAN   -> SWAPPED  MADV_DONTNEED while WP and locked (reclaim, uz_region_swapout)
+ *
+ * The three invariants the region exists for:
+ *   stable:   a page is never dropped unless CLEAN, and CLEAN or WB pages are WP: between the
+ *             snapshot and the drop no write can land unseen, because a write to a WP page
+ *             blocks in the kernel until a fault thread, holding the page lock, redirties it.
+ *   no loss:  the drop (DONTNEED) happens with the page lock held and state CLEAN, so the
+ *             content dropped equals the slot; a redirtied page's generation moved on, so its
+ *             completion cannot make it CLEAN. A page has at most one writeback in flight:
+ *             submission happens after the page lock is released, so two writebacks of one
+ *             page could reach the device's queue in the other order and the older, stale
+ *             copy would overwrite the newer one in the slot after the page was dropped.
+ *   no wait:  the write-protect fault path never waits for a compression: it takes the page lock
+ *             (held only for bounded work: ioctls, decompression of <= UZ_RA_MAX pages, never
+ *             a queue or a completion), changes the state and unprotects.
+ *
+ * Lock order (outermost first):
+ *   page locks, in ascending index order (trylock only for any other order)
+ *   -> device locks (inside uz_dev_*: read, discard)
+ *   -> r->lock (region mutex: the request pool, the drop queue, the condition variables; a leaf)
+ * uz_dev_write_page_async() (which may block on a full queue) is only called holding no lock.
+ * Completions run on zramd workers and take one page lock, then r->lock.
+ */
+#ifndef UZ_REGION_INTERNAL_H
+#define UZ_REGION_INTERNAL_H
+
+#include <uzram/dev.h>
+#include <uzram/region.h>
+
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+
+#include "util.h"
+
+/* ---- kernel constants newer than some distributions' headers (Linux 6.18 has them all) ---- */
+#ifndef UFFD_USER_MODE_ONLY
+#define UFFD_USER_MODE_ONLY 1
+#endif
+#ifndef USERFAULTFD_IOC_NEW
+#define USERFAULTFD_IOC_NEW _IO(0xAA, 0x00)
+#endif
+#ifndef UFFDIO_WRITEPROTECT_MODE_WP
+#define UFFDIO_WRITEPROTECT_MODE_WP ((__u64)1 << 0)
+#endif
+#ifndef UFFDIO_WRITEPROTECT_MODE_DONTWAKE
+#define UFFDIO_WRITEPROTECT_MODE_DONTWAKE ((__u64)1 << 1)
+#endif
+#ifndef UFFDIO_COPY_MODE_WP
+#define UFFDIO_COPY_MODE_WP ((__u64)1 << 1)
+#endif
+#ifndef UFFD_FEATURE_WP_UNPOPULATED
+#define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_POISON
+#define UFFD_FEATURE_POISON (1 << 14)
+#endif
+#ifndef UFFDIO_POISON
+struct uffdio_poison {
+    struct uffdio_range range;
+    __u64 mode;
+    __s64 updated;
+};
+#define _UFFDIO_POISON 0x08
+#define UFFDIO_POISON  _IOWR(0xAA, _UFFDIO_POISON, struct uffdio_poison)
+#endif
+#ifndef PAGEMAP_SCAN
+struct page_region {
+    __u64 start, end, categories;
+};
+struct pm_scan_arg {
+    __u64 size, flags, start, end, walk_end, vec, vec_len, max_pages;
+    __u64 category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+#define PAGEMAP_SCAN    _IOWR('f', 16, struct pm_scan_arg)
+#define PAGE_IS_WRITTEN (1 << 1)
+#define PAGE_IS_PRESENT (1 << 3)
+#endif
+
+/* ---- tunables ---- */
+#define UZ_RA_MAX           32u    /* readahead / fault-around window, pages (the page-cluster) */
+#define UZ_RA_STREAMS       4u     /* sequential streams tracked for readahead */
+#define UZ_REGION_NREQ      512u   /* writebacks in flight at most (snapshot buffers) */
+#define UZ_RECLAIM_BATCH    128u   /* victims chosen per sweep step */
+#define UZ_DROP_BATCH       64u    /* completed evictions gathered before one round of drops */
+#define UZ_REGION_MIN_LIMIT 16u    /* smallest resident limit, pages */
+#define UZ_FAULT_SPIN_NS    30000u /* a fault thread polls this long after a fault, then sleeps */
+
+/* ---- the page word ---- */
+enum uz_pg_state {
+    UZ_PG_EMPTY = 0,
+    UZ_PG_DIRTY = 1,
+    UZ_PG_CLEAN = 2,
+    UZ_PG_WB = 3,
+    UZ_PG_SWAPPED = 4,
+};
+#define UZ_PG_STATE_MASK 0x7ull
+#define UZ_PG_LOCK       (1ull << 3) /* the page lock (a spinlock; the holder does the ioctls) */
+#define UZ_PG_REF        (1ull << 4) /* referenced since the clock hand last passed */
+#define UZ_PG_SAMPLE     (1ull << 5) /* swapped in read-only to sample the swap-in write ratio */
+#define UZ_PG_FRESH      (1ull << 6) /* CLEAN by a writeback (not by a swap-in): for statistics */
+#define UZ_PG_INFLIGHT   (1ull << 7) /* a writeback of the page is queued or running */
+#define UZ_PG_PIN_SHIFT  8
+#define UZ_PG_PIN_ONE    (1ull << UZ_PG_PIN_SHIFT)
+#define UZ_PG_PIN_MASK   (0xffffull << UZ_PG_PIN_SHIFT)
+#define UZ_PG_GEN_SHIFT  32
+
+static inline unsigned uz_pg_state(uint64_t w)
+{
+    return (unsigned)(w & UZ_PG_STATE_MASK);
+}
+static inline uint64_t uz_pg_set_state(uint64_t w, unsigned st)
+{
+    return (w & ~UZ_PG_STATE_MASK) | st;
+}
+static inline uint32_t uz_pg_gen(uint64_t w)
+{
+    return (uint32_t)(w >> UZ_PG_GEN_SHIFT);
+}
+static inline uint64_t uz_pg_next_gen(uint64_t w)
+{
+    return w + (1ull << UZ_PG_GEN_SHIFT); /* wraps within the field */
+}
+static inline unsigned uz_pg_pins(uint64_t w)
+{
+    return (unsigned)((w & UZ_PG_PIN_MASK) >> UZ_PG_PIN_SHIFT);
+}
+static inline bool uz_pg_resident(unsigned st)
+{
+    return st == UZ_PG_DIRTY || st == UZ_PG_CLEAN || st == UZ_PG_WB;
+}
+
+/* One writeback in flight: the snapshot the device reads, and what completion checks. */
+struct uz_region_req {
+    struct uz_region *r;
+    uint64_t index;
+    uint32_t gen;               /* the page's generation when the snapshot was taken */
+    bool evict;                 /* completion queues the page for dropping */
+    unsigned char *buf;         /* UZ_PAGE_SIZE bytes, owned by the request until done */
+    struct uz_region_req *next; /* free list */
+};
+
+struct uz_region_fault_thread {
+    struct uz_region *r;
+    pthread_t thread;
+    bool started;
+    unsigned char *staging; /* UZ_RA_MAX pages: decompressed pages for UFFDIO_COPY */
+};
+
+/* A sequential access stream: the next fault expected at `next` grows the window. */
+struct uz_ra_stream {
+    uint64_t next;
+    unsigned win;
+    uint64_t used; /* clock for replacement */
+};
+
+struct uz_region_stats {
+    struct uz_counter major_faults, minor_faults, wp_faults, swapins, readahead_pages;
+    struct uz_counter swapouts, swapouts_clean, writebacks, redirtied, throttled, read_errors;
+    struct uz_counter wb_errors;
+};
+
+struct uz_region {
+    unsigned char *base;
+    size_t size;
+    uint64_t npages;
+    _Atomic uint64_t *pages; /* npages words, see above */
+    size_t pages_bytes;
+    struct uz_dev *dev;
+    int uffd;
+    unsigned char *doorbell; /* one registered page: destroy touches it to stop a thread */
+    int pidfd_own;           /* pidfd of this process (closed at destroy) */
+    _Atomic int pidfd;       /* pidfd_own while process_madvise(MADV_DONTNEED) works, else -1 */
+    int mode;                /* enum uz_region_mode */
+    bool stable_writes;
+    bool locked;
+    bool can_poison;
+
+    /* Watermarks in pages (limit 0: no reclaim). Faults wait while resident + n > limit;
+     * reclaim starts above start_wm and evicts until resident - pending_evict <= stop_wm. */
+    uint64_t limit, start_wm, stop_wm;
+    size_t limit_bytes;             /* resident_limit as configured */
+    _Atomic uint64_t resident;      /* == |DIRTY| + |CLEAN| + |WB| + reservations being filled */
+    _Atomic uint64_t pinned;        /* pages with a pin count > 0 */
+    _Atomic uint64_t pending_evict; /* evicting writebacks not yet dropped or abandoned */
+    _Atomic unsigned room_waiters;
+    _Atomic bool reclaim_busy;
+    _Atomic bool stop;
+
+    /* Swap-in mapping policy: wscore (0..1024) estimates how many swapped-in pages are written
+     * before they are evicted; above half, swap-ins are mapped writable (no second fault), and
+     * one in 16 is still mapped read-only as a sample. */
+    _Atomic int wscore;
+    _Atomic uint64_t swapin_seq;
+
+    struct uz_spinlock ra_lock;
+    struct uz_ra_stream ra[UZ_RA_STREAMS];
+    uint64_t ra_clock;
+
+    pthread_mutex_t lock; /* a leaf: protects what follows */
+    pthread_cond_t reclaim_cond, room_cond, req_cond;
+    struct uz_region_req *free_reqs;
+    unsigned nfree;
+    struct uz_region_req *done_reqs; /* completed evictions whose pages reclaim drops */
+    unsigned ndone;                  /* |done_reqs| */
+    bool reclaim_kick;
+
+    uint64_t hand; /* clock hand (reclaim thread only) */
+    pthread_t reclaim_thread;
+    bool reclaim_started;
+
+    struct uz_region_req *reqs;
+    unsigned char *bufs;  /* UZ_REGION_NREQ snapshot pages */
+    unsigned char *zeros; /* UZ_RA_MAX pages of zeros, the source of zero-filling copies */
+    unsigned nfault;
+    struct uz_region_fault_thread *ft;
+
+    struct uz_region_stats st;
+};
+
+/* region.c */
+UZ_HIDDEN uint64_t uz_region_pg_lock(struct uz_region *r, uint64_t i);
+UZ_HIDDEN bool uz_region_pg_trylock(struct uz_region *r, uint64_t i, uint64_t *w);
+UZ_HIDDEN void uz_region_pg_unlock(struct uz_region *r, uint64_t i, uint64_t w);
+UZ_HIDDEN void uz_region_copy_page(void *dst, const void *src);
+UZ_HIDDEN int uz_region_wp(struct uz_region *r, uint64_t first, uint64_t n, bool protect);
+UZ_HIDDEN void uz_region_wake(struct uz_region *r, uint64_t first, uint64_t n);
+UZ_HIDDEN void uz_region_discard_slot(struct uz_region *r, uint64_t i);
+UZ_HIDDEN unsigned uz_region_reserve(struct uz_region *r, unsigned min, unsigned want);
+UZ_HIDDEN void uz_region_unreserve(struct uz_region *r, unsigned n);
+UZ_HIDDEN void uz_region_wake_reclaim(struct uz_region *r);
+UZ_HIDDEN void uz_region_room_freed(struct uz_region *r);
+UZ_HIDDEN void uz_region_note_sample(struct uz_region *r, bool written);
+
+/* region_fault.c */
+UZ_HIDDEN void *uz_region_fault_main(void *arg);
+/* uz_region_fill_run() :
+ *  Maps the locked, non-resident pages first..first+n-1 (words[] are their locked words, updated
+ *  to the new states), for which the caller holds a reservation of n pages. A run of EMPTY pages
+ *  is zero-filled; otherwise SWAPPED pages are read from the device (EMPTY ones are zeros) and
+ *  mapped read-only (CLEAN) or, when `write` or the policy says so, writable (DIRTY).
+ *  @return : the number of pages mapped from `first` (the rest keep their state and the caller
+ *            gives their reservation back); 0 with *err set when none could be. */
+UZ_HIDDEN unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_t first,
+                                      unsigned n, uint64_t *words, bool write, int *err);
+
+/* region_reclaim.c */
+UZ_HIDDEN void *uz_region_reclaim_main(void *arg);
+/* uz_region_drop() :
+ *  Drops those of pages idx[0..n) (ascending, n <= UZ_RECLAIM_BATCH) that are CLEAN and not
+ *  pinned, all with one system call where the kernel allows. @return : pages dropped. */
+UZ_HIDDEN unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, unsigned n);
+UZ_HIDDEN unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned n,
+                                       bool evict);
+
+/* uz_region_check() :
+ *  For tests, on a quiescent region (no faults, no writebacks in flight): every page's state
+ *  against the kernel's view (PAGEMAP_SCAN: present, write-protected) and the counters.
+ *  @return : 0, or -EUCLEAN (and a message on stderr) at the first disagreement. */
+UZ_HIDDEN int uz_region_check(struct uz_region *r);
+
+/* For tests: when set before uz_region_create(), the region behaves as for an unprivileged user
+ * (UFFD_USER_MODE_ONLY) even when it could do more. */
+UZ_HIDDEN extern bool uz_region_force_user_mode;
+
+#endif

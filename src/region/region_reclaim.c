@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: MIT
+/*
+ * region_reclaim.c - the reclaim thread (the region's kswapd), writeback and its completion.
+ *
+ * Reclaim wakes when resident pages pass start_wm and evicts until the pages it will still drop
+ * bring them under stop_wm. It sweeps a clock hand over the page words: a referenced page (a
+ * fault or a write-protect fault set its bit) gets a second chance; a CLEAN page is dropped at
+ * once (its stored copy is valid: no compression); a DIRTY page is written back. Victims are
+ * gathered in batches so that neighbours share one write-protect ioctl and one MADV_DONTNEED.
+ *
+ * Writeback of a run of DIRTY pages, all locked: write-protect the run, copy each page into a
+ * request's snapshot buffer, bump the generation, state WB, mark in flight; unlock; submit the
+ * snapshots to the device's async queue. A page whose writeback is still in flight (it was
+ * redirtied meanwhile) is not written back again until that one completes: submissions happen
+ * unlocked, so two could reach the queue in the other order and the stale copy land last.
+ * Completion (on a zramd worker): if the page is still WB with the request's generation, it becomes
+ * CLEAN and, for an eviction, is queued for the reclaim thread to drop; if it was redirtied
+ * meanwhile the stored copy is stale and is discarded. The drop re-checks CLEAN under the page
+ * lock, so a write between completion and drop (a write-protect fault: CLEAN -> DIRTY) keeps the
+ * page.
+ */
+#include "region_internal.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <unistd.h>
+#include <time.h>
+
+/* ---- requests ---- */
+
+static unsigned take_reqs(struct uz_region *r, struct uz_region_req **out, unsigned n, bool wait)
+{
+    pthread_mutex_lock(&r->lock);
+    while (wait && !r->nfree && !atomic_load(&r->stop))
+        pthread_cond_wait(&r->req_cond, &r->lock);
+    unsigned k = 0;
+    while (k < n && r->free_reqs) {
+        out[k++] = r->free_reqs;
+        r->free_reqs = r->free_reqs->next;
+        r->nfree--;
+    }
+    pthread_mutex_unlock(&r->lock);
+    return k;
+}
+
+/* Called with r->lock held. */
+static void put_req_locked(struct uz_region *r, struct uz_region_req *q)
+{
+    q->next = r->free_reqs;
+    r->free_reqs = q;
+    r->nfree++;
+    pthread_cond_broadcast(&r->req_cond);
+}
+
+/* Whether the completed evictions should be dropped now (r->lock held): a full batch, a fault
+ * waiting for room, or nothing else in flight. */
+static bool drain_due(struct uz_region *r)
+{
+    return r->ndone >= UZ_DROP_BATCH || (r->ndone && (atomic_load(&r->room_waiters) ||
+                                                      r->ndone >= atomic_load(&r->pending_evict)));
+}
+
+static void wb_done(void *arg, int result)
+{
+    struct uz_region_req *q = arg;
+    struct uz_region *r = q->r;
+    uint64_t w = uz_region_pg_lock(r, q->index);
+    unsigned st = uz_pg_state(w);
+    bool drop = false;
+    w &= ~UZ_PG_INFLIGHT;
+    if (st == UZ_PG_WB && uz_pg_gen(w) == q->gen) {
+        if (!result) {
+            w = uz_pg_set_state(w, UZ_PG_CLEAN) | UZ_PG_FRESH;
+            drop = q->evict;
+        } else {
+            /* Not stored (no memory): dirty again, still protected; the next write unprotects
+             * and a later sweep retries. */
+            w = uz_pg_set_state(w, UZ_PG_DIRTY);
+            uz_counter_add(&r->st.wb_errors, 1);
+        }
+    } else if (!result && st == UZ_PG_DIRTY) {
+        /* Redirtied during writeback: what was stored is stale; free it. (No other writeback
+         * of the page can be in flight: one at a time.) */
+        uz_region_discard_slot(r, q->index);
+    }
+    uz_region_pg_unlock(r, q->index, w);
+
+    pthread_mutex_lock(&r->lock);
+    if (drop) {
+        /* Keep the request (and its place in pending_evict) until the reclaim thread drops
+         * the page; the completed list is bounded by the number of requests. Reclaim is woken
+         * for a batch, not for every page: one MADV_DONTNEED (one TLB shootdown) per run. */
+        q->next = r->done_reqs;
+        r->done_reqs = q;
+        r->ndone++;
+        if (drain_due(r))
+            pthread_cond_signal(&r->reclaim_cond);
+    } else {
+        if (q->evict)
+            atomic_fetch_sub(&r->pending_evict, 1);
+        put_req_locked(r, q);
+        if (q->evict && drain_due(r))
+            pthread_cond_signal(&r->reclaim_cond);
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* ---- drop and writeback of runs ---- */
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* MADV_DONTNEED of several runs at once. Linux 6.13 lets a process use process_madvise() on
+ * itself with any advice, and from 6.16 the runs share one TLB shootdown: with scattered victims
+ * that is one inter-processor interrupt per batch instead of one per page. Elsewhere, or when
+ * refused, one madvise() per run (dropping an already dropped range is harmless). */
+static void zap_runs(struct uz_region *r, struct iovec *iov, unsigned n)
+{
+    if (n > 1 && atomic_load_explicit(&r->pidfd, memory_order_relaxed) >= 0) {
+        size_t total = 0;
+        for (unsigned k = 0; k < n; k++)
+            total += iov[k].iov_len;
+        long done = syscall(SYS_process_madvise, r->pidfd, iov, (size_t)n, MADV_DONTNEED, 0);
+        if (done == (long)total)
+            return;
+        if (done < 0 && errno != EINTR && errno != EAGAIN && errno != ENOMEM)
+            atomic_store(&r->pidfd, -1); /* not for this kernel: stop trying (fd closed at end) */
+    }
+    for (unsigned k = 0; k < n; k++)
+        madvise(iov[k].iov_base, iov[k].iov_len, MADV_DONTNEED);
+}
+
+unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, unsigned n)
+{
+    uint64_t locked[UZ_RECLAIM_BATCH], words[UZ_RECLAIM_BATCH];
+    struct iovec iov[UZ_RECLAIM_BATCH];
+    unsigned m = 0, niov = 0;
+    if (n > UZ_RECLAIM_BATCH)
+        n = UZ_RECLAIM_BATCH;
+    for (unsigned k = 0; k < n; k++) {
+        if (k && idx[k] <= idx[k - 1])
+            continue; /* not ascending: a page locked twice would deadlock */
+        uint64_t w = uz_region_pg_lock(r, idx[k]);
+        if (uz_pg_state(w) != UZ_PG_CLEAN || uz_pg_pins(w)) {
+            uz_region_pg_unlock(r, idx[k], w);
+            continue;
+        }
+        unsigned char *a = r->base + idx[k] * UZ_PAGE_SIZE;
+        if (niov && (unsigned char *)iov[niov - 1].iov_base + iov[niov - 1].iov_len == a) {
+            iov[niov - 1].iov_len += UZ_PAGE_SIZE;
+        } else {
+            iov[niov].iov_base = a;
+            iov[niov++].iov_len = UZ_PAGE_SIZE;
+        }
+        locked[m] = idx[k];
+        words[m++] = w;
+    }
+    if (!m)
+        return 0;
+    zap_runs(r, iov, niov);
+    unsigned fresh = 0;
+    for (unsigned k = 0; k < m; k++) {
+        uint64_t w = words[k];
+        if (w & UZ_PG_SAMPLE)
+            uz_region_note_sample(r, false);
+        fresh += (w & UZ_PG_FRESH) != 0;
+        w &= ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH);
+        uz_region_pg_unlock(r, locked[k], uz_pg_set_state(w, UZ_PG_SWAPPED));
+    }
+    atomic_fetch_sub(&r->resident, m);
+    uz_counter_add(&r->st.swapouts, m);
+    uz_counter_add(&r->st.swapouts_clean, m - fresh);
+    uz_region_room_freed(r);
+    return m;
+}
+
+unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned n, bool evict)
+{
+    struct uz_region_req *q[UZ_RECLAIM_BATCH];
+    uint64_t words[UZ_RECLAIM_BATCH];
+    if (n > UZ_RECLAIM_BATCH)
+        n = UZ_RECLAIM_BATCH;
+    /* Requests first, holding no lock: the reclaim thread takes what is free, an explicit
+     * swap-out waits for at least one. */
+    unsigned nq = take_reqs(r, q, n, !evict), used = 0, consumed = 0;
+    while (consumed < n && used < nq) {
+        uint64_t first = idx[consumed];
+        unsigned len = 0;
+        if (consumed && first <= idx[consumed - 1]) {
+            consumed++; /* not ascending: a page locked twice would deadlock */
+            continue;
+        }
+        while (consumed + len < n && used + len < nq && idx[consumed + len] == first + len) {
+            uint64_t w = uz_region_pg_lock(r, first + len);
+            if (uz_pg_state(w) != UZ_PG_DIRTY || uz_pg_pins(w) || (w & UZ_PG_INFLIGHT)) {
+                uz_region_pg_unlock(r, first + len, w);
+                break;
+            }
+            words[len++] = w;
+        }
+        consumed += len ? len : 1;
+        if (!len)
+            continue;
+        if (uz_region_wp(r, first, len, true)) {
+            for (unsigned k = 0; k < len; k++)
+                uz_region_pg_unlock(r, first + k, words[k]);
+            continue;
+        }
+        /* Protected: the contents are stable from here until a write-protect fault, which
+         * needs the page lock. Snapshot, then mark under writeback. */
+        for (unsigned k = 0; k < len; k++) {
+            struct uz_region_req *rq = q[used + k];
+            uz_region_copy_page(rq->buf, r->base + (first + k) * UZ_PAGE_SIZE);
+            uint64_t w = uz_pg_set_state(uz_pg_next_gen(words[k]), UZ_PG_WB);
+            w = (w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH)) | UZ_PG_INFLIGHT;
+            rq->index = first + k;
+            rq->gen = uz_pg_gen(w);
+            rq->evict = evict;
+            uz_region_pg_unlock(r, first + k, w);
+        }
+        used += len;
+    }
+    if (evict)
+        atomic_fetch_add(&r->pending_evict, used);
+    for (unsigned k = 0; k < used; k++) {
+        uz_counter_add(&r->st.writebacks, 1);
+        if (uz_dev_write_page_async(r->dev, q[k]->index, q[k]->buf, wb_done, q[k]))
+            wb_done(q[k], -EIO); /* cannot happen: the index is in range */
+    }
+    if (used < nq) {
+        pthread_mutex_lock(&r->lock);
+        for (unsigned k = used; k < nq; k++)
+            put_req_locked(r, q[k]);
+        pthread_mutex_unlock(&r->lock);
+    }
+    return consumed;
+}
+
+/* ---- the reclaim thread ---- */
+
+static int cmp_req(const void *a, const void *b)
+{
+    uint64_t x = (*(struct uz_region_req *const *)a)->index;
+    uint64_t y = (*(struct uz_region_req *const *)b)->index;
+    return x < y ? -1 : x > y;
+}
+
+static bool page_in_flight(struct uz_region *r, uint64_t i)
+{
+    return i < r->npages &&
+           uz_pg_state(atomic_load_explicit(&r->pages[i], memory_order_relaxed)) == UZ_PG_WB;
+}
+
+/* Drops the pages of completed evictions, in runs. Writebacks of neighbours complete on
+ * different workers, so a batch can be full of holes: unless `force`, a short run next to a
+ * page still under writeback waits for it, to be dropped with it (one TLB shootdown instead of
+ * one per page). */
+static unsigned drain_done(struct uz_region *r, bool force)
+{
+    struct uz_region_req *batch[UZ_REGION_NREQ];
+    bool kept[UZ_REGION_NREQ];
+    pthread_mutex_lock(&r->lock);
+    unsigned n = 0;
+    for (struct uz_region_req *q = r->done_reqs; q; q = q->next)
+        batch[n++] = q;
+    r->done_reqs = NULL;
+    r->ndone = 0;
+    pthread_mutex_unlock(&r->lock);
+    if (!n)
+        return 0;
+    qsort(batch, n, sizeof(batch[0]), cmp_req);
+    uint64_t idx[UZ_RECLAIM_BATCH];
+    unsigned nidx = 0, dropped = 0;
+    for (unsigned k = 0; k < n;) {
+        unsigned len = 1;
+        while (k + len < n && batch[k + len]->index == batch[k]->index + len)
+            len++;
+        uint64_t first = batch[k]->index;
+        bool defer = !force && len < UZ_DROP_BATCH / 2 &&
+                     (page_in_flight(r, first + len) || (first && page_in_flight(r, first - 1)));
+        for (unsigned j = k; j < k + len; j++) {
+            kept[j] = defer;
+            if (defer)
+                continue;
+            idx[nidx++] = batch[j]->index;
+            if (nidx == UZ_RECLAIM_BATCH) {
+                uz_region_drop(r, idx, nidx);
+                dropped += nidx;
+                nidx = 0;
+            }
+        }
+        k += len;
+    }
+    if (nidx) {
+        uz_region_drop(r, idx, nidx);
+        dropped += nidx;
+    }
+    atomic_fetch_sub(&r->pending_evict, dropped);
+    pthread_mutex_lock(&r->lock);
+    for (unsigned k = 0; k < n; k++) {
+        if (kept[k]) {
+            batch[k]->next = r->done_reqs;
+            r->done_reqs = batch[k];
+            r->ndone++;
+        } else {
+            put_req_locked(r, batch[k]);
+        }
+    }
+    pthread_mutex_unlock(&r->lock);
+    return dropped;
+}
+
+static bool need_sweep(struct uz_region *r, bool *active)
+{
+    uint64_t res = atomic_load(&r->resident), pend = atomic_load(&r->pending_evict);
+    if (res > r->start_wm)
+        *active = true;
+    else if (res <= r->stop_wm)
+        *active = false;
+    return *active && res > r->stop_wm + pend;
+}
+
+/* One sweep step: chooses up to a batch of victims and starts their eviction.
+ * @return : pages dropped or submitted. */
+static unsigned sweep(struct uz_region *r)
+{
+    uint64_t res = atomic_load(&r->resident), pend = atomic_load(&r->pending_evict);
+    if (res <= r->stop_wm + pend)
+        return 0;
+    uint64_t want = res - pend - r->stop_wm;
+    pthread_mutex_lock(&r->lock);
+    unsigned wbcap = r->nfree;
+    pthread_mutex_unlock(&r->lock);
+    uint64_t clean[UZ_RECLAIM_BATCH], dirty[UZ_RECLAIM_BATCH];
+    unsigned nc = 0, nd = 0;
+    if (wbcap > UZ_RECLAIM_BATCH)
+        wbcap = UZ_RECLAIM_BATCH;
+    /* One lap at most, so that no page is chosen twice (a referenced page is chosen on the
+     * next lap, if not referenced again). */
+    for (uint64_t scanned = 0;
+         scanned < r->npages && nc + nd < want && nc < UZ_RECLAIM_BATCH && nd < UZ_RECLAIM_BATCH;
+         scanned++) {
+        uint64_t i = r->hand;
+        uint64_t w = atomic_load_explicit(&r->pages[i], memory_order_relaxed);
+        unsigned st = uz_pg_state(w);
+        if (st == UZ_PG_DIRTY && !(w & (UZ_PG_LOCK | UZ_PG_REF | UZ_PG_INFLIGHT)) &&
+            !uz_pg_pins(w) && nd == wbcap)
+            break; /* no request free for it: stop here, it is the next victim */
+        if (++r->hand == r->npages)
+            r->hand = 0;
+        if ((st != UZ_PG_CLEAN && st != UZ_PG_DIRTY) || (w & (UZ_PG_LOCK | UZ_PG_INFLIGHT)) ||
+            uz_pg_pins(w))
+            continue;
+        if (w & UZ_PG_REF) {
+            atomic_compare_exchange_strong_explicit(&r->pages[i], &w, w & ~UZ_PG_REF,
+                                                    memory_order_relaxed, memory_order_relaxed);
+            continue;
+        }
+        if (st == UZ_PG_CLEAN)
+            clean[nc++] = i;
+        else
+            dirty[nd++] = i;
+    }
+    /* The hand wraps, so a batch may hold a run that wrapped: sort for the run detection. */
+    qsort(clean, nc, sizeof(clean[0]), cmp_u64);
+    qsort(dirty, nd, sizeof(dirty[0]), cmp_u64);
+    unsigned done = uz_region_drop(r, clean, nc);
+    unsigned k = 0;
+    while (k < nd) {
+        unsigned before = k;
+        k += uz_region_writeback(r, dirty + k, nd - k, true);
+        if (k == before)
+            break;
+        done += k - before;
+    }
+    return done;
+}
+
+static void wait_ms(struct uz_region *r, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&r->reclaim_cond, &r->lock, &ts);
+}
+
+/* Random swap-ins free objects all over the device's pool and leave its zspages sparse; like
+ * zsmalloc's shrinker, compact when the pool holds an eighth more than the compressed data. */
+static void maybe_compact(struct uz_region *r)
+{
+    char buf[256];
+    unsigned long long orig, compr, used;
+    if (uz_dev_attr_read(r->dev, "mm_stat", buf, sizeof(buf)) > 0 &&
+        sscanf(buf, "%llu %llu %llu", &orig, &compr, &used) == 3 &&
+        used > compr + compr / 8 + (1u << 20))
+        uz_dev_attr_write(r->dev, "compact", "1");
+}
+
+void *uz_region_reclaim_main(void *arg)
+{
+    struct uz_region *r = arg;
+    bool active = false, stuck = false;
+    int64_t compact_mark = 0;
+    for (;;) {
+        pthread_mutex_lock(&r->lock);
+        if (stuck && !atomic_load(&r->stop) && !r->reclaim_kick)
+            wait_ms(r, 2); /* a completion or a fault waiting for room signals */
+        for (;;) {
+            if (atomic_load(&r->stop) || r->reclaim_kick || drain_due(r))
+                break;
+            if (r->nfree && need_sweep(r, &active))
+                break;
+            /* Idle: say so, then look once more (a fault raising `resident` after the check
+             * above saw reclaim_busy still set and did not signal). */
+            atomic_store(&r->reclaim_busy, false);
+            if (r->nfree && need_sweep(r, &active))
+                break;
+            wait_ms(r, 50);
+        }
+        atomic_store(&r->reclaim_busy, true);
+        r->reclaim_kick = false;
+        bool force = !r->nfree || atomic_load(&r->room_waiters);
+        bool drain = r->ndone && (drain_due(r) || force);
+        pthread_mutex_unlock(&r->lock);
+        if (atomic_load(&r->stop))
+            break;
+        unsigned progress = 0;
+        if (drain)
+            progress = drain_done(r, force);
+        if (need_sweep(r, &active))
+            progress += sweep(r);
+        /* Nothing dropped nor started (all under writeback, referenced or pinned, or waiting
+         * for a neighbour): wait for a completion or a little time rather than spin. */
+        stuck = !progress;
+        int64_t swapouts = uz_counter_read(&r->st.swapouts);
+        if (swapouts - compact_mark >= 32768) {
+            compact_mark = swapouts;
+            maybe_compact(r);
+        }
+    }
+    drain_done(r, true);
+    return NULL;
+}

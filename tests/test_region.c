@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: MIT
+/*
+ * test_region.c - the region (region.h), one behaviour at a time: bad configurations, zeros on
+ * first touch, swap-out and swap-in against the written pattern, the swap cache (clean pages
+ * evicted again without compression), readahead, libc I/O (read(2) into and write(2) from
+ * swapped-out and write-protected pages), the user-only privilege mode with pinning (forced, and
+ * as a real unprivileged user), a clear -errno when userfaultfd is refused (seccomp), pages the
+ * application drops itself, destroy with writebacks in flight, and many create/destroy cycles
+ * without leaking descriptors or threads. uz_region_check() compares the page states with the
+ * kernel's (PAGEMAP_SCAN) after each step. alarm() guards against any hang.
+ */
+#include "harness.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "region_internal.h"
+
+#define PAGE UZ_PAGE_SIZE
+
+static uint64_t pattern(uint64_t page, uint64_t ver, uint64_t word)
+{
+    uint64_t x = (page + 1) * 0x9e3779b97f4a7c15ull ^ (ver + 7) * 0xc2b2ae3d27d4eb4full;
+    x ^= word * 0x165667b19e3779f9ull;
+    x ^= x >> 29;
+    /* Half of each page is the pattern, half zeros: compressible, like real memory. */
+    return word < 256 ? x : 0;
+}
+
+static void fill_page(unsigned char *base, uint64_t page, uint64_t ver)
+{
+    uint64_t *w = (uint64_t *)(base + page * PAGE);
+    for (uint64_t j = 0; j < PAGE / 8; j++)
+        w[j] = pattern(page, ver, j);
+}
+
+static int page_ok(const unsigned char *base, uint64_t page, uint64_t ver)
+{
+    const uint64_t *w = (const uint64_t *)(base + page * PAGE);
+    for (uint64_t j = 0; j < PAGE / 8; j++)
+        if (w[j] != pattern(page, ver, j))
+            return 0;
+    return 1;
+}
+
+static struct uz_region *make(size_t pages, size_t limit_pages)
+{
+    struct uz_region_config cfg = {.size = pages * PAGE, .resident_limit = limit_pages * PAGE};
+    struct uz_region *r = NULL;
+    int rc = uz_region_create(&cfg, &r);
+    if (rc == -ENOSYS || rc == -EPERM) {
+        fprintf(stderr, "userfaultfd unavailable (%s): skipping\n", strerror(-rc));
+        exit(UZT_SKIP);
+    }
+    CHECK_EQ(rc, 0);
+    return r;
+}
+
+static struct uz_region_stat stat_of(struct uz_region *r)
+{
+    struct uz_region_stat st;
+    CHECK_EQ(uz_region_stat(r, &st), 0);
+    return st;
+}
+
+/* Waits until no writeback is in flight and reclaim has settled, then checks the states. */
+static void quiesce_and_check(struct uz_region *r)
+{
+    uz_dev_flush(uz_region_dev(r));
+    struct uz_region_stat a = stat_of(r), b;
+    for (int i = 0; i < 400; i++) {
+        usleep(5000);
+        uz_dev_flush(uz_region_dev(r));
+        b = stat_of(r);
+        if (!b.writeback_pages && b.swapouts == a.swapouts && b.writebacks == a.writebacks &&
+            b.resident_pages == a.resident_pages)
+            break;
+        a = b;
+    }
+    CHECK_EQ(uz_region_check(r), 0);
+}
+
+static void t_invalid(void)
+{
+    struct uz_region *r = (struct uz_region *)1;
+    struct uz_region_config cfg = {.size = 0};
+    CHECK_EQ(uz_region_create(&cfg, &r), -EINVAL);
+    cfg.size = PAGE + 1;
+    CHECK_EQ(uz_region_create(&cfg, &r), -EINVAL);
+    cfg.size = 64 * PAGE;
+    cfg.resident_limit = 8 * PAGE; /* under the 16-page minimum */
+    CHECK_EQ(uz_region_create(&cfg, &r), -EINVAL);
+    CHECK_EQ(uz_region_create(NULL, &r), -EINVAL);
+    cfg.resident_limit = 0;
+    cfg.algorithm = "no-such-codec";
+    int rc = uz_region_create(&cfg, &r);
+    CHECK(rc == -ENOENT || rc == -ENOSYS || rc == -EPERM);
+    uz_region_destroy(NULL);
+    CHECK(uz_region_base(NULL) == NULL);
+    CHECK_EQ(uz_region_stat(NULL, NULL), -EINVAL);
+}
+
+static void t_zero_and_roundtrip(void)
+{
+    const size_t n = 2048, limit = 256; /* 8 MiB, 1 MiB resident */
+    struct uz_region *r = make(n, limit);
+    unsigned char *b = uz_region_base(r);
+    CHECK(((uintptr_t)b & (PAGE - 1)) == 0);
+    struct uz_region_stat st = stat_of(r);
+    CHECK_EQ(st.size, n * PAGE);
+    CHECK_EQ(st.resident_limit, limit * PAGE);
+    CHECK(st.mode == UZ_REGION_MODE_FULL || st.mode == UZ_REGION_MODE_USER_ONLY);
+    CHECK(st.stable_writes);
+
+    /* First touch reads zeros, and costs no device read. */
+    for (size_t p = 0; p < n; p += 97)
+        for (size_t j = 0; j < PAGE; j += 511)
+            CHECK_EQ(b[p * PAGE + j], 0);
+    st = stat_of(r);
+    CHECK(st.minor_faults > 0);
+    CHECK_EQ(st.major_faults, 0);
+
+    for (size_t p = 0; p < n; p++)
+        fill_page(b, p, 1);
+    st = stat_of(r);
+    CHECK(st.resident_pages <= limit);
+    CHECK(st.swapouts > 0);
+    CHECK(st.writebacks > 0);
+    for (size_t p = 0; p < n; p++)
+        CHECK(page_ok(b, p, 1));
+    /* Backwards, so that readahead does not hide the faults. */
+    for (size_t p = n; p-- > 0;)
+        CHECK(page_ok(b, p, 1));
+    st = stat_of(r);
+    CHECK(st.major_faults > 0);
+    CHECK(st.resident_pages <= limit);
+    CHECK(st.orig_data_size > 0 && st.compr_data_size > 0 && st.mem_used_total > 0);
+    CHECK(st.compr_data_size < st.orig_data_size);
+    quiesce_and_check(r);
+    uz_region_destroy(r);
+}
+
+static void t_swap_cache_and_readahead(void)
+{
+    const size_t n = 512;
+    struct uz_region *r = make(n, 0); /* no limit: only explicit swap-out */
+    unsigned char *b = uz_region_base(r);
+    for (size_t p = 0; p < n; p++)
+        fill_page(b, p, 2);
+    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+    struct uz_region_stat s0 = stat_of(r);
+    CHECK_EQ(s0.swapped_pages, n);
+    CHECK_EQ(s0.resident_pages, 0);
+    CHECK_EQ(s0.writebacks, n);
+    quiesce_and_check(r);
+
+    /* A sequential read: readahead brings most pages in ahead of their fault. */
+    for (size_t p = 0; p < n; p++)
+        CHECK(page_ok(b, p, 2));
+    struct uz_region_stat s1 = stat_of(r);
+    CHECK_EQ(s1.swapins - s0.swapins, n);
+    CHECK(s1.readahead_pages - s0.readahead_pages > n / 2);
+    CHECK(s1.major_faults - s0.major_faults < n / 2);
+    CHECK_EQ(s1.clean_pages, n); /* read only: the stored copies are kept */
+    quiesce_and_check(r);
+
+    /* Evicting them again costs no compression. */
+    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+    struct uz_region_stat s2 = stat_of(r);
+    CHECK_EQ(s2.writebacks, s1.writebacks);
+    CHECK_EQ(s2.swapouts_clean - s1.swapouts_clean, n);
+
+    /* A write to a clean page is a write-protect fault; the page is written back again. */
+    CHECK(page_ok(b, 7, 2));
+    fill_page(b, 7, 3);
+    struct uz_region_stat s3 = stat_of(r);
+    CHECK_EQ(s3.wp_faults - s2.wp_faults, 1);
+    CHECK_EQ(s3.dirty_pages, 1);
+    CHECK_EQ(uz_region_swapout(r, b + 7 * PAGE, PAGE), 1);
+    struct uz_region_stat s4 = stat_of(r);
+    CHECK_EQ(s4.writebacks - s3.writebacks, 1);
+    for (size_t p = 0; p < n; p++)
+        CHECK(page_ok(b, p, p == 7 ? 3 : 2));
+    quiesce_and_check(r);
+    CHECK_EQ(uz_region_swapout(r, b - PAGE, PAGE), -EINVAL);
+    CHECK_EQ(uz_region_swapout(r, b, (n + 1) * PAGE), -EINVAL);
+    uz_region_destroy(r);
+}
+
+/* read(2) into swapped-out and write-protected pages, write(2) from swapped-out ones. */
+static void t_libc_io(void)
+{
+    const size_t n = 64;
+    struct uz_region *r = make(n, 0);
+    if (stat_of(r).mode != UZ_REGION_MODE_FULL) {
+        fprintf(stderr, "t_libc_io: user-only mode here, covered by t_user_only\n");
+        uz_region_destroy(r);
+        return;
+    }
+    unsigned char *b = uz_region_base(r);
+    for (size_t p = 0; p < n; p++)
+        fill_page(b, p, 4);
+    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+
+    /* write(2) from pages 0..3 (swapped out): the kernel faults them in. */
+    char path[] = "/tmp/uzram-region-XXXXXX";
+    int fd = mkstemp(path);
+    CHECK(fd >= 0);
+    unlink(path);
+    CHECK_EQ(write(fd, b, 4 * PAGE), (ssize_t)(4 * PAGE));
+    static unsigned char check[4 * PAGE];
+    CHECK_EQ(pread(fd, check, sizeof(check), 0), (ssize_t)sizeof(check));
+    for (size_t p = 0; p < 4; p++)
+        CHECK(memcmp(check + p * PAGE, b + p * PAGE, PAGE) == 0 && page_ok(b, p, 4));
+
+    /* read(2) into pages 10.. (swapped out), across page boundaries. */
+    static unsigned char src[3 * PAGE];
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = (unsigned char)(i * 7 + 3);
+    CHECK_EQ(pwrite(fd, src, sizeof(src), 0), (ssize_t)sizeof(src));
+    CHECK_EQ(pread(fd, b + 10 * PAGE + 100, sizeof(src), 0), (ssize_t)sizeof(src));
+    CHECK(memcmp(b + 10 * PAGE + 100, src, sizeof(src)) == 0);
+    for (size_t i = 0; i < 100; i++)
+        CHECK_EQ(b[10 * PAGE + i], ((unsigned char *)&(uint64_t){pattern(10, 4, i / 8)})[i % 8]);
+
+    /* read(2) into a clean (write-protected) page: a write-protect fault from the kernel. */
+    CHECK(page_ok(b, 20, 4)); /* swapped in read-only */
+    struct uz_region_stat s0 = stat_of(r);
+    CHECK_EQ(pread(fd, b + 20 * PAGE, 64, 0), 64);
+    CHECK(memcmp(b + 20 * PAGE, src, 64) == 0);
+    CHECK_EQ(stat_of(r).wp_faults - s0.wp_faults, 1);
+    close(fd);
+    quiesce_and_check(r);
+    uz_region_destroy(r);
+}
+
+/* The unprivileged mode: syscalls on non-resident pages fail; pinned pages work. */
+static void user_only_body(struct uz_region *r)
+{
+    const size_t n = 64;
+    struct uz_region_stat st = stat_of(r);
+    CHECK_EQ(st.mode, UZ_REGION_MODE_USER_ONLY);
+    unsigned char *b = uz_region_base(r);
+    for (size_t p = 0; p < n; p++)
+        fill_page(b, p, 5);
+    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+    int fds[2];
+    CHECK_EQ(pipe(fds), 0);
+    /* write(2) from a swapped-out page: the kernel may not wait for us here. */
+    errno = 0;
+    CHECK_EQ(write(fds[1], b + 3 * PAGE, 16), -1);
+    CHECK_EQ(errno, EFAULT);
+    CHECK_EQ(uz_region_pin(r, b + 3 * PAGE, 16), 0);
+    CHECK_EQ(stat_of(r).pinned_pages, 1);
+    CHECK_EQ(write(fds[1], b + 3 * PAGE, 16), 16);
+    unsigned char got[16];
+    CHECK_EQ(read(fds[0], got, 16), 16);
+    CHECK(memcmp(got, b + 3 * PAGE, 16) == 0);
+    /* read(2) into a pinned range spanning two swapped-out pages. */
+    CHECK_EQ(write(fds[1], "0123456789abcdef", 16), 16);
+    CHECK_EQ(uz_region_pin(r, b + 9 * PAGE - 8, 16), 0);
+    CHECK_EQ(read(fds[0], b + 9 * PAGE - 8, 16), 16);
+    CHECK(memcmp(b + 9 * PAGE - 8, "0123456789abcdef", 16) == 0);
+    /* Pinned pages stay resident through a swap-out. */
+    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), 0);
+    CHECK_EQ(stat_of(r).pinned_pages, 3);
+    quiesce_and_check(r);
+    CHECK_EQ(uz_region_unpin(r, b + 9 * PAGE - 8, 16), 0);
+    CHECK_EQ(uz_region_unpin(r, b + 3 * PAGE, 16), 0);
+    CHECK_EQ(uz_region_unpin(r, b + 3 * PAGE, 16), -EINVAL); /* not pinned any more */
+    CHECK_EQ(uz_region_pin(r, b - 1, 2), -EINVAL);
+    CHECK_EQ(stat_of(r).pinned_pages, 0);
+    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), 3);
+    for (size_t p = 0; p < n; p++)
+        if (p != 8 && p != 9)
+            CHECK(page_ok(b, p, 5));
+    close(fds[0]);
+    close(fds[1]);
+    quiesce_and_check(r);
+}
+
+static void t_user_only(void)
+{
+    uz_region_force_user_mode = true;
+    struct uz_region *r = make(64, 0);
+    uz_region_force_user_mode = false;
+    user_only_body(r);
+    uz_region_destroy(r);
+
+    /* Pinning more than half the resident limit is refused. */
+    r = make(256, 32);
+    unsigned char *b = uz_region_base(r);
+    CHECK_EQ(uz_region_pin(r, b, 17 * PAGE), -ENOMEM);
+    CHECK_EQ(uz_region_pin(r, b, 16 * PAGE), 0);
+    for (size_t p = 16; p < 256; p++)
+        fill_page(b, p, 6);
+    for (size_t p = 16; p < 256; p++)
+        CHECK(page_ok(b, p, 6));
+    CHECK_EQ(uz_region_unpin(r, b, 16 * PAGE), 0);
+    uz_region_destroy(r);
+}
+
+/* As a real unprivileged user (root drops to nobody in a child): the region falls back to
+ * user-only mode by itself, unless the machine lets everyone serve kernel faults. */
+static void t_unprivileged(void)
+{
+    if (geteuid() != 0)
+        return; /* then the other tests already ran unprivileged */
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (!pid) {
+        alarm(60);
+        if (setgid(65534) || setuid(65534))
+            _exit(UZT_SKIP);
+        prctl(PR_SET_DUMPABLE, 1, 0, 0, 0); /* /proc/self/pagemap for uz_region_check() */
+        FILE *f = fopen("/proc/sys/vm/unprivileged_userfaultfd", "r");
+        int open_to_all = 0;
+        if (f) {
+            if (fscanf(f, "%d", &open_to_all) != 1)
+                open_to_all = 0;
+            fclose(f);
+        }
+        struct uz_region *r = make(64, 0);
+        if (open_to_all || !access("/dev/userfaultfd", R_OK | W_OK)) {
+            CHECK_EQ(stat_of(r).mode, UZ_REGION_MODE_FULL);
+        } else {
+            user_only_body(r);
+        }
+        uz_region_destroy(r);
+        _exit(0);
+    }
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == UZT_SKIP);
+}
+
+/* userfaultfd refused (as a seccomp policy would): a clear error at once, never a hang. */
+static void t_unavailable(void)
+{
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (!pid) {
+        alarm(20);
+        struct sock_filter f[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_userfaultfd, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_ioctl, 0, 3),
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, USERFAULTFD_IOC_NEW, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ENOSYS),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        struct sock_fprog prog = {.len = UZ_ARRAY_SIZE(f), .filter = f};
+        if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+            prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog))
+            _exit(UZT_SKIP);
+        struct uz_region_config cfg = {.size = 64 * PAGE};
+        struct uz_region *r = (struct uz_region *)1;
+        int rc = uz_region_create(&cfg, &r);
+        _exit(rc == -ENOSYS && r == (struct uz_region *)1 ? 0 : 1);
+    }
+    int status;
+    CHECK_EQ(waitpid(pid, &status, 0), pid);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0 || WEXITSTATUS(status) == UZT_SKIP);
+}
+
+/* The application drops resident region pages itself: they read as zeros afterwards, as
+ * anonymous memory does. (Swapped-out pages cannot be dropped that way: region.h says so.) */
+static void t_app_madvise(void)
+{
+    const size_t n = 32;
+    struct uz_region *r = make(n, 0);
+    unsigned char *b = uz_region_base(r);
+    for (size_t p = 0; p < n; p++)
+        fill_page(b, p, 7);
+    CHECK_EQ(uz_region_swapout(r, b + 8 * PAGE, 8 * PAGE), 8);
+    CHECK(page_ok(b, 9, 7)); /* now clean */
+    CHECK_EQ(stat_of(r).clean_pages, 1);
+    CHECK_EQ(madvise(b, 8 * PAGE, MADV_DONTNEED), 0);
+    CHECK_EQ(madvise(b + 9 * PAGE, PAGE, MADV_DONTNEED), 0);
+    for (size_t p = 0; p < n; p++) {
+        if (p < 8 || p == 9) {
+            for (size_t j = 0; j < PAGE; j += 64)
+                CHECK_EQ(b[p * PAGE + j], 0);
+        } else {
+            CHECK(page_ok(b, p, 7));
+        }
+    }
+    quiesce_and_check(r);
+    uz_region_destroy(r);
+}
+
+static int count_dir(const char *path)
+{
+    DIR *d = opendir(path);
+    CHECK(d);
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n;
+}
+
+/* Destroy right after a burst of writes, writebacks still in flight, and many cycles. */
+static void t_destroy_inflight_and_cycles(void)
+{
+    int fds = count_dir("/proc/self/fd"), tasks = count_dir("/proc/self/task");
+    uint64_t inflight_seen = 0;
+    for (int i = 0; i < 40; i++) {
+        struct uz_region *r = make(1024, 64);
+        unsigned char *b = uz_region_base(r);
+        for (size_t p = 0; p < 1024; p++)
+            fill_page(b, p, (uint64_t)i);
+        if (i % 2)
+            uz_region_swapout(r, b + 64 * PAGE, 64 * PAGE);
+        inflight_seen += stat_of(r).writeback_pages;
+        uz_region_destroy(r);
+    }
+    for (int i = 0; i < 200; i++) {
+        struct uz_region *r = make(16 + (size_t)i % 7, i % 3 ? 0 : 16);
+        unsigned char *b = uz_region_base(r);
+        b[(size_t)i % 16 * PAGE] = (unsigned char)i;
+        uz_region_destroy(r);
+    }
+    fprintf(stderr, "destroy: %llu pages under writeback seen at destroy time\n",
+            (unsigned long long)inflight_seen);
+    CHECK_EQ(count_dir("/proc/self/fd"), fds);
+    CHECK_EQ(count_dir("/proc/self/task"), tasks);
+}
+
+/* Several regions at once, each with its own threads and device. */
+static void t_many_regions(void)
+{
+    struct uz_region *rs[8];
+    for (int i = 0; i < 8; i++)
+        rs[i] = make(256, 32);
+    for (int round = 0; round < 2; round++)
+        for (int i = 0; i < 8; i++) {
+            unsigned char *b = uz_region_base(rs[i]);
+            for (size_t p = 0; p < 256; p++) {
+                if (round)
+                    CHECK(page_ok(b, p, (uint64_t)i));
+                else
+                    fill_page(b, p, (uint64_t)i);
+            }
+        }
+    for (int i = 0; i < 8; i++) {
+        quiesce_and_check(rs[i]);
+        uz_region_destroy(rs[i]);
+    }
+}
+
+int main(void)
+{
+    alarm(300);
+    t_invalid();
+    t_zero_and_roundtrip();
+    t_swap_cache_and_readahead();
+    t_libc_io();
+    t_user_only();
+    t_unprivileged();
+    t_unavailable();
+    t_app_madvise();
+    t_destroy_inflight_and_cycles();
+    t_many_regions();
+    printf("test_region: ok\n");
+    return 0;
+}
