@@ -29,9 +29,6 @@ static struct uz_dev *mkdev(uint64_t disksize, const char *algo, uint64_t mem_li
     struct uz_dev *dev = NULL;
     CHECK_EQ(uz_dev_create(&cfg, &dev), 0);
     CHECK(dev);
-    /* The exact page arithmetic below needs the pool's prefault thread (whose reserved pages
-     * are counted in mem_used as they appear) out of the picture; test_model() keeps it. */
-    CHECK_EQ(uz_pool_prefault(dev->pool, false), 0);
     return dev;
 }
 
@@ -98,7 +95,7 @@ static void test_model(const char *algo, uint64_t seed, int ops)
 {
     const uint64_t pages = 96, size = pages * PAGE;
     struct uz_dev *dev = mkdev(size, algo, 0, 0);
-    CHECK_EQ(uz_pool_prefault(dev->pool, true), 0); /* as devices run by default */
+    CHECK_EQ(uz_pool_prefault(dev->pool, true), 0); /* a pool growing on its own, too */
     char path[] = "/tmp/uzram-model-XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
