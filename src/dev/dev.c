@@ -171,7 +171,6 @@ int uz_dev_set_codec(struct uz_dev *dev, const char *algorithm, int level, const
     dev->nstreams = n;
     dev->dict_path = dict_copy;
     snprintf(dev->algorithm, sizeof(dev->algorithm), "%s", uz_comp_name(comp));
-    dev->level = level;
     return 0;
 }
 
@@ -221,8 +220,7 @@ void uz_dev_free_storage(struct uz_dev *dev)
     struct uz_dev_stats *st = &dev->st;
     struct uz_counter *all[] = {&st->pages_stored,  &st->compr_data_size,  &st->same_pages,
                                 &st->huge_pages,    &st->huge_pages_since, &st->failed_reads,
-                                &st->failed_writes, &st->notify_free,      &st->miss_free,
-                                &st->num_reads,     &st->num_writes};
+                                &st->failed_writes, &st->notify_free,      &st->miss_free};
     for (size_t i = 0; i < UZ_ARRAY_SIZE(all); i++)
         uz_counter_reset(all[i]);
     atomic_store(&dev->max_used_pages, 0);
@@ -402,7 +400,6 @@ static int write_page(struct uz_dev *dev, uint64_t index, const void *page)
     struct stored p;
     int rc = store_page(dev, st, page, &p);
     stream_put(st);
-    uz_counter_add(&dev->st.num_writes, 1);
     if (rc) {
         uz_counter_add(&dev->st.failed_writes, 1);
         return rc;
@@ -471,7 +468,6 @@ static int read_page(struct uz_dev *dev, uint64_t index, void *page)
     slot_lock(s);
     int rc = slot_read(dev, s, page, NULL);
     slot_unlock(s);
-    uz_counter_add(&dev->st.num_reads, 1);
     if (rc)
         uz_counter_add(&dev->st.failed_reads, 1);
     return rc;
@@ -540,7 +536,6 @@ static int write_partial(struct uz_dev *dev, uint64_t index, const void *buf, si
     if (!rc)
         slot_commit(dev, s, &p);
     slot_unlock(s);
-    uz_counter_add(&dev->st.num_writes, 1);
     if (rc)
         uz_counter_add(&dev->st.failed_writes, 1);
     return rc;

@@ -74,8 +74,6 @@ struct uz_dev_stats {
     struct uz_counter failed_writes;
     struct uz_counter notify_free; /* slots freed by discard */
     struct uz_counter miss_free;
-    struct uz_counter num_reads;
-    struct uz_counter num_writes;
 };
 
 struct uz_dev {
@@ -90,7 +88,6 @@ struct uz_dev {
     size_t huge_size; /* compressed sizes >= this are stored raw */
     struct uz_comp *comp;
     char algorithm[16];
-    int level;
     char *dict_path;
     struct uz_dev_stream *streams;
     unsigned nstreams;
