@@ -108,6 +108,64 @@ UZ_API bool uz_dev_stable_writes(const struct uz_dev *dev);
 /* uz_dev_disksize() : the current disk size in bytes (0 after a reset). */
 UZ_API uint64_t uz_dev_disksize(const struct uz_dev *dev);
 
+/* Every number behind mm_stat, io_stat and debug_stat, as the attribute texts show them (the
+ * texts are formatted from this struct). Sizes in bytes. A snapshot: fields are read one by one
+ * while I/O goes on. */
+struct uz_dev_stats {
+    uint64_t disksize; /* 0: uninitialised */
+    /* mm_stat, in the kernel's order */
+    uint64_t orig_data_size;   /* bytes of pages stored (same-filled included) */
+    uint64_t compr_data_size;  /* bytes of compressed data (huge pages count 4096) */
+    uint64_t mem_used_total;   /* bytes of pool memory */
+    uint64_t mem_limit;        /* 0: unlimited */
+    uint64_t mem_used_max;     /* high-water mark of mem_used_total */
+    uint64_t same_pages;       /* pages stored as a fill word (no pool memory) */
+    uint64_t pages_compacted;  /* pool pages freed by compaction */
+    uint64_t huge_pages;       /* pages stored raw */
+    uint64_t huge_pages_since; /* raw pages written since initialisation */
+    /* io_stat */
+    uint64_t failed_reads;
+    uint64_t failed_writes;
+    uint64_t invalid_io;  /* always 0, as in the kernel since 6.x */
+    uint64_t notify_free; /* pages of discarded ranges */
+    /* debug_stat */
+    uint64_t miss_free;
+};
+
+/* uz_dev_stats() :
+ *  Fills *st (all zeros but mem_limit on an uninitialised device).
+ *  @return : 0, or -EINVAL for NULL arguments. */
+UZ_API int uz_dev_stats(struct uz_dev *dev, struct uz_dev_stats *st);
+
+/* uz_dev_compact() :
+ *  Compacts the pool (the `compact` attribute).
+ *  @return : the number of pool pages freed (>= 0), or -EINVAL when uninitialised. */
+UZ_API int uz_dev_compact(struct uz_dev *dev);
+
+/* uz_dev_zero() :
+ *  Makes [offset, offset+len) read as zeros. Partial pages at either end are read-modify-written
+ *  atomically per slot; whole pages become zero pages (UZ_DEV_PAGE_ZERO), or holes
+ *  (UZ_DEV_PAGE_UNWRITTEN) with UZ_DEV_ZERO_TRIM. Whole pages hold no pool memory either way.
+ *  @return : 0, -EINVAL when the range passes the disk size, or a partial page's write error
+ *            (-ENOSPC, -ENOMEM, -EIO; the pages before it are zeroed). */
+#define UZ_DEV_ZERO_TRIM 1u
+UZ_API int uz_dev_zero(struct uz_dev *dev, uint64_t offset, uint64_t len, unsigned flags);
+
+/* One run of pages with the same enum uz_dev_page_state. */
+struct uz_dev_extent {
+    uint64_t offset, length; /* bytes */
+    int state;               /* enum uz_dev_page_state */
+};
+
+/* uz_dev_extents() :
+ *  Describes [offset, offset+len) as runs of equal page state, in order and coalesced; the first
+ *  run starts at `offset` and the runs are clipped to the range (a partial page takes its page's
+ *  state). Stops after `max` runs: the caller asks again from the end of the last one.
+ *  @return : the number of runs written (0 for len 0), or -EINVAL when the range passes the disk
+ *            size or max is 0. */
+UZ_API int uz_dev_extents(struct uz_dev *dev, uint64_t offset, uint64_t len,
+                          struct uz_dev_extent *ext, size_t max);
+
 /* uz_dev_attr_read() :
  *  Formats attribute `name` into buf as the kernel's sysfs file would read, NUL-terminated.
  *  Readable: disksize, initstate, comp_algorithm, algorithm_params, mem_limit, mem_used_max,

@@ -217,7 +217,7 @@ void uz_dev_free_storage(struct uz_dev *dev)
     dev->table_bytes = 0;
     dev->nr_pages = 0;
     dev->disksize = 0;
-    struct uz_dev_stats *st = &dev->st;
+    struct uz_dev_counters *st = &dev->st;
     struct uz_counter *all[] = {&st->pages_stored,  &st->compr_data_size,  &st->same_pages,
                                 &st->huge_pages,    &st->huge_pages_since, &st->failed_reads,
                                 &st->failed_writes, &st->notify_free,      &st->miss_free};
@@ -598,16 +598,159 @@ int uz_dev_discard(struct uz_dev *dev, uint64_t offset, uint64_t len)
         uint64_t end = (offset + len) / UZ_PAGE_SIZE;
         for (uint64_t i = first; i < end; i++) {
             struct uz_slot *s = &dev->table[i];
-            if (!(slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)))
-                continue; /* empty: nothing to free (racy peek, rechecked under the lock) */
-            slot_lock(s);
             if (slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)) {
+                /* else empty: nothing to free (racy peek, rechecked under the lock) */
+                slot_lock(s);
                 slot_free(dev, s);
-                uz_counter_add(&dev->st.notify_free, 1);
+                slot_unlock(s);
             }
-            slot_unlock(s);
         }
+        /* The kernel counts every page of a discarded range, freed or not. */
+        if (end > first)
+            uz_counter_add(&dev->st.notify_free, (int64_t)(end - first));
     }
     uz_brlock_read_unlock(&dev->init_lock, shard);
     return rc;
+}
+
+/* Zeroes whole pages [first, end): holes with trim, zero pages otherwise. */
+static void zero_pages(struct uz_dev *dev, uint64_t first, uint64_t end, bool trim)
+{
+    for (uint64_t i = first; i < end; i++) {
+        struct uz_slot *s = &dev->table[i];
+        uint32_t f = slot_flags(s);
+        if (trim ? !(f & (UZ_SLOT_SAME | UZ_SLOT_ALLOC))
+                 : ((f & UZ_SLOT_SAME) && !(f & UZ_SLOT_LOCK) && s->val == 0))
+            continue; /* racy peek, rechecked under the lock */
+        slot_lock(s);
+        f = slot_flags(s);
+        if (trim) {
+            slot_free(dev, s);
+        } else if (!(f & UZ_SLOT_SAME) || s->val) {
+            struct stored p = {.flags = UZ_SLOT_SAME, .val = 0};
+            slot_commit(dev, s, &p);
+        }
+        slot_unlock(s);
+    }
+}
+
+int uz_dev_zero(struct uz_dev *dev, uint64_t offset, uint64_t len, unsigned flags)
+{
+    if (!dev || (flags & ~UZ_DEV_ZERO_TRIM))
+        return -EINVAL;
+    static const unsigned char zeros[UZ_PAGE_SIZE];
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    int rc = range_ok(dev, offset, len) ? 0 : -EINVAL;
+    uint64_t end = offset + len, pos = offset;
+    while (!rc && pos < end) {
+        uint64_t index;
+        size_t off,
+            n = page_span(pos, end - pos > SIZE_MAX ? SIZE_MAX : (size_t)(end - pos), &index, &off);
+        if (n < UZ_PAGE_SIZE) {
+            rc = write_partial(dev, index, zeros, off, n);
+            pos += n;
+            continue;
+        }
+        uint64_t last = end / UZ_PAGE_SIZE; /* whole pages [index, last) */
+        zero_pages(dev, index, last, flags & UZ_DEV_ZERO_TRIM);
+        pos = last * UZ_PAGE_SIZE;
+    }
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    return rc;
+}
+
+static int slot_state(struct uz_slot *s)
+{
+    uint32_t f = slot_flags(s);
+    if (f & UZ_SLOT_SAME)
+        return s->val ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_ZERO;
+    return (f & UZ_SLOT_ALLOC) ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_UNWRITTEN;
+}
+
+int uz_dev_extents(struct uz_dev *dev, uint64_t offset, uint64_t len, struct uz_dev_extent *ext,
+                   size_t max)
+{
+    if (!dev || !ext || !max)
+        return -EINVAL;
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    int rc = range_ok(dev, offset, len) ? 0 : -EINVAL;
+    size_t n = 0;
+    uint64_t end = offset + len, pos = offset;
+    while (!rc && pos < end) {
+        uint64_t index = pos / UZ_PAGE_SIZE;
+        uint64_t next = (index + 1) * UZ_PAGE_SIZE;
+        if (next > end)
+            next = end;
+        struct uz_slot *s = &dev->table[index];
+        int state;
+        if (!(slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC | UZ_SLOT_LOCK))) {
+            state = UZ_DEV_PAGE_UNWRITTEN; /* the common hole: no lock needed for a snapshot */
+        } else {
+            slot_lock(s);
+            state = slot_state(s);
+            slot_unlock(s);
+        }
+        if (n && ext[n - 1].state == state) {
+            ext[n - 1].length += next - pos;
+        } else if (n == max) {
+            break;
+        } else {
+            ext[n++] = (struct uz_dev_extent){.offset = pos, .length = next - pos, .state = state};
+        }
+        pos = next;
+    }
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    return rc ? rc : (int)n;
+}
+
+/* ---- statistics ---- */
+
+static uint64_t ctr(const struct uz_counter *c)
+{
+    int64_t v = uz_counter_read(c);
+    return v > 0 ? (uint64_t)v : 0;
+}
+
+void uz_dev_stats_locked(struct uz_dev *dev, struct uz_dev_stats *st)
+{
+    *st = (struct uz_dev_stats){.disksize = dev->disksize};
+    if (dev->pool) {
+        struct uz_pool_stat ps = {0};
+        uz_pool_stats(dev->pool, &ps);
+        uint64_t used = uz_pool_total_pages(dev->pool);
+        uz_dev_note_mem_used(dev, used);
+        st->mem_used_total = used << UZ_PAGE_SHIFT;
+        st->pages_compacted = ps.pages_compacted;
+    }
+    st->orig_data_size = ctr(&dev->st.pages_stored) << UZ_PAGE_SHIFT;
+    st->compr_data_size = ctr(&dev->st.compr_data_size);
+    st->mem_limit = atomic_load(&dev->limit_pages) << UZ_PAGE_SHIFT;
+    st->mem_used_max = atomic_load(&dev->max_used_pages) << UZ_PAGE_SHIFT;
+    st->same_pages = ctr(&dev->st.same_pages);
+    st->huge_pages = ctr(&dev->st.huge_pages);
+    st->huge_pages_since = ctr(&dev->st.huge_pages_since);
+    st->failed_reads = ctr(&dev->st.failed_reads);
+    st->failed_writes = ctr(&dev->st.failed_writes);
+    st->notify_free = ctr(&dev->st.notify_free);
+    st->miss_free = ctr(&dev->st.miss_free);
+}
+
+int uz_dev_stats(struct uz_dev *dev, struct uz_dev_stats *st)
+{
+    if (!dev || !st)
+        return -EINVAL;
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    uz_dev_stats_locked(dev, st);
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    return 0;
+}
+
+int uz_dev_compact(struct uz_dev *dev)
+{
+    if (!dev)
+        return -EINVAL;
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    long freed = dev->pool ? uz_pool_compact(dev->pool) : -EINVAL;
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    return freed > INT_MAX ? INT_MAX : (int)freed;
 }

@@ -35,12 +35,6 @@ static void emit(struct out *o, const char *fmt, ...)
     o->at += n > 0 ? (size_t)n : 0;
 }
 
-static uint64_t ctr(const struct uz_counter *c)
-{
-    int64_t v = uz_counter_read(c);
-    return v > 0 ? (uint64_t)v : 0;
-}
-
 static void show_disksize(struct uz_dev *dev, struct out *o)
 {
     emit(o, "%llu\n", (unsigned long long)dev->disksize);
@@ -80,34 +74,29 @@ static void show_mem_used_max(struct uz_dev *dev, struct out *o)
 
 static void show_mm_stat(struct uz_dev *dev, struct out *o)
 {
-    struct uz_pool_stat ps = {0};
-    uint64_t mem_used = 0;
-    if (dev->pool) {
-        uz_pool_stats(dev->pool, &ps);
-        mem_used = uz_pool_total_pages(dev->pool);
-        uz_dev_note_mem_used(dev, mem_used);
-    }
+    struct uz_dev_stats st;
+    uz_dev_stats_locked(dev, &st);
     emit(o, "%8llu %8llu %8llu %8lu %8ld %8llu %8lu %8llu %8llu\n",
-         (unsigned long long)(ctr(&dev->st.pages_stored) << UZ_PAGE_SHIFT),
-         (unsigned long long)ctr(&dev->st.compr_data_size),
-         (unsigned long long)(mem_used << UZ_PAGE_SHIFT),
-         (unsigned long)(atomic_load(&dev->limit_pages) << UZ_PAGE_SHIFT),
-         (long)(atomic_load(&dev->max_used_pages) << UZ_PAGE_SHIFT),
-         (unsigned long long)ctr(&dev->st.same_pages), (unsigned long)ps.pages_compacted,
-         (unsigned long long)ctr(&dev->st.huge_pages),
-         (unsigned long long)ctr(&dev->st.huge_pages_since));
+         (unsigned long long)st.orig_data_size, (unsigned long long)st.compr_data_size,
+         (unsigned long long)st.mem_used_total, (unsigned long)st.mem_limit, (long)st.mem_used_max,
+         (unsigned long long)(st.same_pages), (unsigned long)(st.pages_compacted),
+         (unsigned long long)st.huge_pages, (unsigned long long)st.huge_pages_since);
 }
 
 static void show_io_stat(struct uz_dev *dev, struct out *o)
 {
-    emit(o, "%8llu %8llu 0 %8llu\n", (unsigned long long)ctr(&dev->st.failed_reads),
-         (unsigned long long)ctr(&dev->st.failed_writes),
-         (unsigned long long)ctr(&dev->st.notify_free));
+    struct uz_dev_stats st;
+    uz_dev_stats_locked(dev, &st);
+    /* The kernel prints its retired invalid_io column as a literal 0. */
+    emit(o, "%8llu %8llu 0 %8llu\n", (unsigned long long)st.failed_reads,
+         (unsigned long long)st.failed_writes, (unsigned long long)st.notify_free);
 }
 
 static void show_debug_stat(struct uz_dev *dev, struct out *o)
 {
-    emit(o, "version: %d\n0 %8llu\n", 1, (unsigned long long)ctr(&dev->st.miss_free));
+    struct uz_dev_stats st;
+    uz_dev_stats_locked(dev, &st);
+    emit(o, "version: %d\n0 %8llu\n", 1, (unsigned long long)st.miss_free);
 }
 
 static void show_max_comp_streams(struct uz_dev *dev, struct out *o)
@@ -261,12 +250,8 @@ static int store_mem_used_max(struct uz_dev *dev, const char *value)
 
 static int store_compact(struct uz_dev *dev, const char *value)
 {
-    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
-    int rc = dev->pool ? 0 : -EINVAL; /* zram: -EINVAL when not initialised */
-    if (!rc)
-        uz_pool_compact(dev->pool);
-    uz_brlock_read_unlock(&dev->init_lock, shard);
-    return rc;
+    int rc = uz_dev_compact(dev); /* zram: -EINVAL when not initialised */
+    return rc < 0 ? rc : 0;
 }
 
 static int store_reset(struct uz_dev *dev, const char *value)

@@ -64,7 +64,7 @@ struct uz_dev_worker {
     struct uz_dev_req ring[UZ_DEV_QUEUE_DEPTH];
 } UZ_ALIGNED;
 
-struct uz_dev_stats {
+struct uz_dev_counters {
     struct uz_counter pages_stored;     /* slots holding data (same-filled included) */
     struct uz_counter compr_data_size;  /* bytes of compressed data (huge pages count 4096) */
     struct uz_counter same_pages;       /* slots holding a fill word */
@@ -94,7 +94,7 @@ struct uz_dev {
 
     _Atomic uint64_t limit_pages;    /* 0: unlimited */
     _Atomic uint64_t max_used_pages; /* high-water mark of uz_pool_total_pages() */
-    struct uz_dev_stats st;
+    struct uz_dev_counters st;
 
     unsigned nworkers;
     struct uz_dev_worker *workers;
@@ -109,6 +109,8 @@ UZ_HIDDEN bool uz_dev_is_empty(struct uz_dev *dev);
 /* Raises mem_used_max to `used` pages if below. The pool also grows on its own (prefaulted
  * pages), so readers of the statistics call it too. */
 UZ_HIDDEN void uz_dev_note_mem_used(struct uz_dev *dev, uint64_t used);
+/* uz_dev_stats() for a caller that holds init_lock (either way). */
+UZ_HIDDEN void uz_dev_stats_locked(struct uz_dev *dev, struct uz_dev_stats *st);
 UZ_HIDDEN int uz_dev_write_page_nolock(struct uz_dev *dev, uint64_t index, const void *page);
 
 /* dev_queue.c */
