@@ -15,8 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The tools' image loader, compiled into each test (one implementation for tools and tests). */
-#include "../tools/image.c"
+#include "image.h" /* support/image: the loader the tools use too */
 
 #define UZT_SKIP 77
 

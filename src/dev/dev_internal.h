@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * dev_internal.h - private state of the compressed page device (the zram core), shared by
- * dev.c (I/O paths), dev_attr.c (sysfs-style attributes) and dev_queue.c (zramd workers).
+ * dev_io.c (slots and I/O paths), dev_codec.c (codec and streams), dev_lifecycle.c (create,
+ * storage, statistics), dev_attr.c (sysfs-style attributes) and dev_queue.c (zramd workers).
  *
  * Lock order (outermost first):
  *   init_lock (big-reader; read by every I/O, written by reset/disksize/algorithm changes)
@@ -100,17 +101,25 @@ struct uz_dev {
     struct uz_dev_worker *workers;
 };
 
-/* dev.c */
-UZ_HIDDEN int uz_dev_init_storage(struct uz_dev *dev, uint64_t disksize);
-UZ_HIDDEN void uz_dev_free_storage(struct uz_dev *dev);
+/* dev_codec.c */
 UZ_HIDDEN int uz_dev_set_codec(struct uz_dev *dev, const char *algorithm, int level,
                                const char *dict_path);
+/* Takes a stream (trylock round-robin from the thread's own, then waits on it). */
+UZ_HIDDEN struct uz_dev_stream *uz_dev_stream_get(struct uz_dev *dev);
+UZ_HIDDEN void uz_dev_stream_put(struct uz_dev_stream *st);
+UZ_HIDDEN void uz_dev_streams_free(struct uz_dev *dev);
+
+/* dev_lifecycle.c */
+UZ_HIDDEN int uz_dev_init_storage(struct uz_dev *dev, uint64_t disksize);
+UZ_HIDDEN void uz_dev_free_storage(struct uz_dev *dev);
 UZ_HIDDEN bool uz_dev_is_empty(struct uz_dev *dev);
 /* Raises mem_used_max to `used` pages if below. The pool also grows on its own (prefaulted
  * pages), so readers of the statistics call it too. */
 UZ_HIDDEN void uz_dev_note_mem_used(struct uz_dev *dev, uint64_t used);
 /* uz_dev_stats() for a caller that holds init_lock (either way). */
 UZ_HIDDEN void uz_dev_stats_locked(struct uz_dev *dev, struct uz_dev_stats *st);
+
+/* dev_io.c */
 UZ_HIDDEN int uz_dev_write_page_nolock(struct uz_dev *dev, uint64_t index, const void *page);
 
 /* dev_queue.c */

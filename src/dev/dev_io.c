@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * dev.c - the compressed page device: slots, the write and read paths, partial I/O, discard.
+ * dev_io.c - the device's I/O paths: slots and their lock, the write and read paths, partial
+ * I/O, discard, zeroing and extents.
  *
- * Every slot is a 16-byte uz_slot with a lock bit, so I/O on different slots never shares a
- * lock. A full-page write compresses into a stream's worst-case buffer with no lock held but the
+ * Every slot is a 16-byte uz_slot with a lock bit, so I/O on different slots shares no lock. A
+ * full-page write compresses into a stream's worst-case buffer with no lock held but the
  * stream's, allocates exactly the compressed length in the pool, copies exactly that length, and
  * only then locks the slot to swap the new object in and free the old one: a failed write
  * (-ENOSPC, -ENOMEM) leaves the slot untouched. Reads decompress straight from the pool's memory
@@ -17,11 +18,8 @@
 
 #include <errno.h>
 #include <limits.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 /* ---- slots ---- */
 
@@ -75,218 +73,6 @@ static void slot_free(struct uz_dev *dev, struct uz_slot *s)
     slot_set_flags(s, 0);
 }
 
-/* ---- streams ---- */
-
-static struct uz_dev_stream *stream_get(struct uz_dev *dev)
-{
-    unsigned n = dev->nstreams, first = uz_thread_slot() % n;
-    for (unsigned i = 0; i < n; i++) {
-        struct uz_dev_stream *st = &dev->streams[(first + i) % n];
-        if (pthread_mutex_trylock(&st->lock) == 0)
-            return st;
-    }
-    struct uz_dev_stream *st = &dev->streams[first];
-    pthread_mutex_lock(&st->lock);
-    return st;
-}
-
-static void stream_put(struct uz_dev_stream *st)
-{
-    pthread_mutex_unlock(&st->lock);
-}
-
-static void streams_free(struct uz_dev *dev)
-{
-    for (unsigned i = 0; i < dev->nstreams; i++) {
-        uz_comp_stream_destroy(dev->streams[i].cs);
-        free(dev->streams[i].page);
-        pthread_mutex_destroy(&dev->streams[i].lock);
-    }
-    free(dev->streams);
-    dev->streams = NULL;
-    dev->nstreams = 0;
-}
-
-static int streams_alloc(struct uz_dev *dev, struct uz_comp *comp, struct uz_dev_stream **out,
-                         unsigned n)
-{
-    struct uz_dev_stream *v = aligned_alloc(UZ_CACHELINE, sizeof(*v) * n);
-    if (!v)
-        return -ENOMEM;
-    memset(v, 0, sizeof(*v) * n);
-    unsigned i;
-    int rc = 0;
-    for (i = 0; i < n; i++) {
-        pthread_mutex_init(&v[i].lock, NULL);
-        v[i].page = aligned_alloc(UZ_CACHELINE, UZ_PAGE_SIZE);
-        rc = v[i].page ? uz_comp_stream_create(comp, &v[i].cs) : -ENOMEM;
-        if (rc) {
-            i++;
-            break;
-        }
-    }
-    if (rc) {
-        while (i--) {
-            uz_comp_stream_destroy(v[i].cs);
-            free(v[i].page);
-            pthread_mutex_destroy(&v[i].lock);
-        }
-        free(v);
-        return rc;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Replaces the codec (and its streams). Caller holds init_lock for writing, or is creating. */
-int uz_dev_set_codec(struct uz_dev *dev, const char *algorithm, int level, const char *dict_path)
-{
-    struct uz_comp *comp;
-    int rc = uz_comp_create(algorithm, level, &comp);
-    if (rc)
-        return rc;
-    if (dict_path && *dict_path && (rc = uz_comp_load_dict(comp, dict_path))) {
-        uz_comp_destroy(comp);
-        return rc;
-    }
-    char *dict_copy = NULL;
-    if (dict_path && *dict_path && !(dict_copy = strdup(dict_path))) {
-        uz_comp_destroy(comp);
-        return -ENOMEM;
-    }
-    /* One stream per CPU plus one per worker, so a thread almost never waits for one. */
-    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    unsigned n = (unsigned)(cpus > 0 ? cpus : 1) * 2 + dev->nworkers;
-    struct uz_dev_stream *streams;
-    if ((rc = streams_alloc(dev, comp, &streams, n))) {
-        free(dict_copy);
-        uz_comp_destroy(comp);
-        return rc;
-    }
-    streams_free(dev);
-    uz_comp_destroy(dev->comp);
-    free(dev->dict_path);
-    dev->comp = comp;
-    dev->streams = streams;
-    dev->nstreams = n;
-    dev->dict_path = dict_copy;
-    snprintf(dev->algorithm, sizeof(dev->algorithm), "%s", uz_comp_name(comp));
-    return 0;
-}
-
-/* ---- storage (table + pool) ---- */
-
-int uz_dev_init_storage(struct uz_dev *dev, uint64_t disksize)
-{
-    uint64_t nr_pages = disksize / UZ_PAGE_SIZE;
-    if (!nr_pages || disksize % UZ_PAGE_SIZE || nr_pages > (SIZE_MAX / sizeof(struct uz_slot)))
-        return -EINVAL;
-    size_t bytes = (size_t)nr_pages * sizeof(struct uz_slot);
-    /* Untouched slots cost no memory: the table is mapped lazily, like zram's vmalloc'd one. */
-    void *t = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    if (t == MAP_FAILED)
-        return -ENOMEM;
-    struct uz_pool *pool;
-    int rc = uz_pool_create(&pool);
-    if (rc) {
-        munmap(t, bytes);
-        return rc;
-    }
-    /* The pool's prefault thread (uz_pool_prefault()) stays off: on the project's 2-core VM it
-     * moved page faults off the writer but gained no wall-clock time (the writer often spins on
-     * the class lock the thread holds while it faults the page in) and cost CPU and memory. */
-    dev->table = t;
-    dev->table_bytes = bytes;
-    dev->pool = pool;
-    dev->huge_size = uz_pool_huge_size(pool);
-    dev->nr_pages = nr_pages;
-    dev->disksize = disksize;
-    atomic_store(&dev->max_used_pages, 0);
-    return 0;
-}
-
-void uz_dev_free_storage(struct uz_dev *dev)
-{
-    /* The pool goes as a whole: no need to free slot by slot. */
-    uz_pool_destroy(dev->pool);
-    if (dev->table)
-        munmap(dev->table, dev->table_bytes);
-    dev->pool = NULL;
-    dev->table = NULL;
-    dev->table_bytes = 0;
-    dev->nr_pages = 0;
-    dev->disksize = 0;
-    struct uz_dev_counters *st = &dev->st;
-    struct uz_counter *all[] = {&st->pages_stored,  &st->compr_data_size,  &st->same_pages,
-                                &st->huge_pages,    &st->huge_pages_since, &st->failed_reads,
-                                &st->failed_writes, &st->notify_free,      &st->miss_free};
-    for (size_t i = 0; i < UZ_ARRAY_SIZE(all); i++)
-        uz_counter_reset(all[i]);
-    atomic_store(&dev->max_used_pages, 0);
-}
-
-bool uz_dev_is_empty(struct uz_dev *dev)
-{
-    return uz_counter_read(&dev->st.pages_stored) == 0;
-}
-
-/* ---- create / destroy ---- */
-
-int uz_dev_create(const struct uz_dev_config *cfg, struct uz_dev **out)
-{
-    if (!cfg || !out || !cfg->disksize || cfg->disksize % UZ_PAGE_SIZE)
-        return -EINVAL;
-    struct uz_dev *dev = aligned_alloc(UZ_CACHELINE, sizeof(*dev));
-    if (!dev)
-        return -ENOMEM;
-    memset(dev, 0, sizeof(*dev));
-    int rc = uz_brlock_init(&dev->init_lock);
-    if (rc) {
-        free(dev);
-        return rc;
-    }
-    dev->nworkers = cfg->workers;
-    atomic_store(&dev->limit_pages, UZ_DIV_ROUND_UP(cfg->mem_limit, UZ_PAGE_SIZE));
-    if ((rc = uz_dev_set_codec(dev, cfg->algorithm, cfg->level, NULL)) ||
-        (rc = uz_dev_init_storage(dev, cfg->disksize)) ||
-        (rc = uz_dev_queue_start(dev, cfg->workers))) {
-        uz_dev_free_storage(dev);
-        streams_free(dev);
-        uz_comp_destroy(dev->comp);
-        uz_brlock_destroy(&dev->init_lock);
-        free(dev);
-        return rc;
-    }
-    *out = dev;
-    return 0;
-}
-
-void uz_dev_destroy(struct uz_dev *dev)
-{
-    if (!dev)
-        return;
-    uz_dev_queue_stop(dev);
-    uz_dev_free_storage(dev);
-    streams_free(dev);
-    uz_comp_destroy(dev->comp);
-    free(dev->dict_path);
-    uz_brlock_destroy(&dev->init_lock);
-    free(dev);
-}
-
-bool uz_dev_stable_writes(const struct uz_dev *dev)
-{
-    /* Invariant 2 of the design: async writes read the caller's page after the call returned
-     * exactly when there are workers, so that is when every user must keep pages stable. */
-    return dev->nworkers > 0;
-}
-
-uint64_t uz_dev_disksize(const struct uz_dev *dev)
-{
-    return dev->disksize;
-}
-
 /* ---- write path ---- */
 
 /* Loads the i-th 8-byte word of a page that need not be aligned (pages come from callers'
@@ -309,15 +95,6 @@ static bool page_same_filled(const void *page, uint64_t *fill)
             return false;
     *fill = v;
     return true;
-}
-
-void uz_dev_note_mem_used(struct uz_dev *dev, uint64_t used)
-{
-    uint64_t max = atomic_load_explicit(&dev->max_used_pages, memory_order_relaxed);
-    while (used > max &&
-           !atomic_compare_exchange_weak_explicit(&dev->max_used_pages, &max, used,
-                                                  memory_order_relaxed, memory_order_relaxed))
-        ;
 }
 
 struct stored {
@@ -396,10 +173,10 @@ static void slot_commit(struct uz_dev *dev, struct uz_slot *s, const struct stor
 /* Full-page write; the caller holds init_lock for reading and has checked the index. */
 static int write_page(struct uz_dev *dev, uint64_t index, const void *page)
 {
-    struct uz_dev_stream *st = stream_get(dev);
+    struct uz_dev_stream *st = uz_dev_stream_get(dev);
     struct stored p;
     int rc = store_page(dev, st, page, &p);
-    stream_put(st);
+    uz_dev_stream_put(st);
     if (rc) {
         uz_counter_add(&dev->st.failed_writes, 1);
         return rc;
@@ -449,10 +226,10 @@ static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page, struct u
     if (f & UZ_SLOT_HUGE) {
         memcpy(page, obj, UZ_PAGE_SIZE);
     } else {
-        struct uz_dev_stream *st = held ? held : stream_get(dev);
+        struct uz_dev_stream *st = held ? held : uz_dev_stream_get(dev);
         ssize_t n = uz_comp_decompress(st->cs, obj, s->size, page, UZ_PAGE_SIZE);
         if (!held)
-            stream_put(st);
+            uz_dev_stream_put(st);
         if (n != UZ_PAGE_SIZE)
             rc = -EIO;
     }
@@ -525,14 +302,14 @@ static int write_partial(struct uz_dev *dev, uint64_t index, const void *buf, si
 {
     struct uz_slot *s = &dev->table[index];
     slot_lock(s);
-    struct uz_dev_stream *st = stream_get(dev);
+    struct uz_dev_stream *st = uz_dev_stream_get(dev);
     int rc = slot_read(dev, s, st->page, st);
     struct stored p;
     if (!rc) {
         memcpy(st->page + off, buf, len);
         rc = store_page(dev, st, st->page, &p);
     }
-    stream_put(st);
+    uz_dev_stream_put(st);
     if (!rc)
         slot_commit(dev, s, &p);
     slot_unlock(s);
@@ -701,56 +478,4 @@ int uz_dev_extents(struct uz_dev *dev, uint64_t offset, uint64_t len, struct uz_
     }
     uz_brlock_read_unlock(&dev->init_lock, shard);
     return rc ? rc : (int)n;
-}
-
-/* ---- statistics ---- */
-
-static uint64_t ctr(const struct uz_counter *c)
-{
-    int64_t v = uz_counter_read(c);
-    return v > 0 ? (uint64_t)v : 0;
-}
-
-void uz_dev_stats_locked(struct uz_dev *dev, struct uz_dev_stats *st)
-{
-    *st = (struct uz_dev_stats){.disksize = dev->disksize};
-    if (dev->pool) {
-        struct uz_pool_stat ps = {0};
-        uz_pool_stats(dev->pool, &ps);
-        uint64_t used = uz_pool_total_pages(dev->pool);
-        uz_dev_note_mem_used(dev, used);
-        st->mem_used_total = used << UZ_PAGE_SHIFT;
-        st->pages_compacted = ps.pages_compacted;
-    }
-    st->orig_data_size = ctr(&dev->st.pages_stored) << UZ_PAGE_SHIFT;
-    st->compr_data_size = ctr(&dev->st.compr_data_size);
-    st->mem_limit = atomic_load(&dev->limit_pages) << UZ_PAGE_SHIFT;
-    st->mem_used_max = atomic_load(&dev->max_used_pages) << UZ_PAGE_SHIFT;
-    st->same_pages = ctr(&dev->st.same_pages);
-    st->huge_pages = ctr(&dev->st.huge_pages);
-    st->huge_pages_since = ctr(&dev->st.huge_pages_since);
-    st->failed_reads = ctr(&dev->st.failed_reads);
-    st->failed_writes = ctr(&dev->st.failed_writes);
-    st->notify_free = ctr(&dev->st.notify_free);
-    st->miss_free = ctr(&dev->st.miss_free);
-}
-
-int uz_dev_stats(struct uz_dev *dev, struct uz_dev_stats *st)
-{
-    if (!dev || !st)
-        return -EINVAL;
-    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
-    uz_dev_stats_locked(dev, st);
-    uz_brlock_read_unlock(&dev->init_lock, shard);
-    return 0;
-}
-
-int uz_dev_compact(struct uz_dev *dev)
-{
-    if (!dev)
-        return -EINVAL;
-    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
-    long freed = dev->pool ? uz_pool_compact(dev->pool) : -EINVAL;
-    uz_brlock_read_unlock(&dev->init_lock, shard);
-    return freed > INT_MAX ? INT_MAX : (int)freed;
 }

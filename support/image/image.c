@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 /*
- * image.c - memory image loader shared by uzram-bench and uzram-demo (see image.h).
+ * image.c - memory image loader shared by the tools, benchmarks and tests (see image.h).
  */
 #include "image.h"
 
