@@ -130,7 +130,9 @@ void uz_dev_note_mem_used(struct uz_dev *dev, uint64_t used)
            !atomic_compare_exchange_weak_explicit(&dev->max_used_pages, &max, used,
                                                   memory_order_relaxed, memory_order_relaxed))
         ;
-}/* ---- statistics ---- */
+}
+
+/* ---- statistics ---- */
 
 static uint64_t ctr(const struct uz_counter *c)
 {
@@ -181,4 +183,3 @@ int uz_dev_compact(struct uz_dev *dev)
     uz_brlock_read_unlock(&dev->init_lock, shard);
     return freed > INT_MAX ? INT_MAX : (int)freed;
 }
-

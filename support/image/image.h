@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * image.h - loading memory images for the tools and tests: a file of raw 4096-byte pages, or a zstd frame
- * of them (recognised by its magic number, whatever the file is called).
+ * image.h - loading memory images for the tools and tests: a file of raw 4096-byte pages, or a
+ * zstd frame of them (recognised by its magic number, whatever the file is called).
  */
 #ifndef UZ_SUPPORT_IMAGE_H
 #define UZ_SUPPORT_IMAGE_H
