@@ -171,19 +171,18 @@ static int store_disksize(struct uz_dev *dev, const char *value)
     if (rc || !size)
         return -EINVAL;
     size = UZ_DIV_ROUND_UP(size, UZ_PAGE_SIZE) * UZ_PAGE_SIZE; /* PAGE_ALIGN, as zram */
-    uz_brlock_write_lock(&dev->init_lock);
+    uz_dev_exclusive_begin(dev);
     rc = dev->disksize ? -EBUSY : uz_dev_init_storage(dev, size);
-    uz_brlock_write_unlock(&dev->init_lock);
+    uz_dev_exclusive_end(dev);
     return rc;
 }
 
 /* Changes the codec; only while no page is stored (the stored pages would become unreadable). */
 static int change_codec(struct uz_dev *dev, const char *algo, int level, const char *dict)
 {
-    uz_dev_queue_flush(dev);
-    uz_brlock_write_lock(&dev->init_lock);
+    uz_dev_exclusive_begin(dev);
     int rc = uz_dev_is_empty(dev) ? uz_dev_set_codec(dev, algo, level, dict) : -EBUSY;
-    uz_brlock_write_unlock(&dev->init_lock);
+    uz_dev_exclusive_end(dev);
     return rc;
 }
 
@@ -261,10 +260,9 @@ static int store_reset(struct uz_dev *dev, const char *value)
         return -EINVAL;
     if (!v)
         return 0; /* "0" is accepted and does nothing, as in zram */
-    uz_dev_queue_flush(dev);
-    uz_brlock_write_lock(&dev->init_lock);
+    uz_dev_exclusive_begin(dev);
     uz_dev_free_storage(dev);
-    uz_brlock_write_unlock(&dev->init_lock);
+    uz_dev_exclusive_end(dev);
     return 0;
 }
 

@@ -123,6 +123,11 @@ UZ_HIDDEN void uz_dev_stats_locked(struct uz_dev *dev, struct uz_dev_stats *st);
 UZ_HIDDEN int uz_dev_write_page_nolock(struct uz_dev *dev, uint64_t index, const void *page);
 
 /* dev_queue.c */
+/* uz_dev_exclusive_begin() / _end() : take init_lock for writing with the async queue drained
+ * (no request queued before the call is still pending) and closed to new submissions until
+ * _end (they wait). For reset, disksize and codec changes. Not from a `done` callback. */
+UZ_HIDDEN void uz_dev_exclusive_begin(struct uz_dev *dev);
+UZ_HIDDEN void uz_dev_exclusive_end(struct uz_dev *dev);
 UZ_HIDDEN int uz_dev_queue_start(struct uz_dev *dev, unsigned nworkers);
 UZ_HIDDEN void uz_dev_queue_stop(struct uz_dev *dev);
 UZ_HIDDEN void uz_dev_queue_flush(struct uz_dev *dev);

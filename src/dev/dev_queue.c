@@ -107,6 +107,17 @@ void uz_dev_queue_flush(struct uz_dev *dev)
     }
 }
 
+void uz_dev_exclusive_begin(struct uz_dev *dev)
+{
+    uz_dev_queue_flush(dev);
+    uz_brlock_write_lock(&dev->init_lock);
+}
+
+void uz_dev_exclusive_end(struct uz_dev *dev)
+{
+    uz_brlock_write_unlock(&dev->init_lock);
+}
+
 int uz_dev_write_page_async(struct uz_dev *dev, uint64_t index, const void *page,
                             uz_dev_done_fn done, void *arg)
 {
