@@ -7,8 +7,11 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 static atomic_uint next_slot;
 static __thread unsigned my_slot = UINT32_MAX;
@@ -31,6 +34,17 @@ void uz_backoff(unsigned *spins)
     }
 }
 
+void uz_futex_wait(_Atomic uint32_t *word, uint32_t val)
+{
+    /* EAGAIN (the word changed), EINTR and spurious returns all mean: look again. */
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
+}
+
+void uz_futex_wake(_Atomic uint32_t *word, int n)
+{
+    syscall(SYS_futex, (uint32_t *)word, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
+}
+
 int64_t uz_counter_read(const struct uz_counter *c)
 {
     int64_t sum = 0;
@@ -47,14 +61,21 @@ void uz_counter_reset(struct uz_counter *c)
 
 int uz_brlock_init(struct uz_brlock *b)
 {
+    /* Writer-preferring: a waiting writer (reset, an algorithm change) is not starved by a
+     * stream of readers. So a reader must never take its shard twice. */
+    pthread_rwlockattr_t attr;
+    pthread_rwlockattr_init(&attr);
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     for (unsigned i = 0; i < UZ_SHARDS; i++) {
-        int rc = pthread_rwlock_init(&b->shard[i].l, NULL);
+        int rc = pthread_rwlock_init(&b->shard[i].l, &attr);
         if (rc) {
             while (i--)
                 pthread_rwlock_destroy(&b->shard[i].l);
+            pthread_rwlockattr_destroy(&attr);
             return -rc;
         }
     }
+    pthread_rwlockattr_destroy(&attr);
     return 0;
 }
 

@@ -3,7 +3,8 @@
  * util.h - small helpers every module uses: likely/unlikely, cache-line alignment, a stable
  * per-thread slot number, sharded counters (per-thread shards summed on read, so hot-path
  * statistics never bounce a cache line between cores), a test-and-test-and-set spinlock, a
- * "big reader" lock for rare whole-object operations, and size parsing with K/M/G suffixes.
+ * "big reader" lock for rare whole-object operations, futex wait/wake, and size parsing with
+ * K/M/G suffixes.
  * Depends on nothing else in the tree.
  */
 #ifndef UZ_UTIL_H
@@ -43,6 +44,11 @@ static inline void uz_cpu_relax(void)
  * must not burn a core when the holder is descheduled. `*spins` starts at 0. */
 UZ_HIDDEN void uz_backoff(unsigned *spins);
 
+/* uz_futex_wait() : sleeps while *word == val (or until woken; spurious wake-ups happen, so
+ * callers loop). uz_futex_wake() : wakes up to n sleepers on word. Process-private futexes. */
+UZ_HIDDEN void uz_futex_wait(_Atomic uint32_t *word, uint32_t val);
+UZ_HIDDEN void uz_futex_wake(_Atomic uint32_t *word, int n);
+
 /* Test-and-test-and-set spinlock for short critical sections. Zero-initialised is unlocked. */
 struct uz_spinlock {
     atomic_bool locked;
@@ -79,7 +85,8 @@ UZ_HIDDEN int64_t uz_counter_read(const struct uz_counter *c);
 UZ_HIDDEN void uz_counter_reset(struct uz_counter *c);
 
 /* Big-reader lock: readers take the rwlock of their own shard (no shared cache line between
- * threads); a writer takes every shard in order. Lock order: shard 0 .. UZ_SHARDS-1. */
+ * threads); a writer takes every shard in order. Lock order: shard 0 .. UZ_SHARDS-1. Writers
+ * are preferred, so a thread must not read-lock one brlock twice. Holders may sleep. */
 struct uz_brlock {
     struct {
         pthread_rwlock_t l;

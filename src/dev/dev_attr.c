@@ -37,7 +37,7 @@ static void emit(struct out *o, const char *fmt, ...)
 
 static void show_disksize(struct uz_dev *dev, struct out *o)
 {
-    emit(o, "%llu\n", (unsigned long long)dev->disksize);
+    emit(o, "%llu\n", (unsigned long long)atomic_load(&dev->disksize));
 }
 
 static void show_initstate(struct uz_dev *dev, struct out *o)
@@ -171,7 +171,8 @@ static int store_disksize(struct uz_dev *dev, const char *value)
     if (rc || !size)
         return -EINVAL;
     size = UZ_DIV_ROUND_UP(size, UZ_PAGE_SIZE) * UZ_PAGE_SIZE; /* PAGE_ALIGN, as zram */
-    uz_dev_exclusive_begin(dev);
+    if ((rc = uz_dev_exclusive_begin(dev)))
+        return rc;
     rc = dev->disksize ? -EBUSY : uz_dev_init_storage(dev, size);
     uz_dev_exclusive_end(dev);
     return rc;
@@ -180,8 +181,10 @@ static int store_disksize(struct uz_dev *dev, const char *value)
 /* Changes the codec; only while no page is stored (the stored pages would become unreadable). */
 static int change_codec(struct uz_dev *dev, const char *algo, int level, const char *dict)
 {
-    uz_dev_exclusive_begin(dev);
-    int rc = uz_dev_is_empty(dev) ? uz_dev_set_codec(dev, algo, level, dict) : -EBUSY;
+    int rc = uz_dev_exclusive_begin(dev);
+    if (rc)
+        return rc;
+    rc = uz_dev_is_empty(dev) ? uz_dev_set_codec(dev, algo, level, dict) : -EBUSY;
     uz_dev_exclusive_end(dev);
     return rc;
 }
@@ -260,7 +263,9 @@ static int store_reset(struct uz_dev *dev, const char *value)
         return -EINVAL;
     if (!v)
         return 0; /* "0" is accepted and does nothing, as in zram */
-    uz_dev_exclusive_begin(dev);
+    int rc = uz_dev_exclusive_begin(dev);
+    if (rc)
+        return rc;
     uz_dev_free_storage(dev);
     uz_dev_exclusive_end(dev);
     return 0;

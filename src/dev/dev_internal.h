@@ -4,11 +4,12 @@
  * dev_io.c (slots and I/O paths), dev_codec.c (codec and streams), dev_lifecycle.c (create,
  * storage, statistics), dev_attr.c (sysfs-style attributes) and dev_queue.c (zramd workers).
  *
- * Lock order (outermost first):
- *   init_lock (big-reader; read by every I/O, written by reset/disksize/algorithm changes)
- *   -> slot lock (bit in uz_slot.flags)
- *   -> stream lock (uz_dev_stream.lock)
- *   -> pool class locks (inside uz_pool_*)
+ * Lock order (outermost first); every holder may sleep unless it says otherwise:
+ *   gate (big-reader; read by async submitters, written by exclusive operations)
+ *   -> init_lock (big-reader; read by every I/O, written by reset/disksize/algorithm changes)
+ *   -> slot lock (bit in uz_slot.flags; spins briefly, then sleeps on a futex)
+ *   -> stream lock (uz_dev_stream.lock, a mutex)
+ *   -> pool locks (inside uz_pool_*)
  * A full-page write takes a stream, compresses, allocates and copies, and puts the stream back
  * BEFORE it takes the slot lock; reads and partial writes take the slot lock first.
  * Worker queue locks are leaves: nothing else is taken while holding one.
@@ -23,10 +24,12 @@
 #include "util.h"
 
 /* Slot flags. A slot with none of SAME/ALLOC set is empty and reads as zeros. */
-#define UZ_SLOT_LOCK  (1u << 31) /* slot lock bit (spinlock, owner does the I/O) */
-#define UZ_SLOT_SAME  (1u << 30) /* val is the 8-byte fill word; no pool memory */
-#define UZ_SLOT_ALLOC (1u << 29) /* val is a pool handle of `size` bytes */
-#define UZ_SLOT_HUGE  (1u << 28) /* with ALLOC: the raw page, size == UZ_PAGE_SIZE */
+#define UZ_SLOT_LOCK      (1u << 31) /* slot lock bit (the holder may sleep: see dev_io.c) */
+#define UZ_SLOT_WAITERS   (1u << 27) /* with LOCK: a contender sleeps on the flags word */
+#define UZ_SLOT_LOCK_BITS (UZ_SLOT_LOCK | UZ_SLOT_WAITERS)
+#define UZ_SLOT_SAME      (1u << 30) /* val is the 8-byte fill word; no pool memory */
+#define UZ_SLOT_ALLOC     (1u << 29) /* val is a pool handle of `size` bytes */
+#define UZ_SLOT_HUGE      (1u << 28) /* with ALLOC: the raw page, size == UZ_PAGE_SIZE */
 
 /* One 4096-byte slot. 16 bytes; every field but `flags` is protected by UZ_SLOT_LOCK. */
 struct uz_slot {
@@ -52,8 +55,17 @@ struct uz_dev_req {
 
 #define UZ_DEV_QUEUE_DEPTH 256
 
-/* One zramd worker and its FIFO. Requests for index i go to worker i % nworkers, so writes to
- * one index complete in submission order. completed <= submitted; head - tail == queued. */
+/* A request queued past a full ring by a callback (which never waits for room). */
+struct uz_dev_req_node {
+    struct uz_dev_req req;
+    struct uz_dev_req_node *next;
+};
+
+/* One zramd worker and its FIFO: ring[tail % DEPTH .. head % DEPTH), then the overflow list.
+ * Requests for index i go to worker i % nworkers, so writes to one index complete in submission
+ * order. completed <= submitted; overflow non-empty implies the ring is full.
+ * `lock` is a leaf (nothing else is taken while holding it); its holder may sleep only in
+ * pthread_cond_wait on `cond`. */
 struct uz_dev_worker {
     struct uz_dev *dev;
     pthread_t thread;
@@ -61,6 +73,8 @@ struct uz_dev_worker {
     pthread_cond_t cond; /* signalled on: new request, space freed, completion, stop */
     uint64_t head, tail; /* ring[tail % DEPTH] is the oldest queued request */
     uint64_t submitted, completed;
+    struct uz_dev_req_node *overflow, *overflow_tail;
+    size_t overflow_len;
     bool stop;
     struct uz_dev_req ring[UZ_DEV_QUEUE_DEPTH];
 } UZ_ALIGNED;
@@ -78,10 +92,16 @@ struct uz_dev_counters {
 };
 
 struct uz_dev {
+    /* Lock order: gate -> init_lock -> slot lock -> stream lock -> pool locks; worker queue
+     * locks are leaves. Every one of them may be held while sleeping (none is a busy-wait held
+     * across blocking work; see the slot lock in dev_io.c). */
+    struct uz_brlock gate; /* read: an async submission; write: an exclusive operation */
     struct uz_brlock init_lock;
 
     /* Protected by init_lock (written only with it held for writing). */
-    uint64_t disksize; /* 0: uninitialised */
+    /* Written under init_lock held for writing; atomic so that uz_dev_disksize() can read it
+     * without the lock (from a const device, while a reset runs). */
+    _Atomic uint64_t disksize; /* 0: uninitialised */
     uint64_t nr_pages;
     struct uz_slot *table; /* nr_pages slots, mmap'd */
     size_t table_bytes;
@@ -125,8 +145,9 @@ UZ_HIDDEN int uz_dev_write_page_nolock(struct uz_dev *dev, uint64_t index, const
 /* dev_queue.c */
 /* uz_dev_exclusive_begin() / _end() : take init_lock for writing with the async queue drained
  * (no request queued before the call is still pending) and closed to new submissions until
- * _end (they wait). For reset, disksize and codec changes. Not from a `done` callback. */
-UZ_HIDDEN void uz_dev_exclusive_begin(struct uz_dev *dev);
+ * _end (they wait). For reset, disksize and codec changes. From a `done` callback of this
+ * device: -EDEADLK, nothing taken. */
+UZ_HIDDEN int uz_dev_exclusive_begin(struct uz_dev *dev); /* 0 or -EDEADLK */
 UZ_HIDDEN void uz_dev_exclusive_end(struct uz_dev *dev);
 UZ_HIDDEN int uz_dev_queue_start(struct uz_dev *dev, unsigned nworkers);
 UZ_HIDDEN void uz_dev_queue_stop(struct uz_dev *dev);

@@ -23,33 +23,71 @@
 
 /* ---- slots ---- */
 
-static inline void slot_lock(struct uz_slot *s)
+/*
+ * The slot lock: bit UZ_SLOT_LOCK of the slot's flags word, with UZ_SLOT_WAITERS set by a thread
+ * that sleeps on the word (futex). Its holder may sleep: it runs the codec, waits for a stream
+ * and calls the pool, so a contender spins only briefly (the common case is an uncontended CAS)
+ * and then sleeps instead of burning a core. Every other flag bit changes only under the lock.
+ */
+static void slot_lock_slow(struct uz_slot *s)
 {
-    unsigned spins = 0;
-    for (;;) {
+    for (unsigned spins = 0; spins < 100; spins++) {
+        uz_cpu_relax();
         uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
         if (!(f & UZ_SLOT_LOCK) &&
             atomic_compare_exchange_weak_explicit(&s->flags, &f, f | UZ_SLOT_LOCK,
                                                   memory_order_acquire, memory_order_relaxed))
             return;
-        uz_backoff(&spins);
     }
+    for (;;) {
+        uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
+        if (!(f & UZ_SLOT_LOCK)) {
+            /* Taken from the sleeping path: keep WAITERS set, since others may still sleep. */
+            if (atomic_compare_exchange_weak_explicit(&s->flags, &f,
+                                                      f | UZ_SLOT_LOCK | UZ_SLOT_WAITERS,
+                                                      memory_order_acquire, memory_order_relaxed))
+                return;
+            continue;
+        }
+        if (!(f & UZ_SLOT_WAITERS) &&
+            !atomic_compare_exchange_weak_explicit(&s->flags, &f, f | UZ_SLOT_WAITERS,
+                                                   memory_order_relaxed, memory_order_relaxed))
+            continue;
+        uz_futex_wait(&s->flags, f | UZ_SLOT_WAITERS);
+    }
+}
+
+static inline void slot_lock(struct uz_slot *s)
+{
+    uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
+    if (UZ_LIKELY(!(f & UZ_SLOT_LOCK)) &&
+        atomic_compare_exchange_weak_explicit(&s->flags, &f, f | UZ_SLOT_LOCK, memory_order_acquire,
+                                              memory_order_relaxed))
+        return;
+    slot_lock_slow(s);
 }
 
 static inline void slot_unlock(struct uz_slot *s)
 {
-    atomic_fetch_and_explicit(&s->flags, ~UZ_SLOT_LOCK, memory_order_release);
+    uint32_t old = atomic_fetch_and_explicit(&s->flags, ~(UZ_SLOT_LOCK | UZ_SLOT_WAITERS),
+                                             memory_order_release);
+    if (UZ_UNLIKELY(old & UZ_SLOT_WAITERS))
+        uz_futex_wake(&s->flags, 1);
 }
 
 static inline uint32_t slot_flags(const struct uz_slot *s)
 {
-    return atomic_load_explicit(&s->flags, memory_order_relaxed);
+    return atomic_load_explicit(&s->flags, memory_order_relaxed) & ~UZ_SLOT_LOCK_BITS;
 }
 
 static inline void slot_set_flags(struct uz_slot *s, uint32_t flags)
 {
-    /* The lock bit stays set: only slot_unlock() clears it. */
-    atomic_store_explicit(&s->flags, flags | UZ_SLOT_LOCK, memory_order_relaxed);
+    /* The holder changes the data bits; contenders may set WAITERS meanwhile, so keep both
+     * lock bits as they are. */
+    uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&s->flags, &f, (f & UZ_SLOT_LOCK_BITS) | flags,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
 }
 
 /* Empties a locked slot, freeing its pool object. */
@@ -395,12 +433,10 @@ static void zero_pages(struct uz_dev *dev, uint64_t first, uint64_t end, bool tr
 {
     for (uint64_t i = first; i < end; i++) {
         struct uz_slot *s = &dev->table[i];
-        uint32_t f = slot_flags(s);
-        if (trim ? !(f & (UZ_SLOT_SAME | UZ_SLOT_ALLOC))
-                 : ((f & UZ_SLOT_SAME) && !(f & UZ_SLOT_LOCK) && s->val == 0))
-            continue; /* racy peek, rechecked under the lock */
+        if (trim && !(slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)))
+            continue; /* a hole already (racy peek at the atomic flags, rechecked below) */
         slot_lock(s);
-        f = slot_flags(s);
+        uint32_t f = slot_flags(s);
         if (trim) {
             slot_free(dev, s);
         } else if (!(f & UZ_SLOT_SAME) || s->val) {
@@ -460,7 +496,8 @@ int uz_dev_extents(struct uz_dev *dev, uint64_t offset, uint64_t len, struct uz_
             next = end;
         struct uz_slot *s = &dev->table[index];
         int state;
-        if (!(slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC | UZ_SLOT_LOCK))) {
+        if (!(atomic_load_explicit(&s->flags, memory_order_relaxed) &
+              (UZ_SLOT_SAME | UZ_SLOT_ALLOC | UZ_SLOT_LOCK))) {
             state = UZ_DEV_PAGE_UNWRITTEN; /* the common hole: no lock needed for a snapshot */
         } else {
             slot_lock(s);

@@ -83,6 +83,11 @@ int uz_dev_create(const struct uz_dev_config *cfg, struct uz_dev **out)
         free(dev);
         return rc;
     }
+    if ((rc = uz_brlock_init(&dev->gate))) {
+        uz_brlock_destroy(&dev->init_lock);
+        free(dev);
+        return rc;
+    }
     dev->nworkers = cfg->workers;
     atomic_store(&dev->limit_pages, UZ_DIV_ROUND_UP(cfg->mem_limit, UZ_PAGE_SIZE));
     if ((rc = uz_dev_set_codec(dev, cfg->algorithm, cfg->level, NULL)) ||
@@ -92,6 +97,7 @@ int uz_dev_create(const struct uz_dev_config *cfg, struct uz_dev **out)
         uz_dev_streams_free(dev);
         uz_comp_destroy(dev->comp);
         uz_brlock_destroy(&dev->init_lock);
+        uz_brlock_destroy(&dev->gate);
         free(dev);
         return rc;
     }
@@ -109,6 +115,7 @@ void uz_dev_destroy(struct uz_dev *dev)
     uz_comp_destroy(dev->comp);
     free(dev->dict_path);
     uz_brlock_destroy(&dev->init_lock);
+    uz_brlock_destroy(&dev->gate);
     free(dev);
 }
 
@@ -121,7 +128,7 @@ bool uz_dev_stable_writes(const struct uz_dev *dev)
 
 uint64_t uz_dev_disksize(const struct uz_dev *dev)
 {
-    return dev->disksize;
+    return dev ? atomic_load_explicit(&dev->disksize, memory_order_acquire) : 0;
 }
 void uz_dev_note_mem_used(struct uz_dev *dev, uint64_t used)
 {

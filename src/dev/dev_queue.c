@@ -1,13 +1,23 @@
 // SPDX-License-Identifier: MIT
 /*
- * dev_queue.c - asynchronous writes: the zramd workers.
+ * dev_queue.c - asynchronous writes: the zramd workers, and the gate that reset, disksize and
+ * codec changes close to have the device to themselves.
  *
- * Each worker owns a bounded FIFO ring. A request for slot i goes to worker i % nworkers, so
- * writes to one slot complete in submission order, and distinct workers share no queue lock.
- * The worker reads the caller's page only when it gets to the request, after the submitting
- * call has returned: this is why a device with workers advertises stable writes (invariant 2),
- * and why a caller that breaks the contract gets, at worst, a garbage page (invariant 1 still
- * holds in the write path, so nothing overruns).
+ * Each worker owns a FIFO: a bounded ring plus an overflow list. A request for slot i goes to
+ * worker i % nworkers, so writes to one slot complete in submission order, and distinct workers
+ * share no queue lock. The worker reads the caller's page only when it gets to the request, after
+ * the submitting call has returned: this is why a device with workers advertises stable writes
+ * (invariant 2), and why a caller that breaks the contract gets, at worst, a garbage page
+ * (invariant 1 still holds in the write path, so nothing overruns).
+ *
+ * Who may wait for whom. An ordinary thread that submits to a full ring waits for room. A worker
+ * thread (running a `done` callback, of this device or any other) never waits for a queue: its
+ * request goes to the overflow list, behind everything queued before it, so two workers whose
+ * callbacks submit to each other's full queues cannot deadlock and order is kept. The overflow is
+ * refilled into the ring by the worker as the ring drains, so "overflow non-empty" implies "ring
+ * full" and ring entries are always older than overflow entries (FIFO as a whole). uz_dev_flush()
+ * and the exclusive operations from a callback of this device return -EDEADLK instead of waiting
+ * for themselves.
  *
  * With no workers, uz_dev_write_page_async() writes inline and calls `done` before returning.
  */
@@ -17,9 +27,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The worker the calling thread is, if any: a `done` callback that submits more writes to its own
- * full queue writes inline instead of waiting for itself. */
+/* The worker the calling thread is, if any (the thread is running a `done` callback or the
+ * write before it). */
 static __thread struct uz_dev_worker *current_worker;
+
+static bool in_callback_of(const struct uz_dev *dev)
+{
+    return current_worker && current_worker->dev == dev;
+}
+
+/* Moves overflow requests into the ring while it has room. Caller holds w->lock. */
+static void refill(struct uz_dev_worker *w)
+{
+    while (w->overflow && w->head - w->tail < UZ_DEV_QUEUE_DEPTH) {
+        struct uz_dev_req_node *n = w->overflow;
+        w->overflow = n->next;
+        if (!w->overflow)
+            w->overflow_tail = NULL;
+        w->overflow_len--;
+        w->ring[w->head % UZ_DEV_QUEUE_DEPTH] = n->req;
+        w->head++;
+        free(n);
+    }
+}
 
 static void *worker_main(void *arg)
 {
@@ -31,7 +61,7 @@ static void *worker_main(void *arg)
         while (w->head == w->tail && !w->stop)
             pthread_cond_wait(&w->cond, &w->lock);
         if (w->head == w->tail)
-            break; /* stopping and drained */
+            break; /* stopping and drained (the overflow is empty when the ring is) */
         struct uz_dev_req req = w->ring[w->tail % UZ_DEV_QUEUE_DEPTH];
         /* The request stays in the ring until it completes, so a submitter blocked on a full
          * queue and flush both see it as pending. */
@@ -46,6 +76,7 @@ static void *worker_main(void *arg)
         pthread_mutex_lock(&w->lock);
         w->tail++;
         w->completed++;
+        refill(w);
         pthread_cond_broadcast(&w->cond);
     }
     pthread_mutex_unlock(&w->lock);
@@ -68,6 +99,8 @@ int uz_dev_queue_start(struct uz_dev *dev, unsigned nworkers)
         pthread_cond_init(&w[i].cond, NULL);
         int rc = pthread_create(&w[i].thread, NULL, worker_main, &w[i]);
         if (rc) {
+            pthread_mutex_destroy(&w[i].lock);
+            pthread_cond_destroy(&w[i].cond);
             dev->nworkers = i;
             uz_dev_queue_stop(dev);
             return -rc;
@@ -95,27 +128,67 @@ void uz_dev_queue_stop(struct uz_dev *dev)
     /* nworkers keeps its value: stable_writes stays what the device was created with. */
 }
 
-void uz_dev_queue_flush(struct uz_dev *dev)
+/* Waits until every request queued before the call has completed (`all`: until the queues are
+ * empty, requests that callbacks add meanwhile included). Not from a callback of this device. */
+static void queue_drain(struct uz_dev *dev, bool all)
 {
     for (unsigned i = 0; i < dev->nworkers && dev->workers; i++) {
         struct uz_dev_worker *w = &dev->workers[i];
         pthread_mutex_lock(&w->lock);
         uint64_t target = w->submitted;
-        while (w->completed < target)
+        while (all ? w->completed < w->submitted : w->completed < target)
             pthread_cond_wait(&w->cond, &w->lock);
         pthread_mutex_unlock(&w->lock);
     }
 }
 
-void uz_dev_exclusive_begin(struct uz_dev *dev)
+int uz_dev_exclusive_begin(struct uz_dev *dev)
 {
-    uz_dev_queue_flush(dev);
+    if (in_callback_of(dev))
+        return -EDEADLK; /* the drain would wait for the callback that is waiting */
+    /* Close the gate: submissions in progress finish, new ones wait at the gate. Only callbacks
+     * (which never wait at the gate) can queue more; the drain takes them too. */
+    uz_brlock_write_lock(&dev->gate);
+    queue_drain(dev, true);
     uz_brlock_write_lock(&dev->init_lock);
+    return 0;
 }
 
 void uz_dev_exclusive_end(struct uz_dev *dev)
 {
     uz_brlock_write_unlock(&dev->init_lock);
+    uz_brlock_write_unlock(&dev->gate);
+}
+
+/* Queues a request on `w`. A callback never waits: past the ring it goes to the overflow. */
+static int enqueue(struct uz_dev_worker *w, const struct uz_dev_req *req)
+{
+    pthread_mutex_lock(&w->lock);
+    if (current_worker && w->head - w->tail >= UZ_DEV_QUEUE_DEPTH) {
+        struct uz_dev_req_node *n = malloc(sizeof(*n));
+        if (!n) {
+            pthread_mutex_unlock(&w->lock);
+            return -ENOMEM;
+        }
+        n->req = *req;
+        n->next = NULL;
+        if (w->overflow_tail)
+            w->overflow_tail->next = n;
+        else
+            w->overflow = n;
+        w->overflow_tail = n;
+        w->overflow_len++;
+    } else {
+        /* Not a callback: wait for room. The ring has room only when the overflow is empty. */
+        while (w->head - w->tail >= UZ_DEV_QUEUE_DEPTH)
+            pthread_cond_wait(&w->cond, &w->lock);
+        w->ring[w->head % UZ_DEV_QUEUE_DEPTH] = *req;
+        w->head++;
+    }
+    w->submitted++;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+    return 0;
 }
 
 int uz_dev_write_page_async(struct uz_dev *dev, uint64_t index, const void *page,
@@ -123,41 +196,37 @@ int uz_dev_write_page_async(struct uz_dev *dev, uint64_t index, const void *page
 {
     if (!dev || !page)
         return -EINVAL;
+    if (!dev->nworkers) {
+        int rc = uz_dev_write_page(dev, index, page);
+        if (rc == -EINVAL)
+            return rc; /* a bad index: done is not called */
+        if (done)
+            done(arg, rc);
+        return 0;
+    }
+    /* Callbacks pass the gate: an exclusive operation waiting for the queues to drain needs
+     * them to finish. Everyone else queues only while no exclusive operation runs. */
+    bool gated = !current_worker;
+    unsigned gshard = gated ? uz_brlock_read_lock(&dev->gate) : 0;
     unsigned shard = uz_brlock_read_lock(&dev->init_lock);
     bool ok = index < dev->nr_pages;
     uz_brlock_read_unlock(&dev->init_lock, shard);
-    if (!ok)
-        return -EINVAL;
-    if (!dev->nworkers) {
-        int rc = uz_dev_write_page(dev, index, page);
-        if (done)
-            done(arg, rc);
-        return 0;
+    int rc = -EINVAL;
+    if (ok) {
+        struct uz_dev_req req = {.index = index, .page = page, .done = done, .arg = arg};
+        rc = enqueue(&dev->workers[index % dev->nworkers], &req);
     }
-    struct uz_dev_worker *w = &dev->workers[index % dev->nworkers];
-    pthread_mutex_lock(&w->lock);
-    if (w == current_worker && w->head - w->tail >= UZ_DEV_QUEUE_DEPTH) {
-        pthread_mutex_unlock(&w->lock);
-        int rc = uz_dev_write_page(dev, index, page);
-        if (done)
-            done(arg, rc);
-        return 0;
-    }
-    while (w->head - w->tail >= UZ_DEV_QUEUE_DEPTH)
-        pthread_cond_wait(&w->cond, &w->lock);
-    w->ring[w->head % UZ_DEV_QUEUE_DEPTH] =
-        (struct uz_dev_req){.index = index, .page = page, .done = done, .arg = arg};
-    w->head++;
-    w->submitted++;
-    pthread_cond_broadcast(&w->cond);
-    pthread_mutex_unlock(&w->lock);
-    return 0;
+    if (gated)
+        uz_brlock_read_unlock(&dev->gate, gshard);
+    return rc;
 }
 
 int uz_dev_flush(struct uz_dev *dev)
 {
     if (!dev)
         return -EINVAL;
-    uz_dev_queue_flush(dev);
+    if (in_callback_of(dev))
+        return -EDEADLK;
+    queue_drain(dev, false);
     return 0;
 }
