@@ -191,7 +191,8 @@ static void test_partial_atomic(void)
 
 /* ---- many partial writers, more threads than streams ---- */
 
-#define PW_THREADS 16
+/* More partial writers than the device has streams, whatever the CPU count. */
+static unsigned pw_threads;
 
 static void *partial_writer(void *arg)
 {
@@ -208,26 +209,34 @@ static void *partial_writer(void *arg)
 
 static void test_partial_many(void)
 {
-    struct uz_dev_config cfg = {.disksize = 2 * PW_THREADS * PAGE, .algorithm = "zstd"};
+    /* The stream count is known only once a device exists: probe, then size the real one. */
+    struct uz_dev_config probe = {.disksize = PAGE, .algorithm = "zstd"};
+    CHECK_EQ(uz_dev_create(&probe, &dev), 0);
+    unsigned streams;
+    char buf[64];
+    CHECK(uz_dev_attr_read(dev, "max_comp_streams", buf, sizeof(buf)) > 0);
+    CHECK(sscanf(buf, "%u", &streams) == 1 && streams > 0);
+    uz_dev_destroy(dev);
+    pw_threads = streams + 4;
+
+    struct uz_dev_config cfg = {.disksize = 2 * pw_threads * PAGE, .algorithm = "zstd"};
     CHECK_EQ(uz_dev_create(&cfg, &dev), 0);
-    for (uint64_t i = 0; i < 2 * PW_THREADS; i++) {
+    for (uint64_t i = 0; i < 2 * pw_threads; i++) {
         unsigned char page[PAGE];
         make_page(page, i, 5);
         CHECK_EQ(uz_dev_write_page(dev, i, page), 0);
     }
-    unsigned streams;
-    char buf[64];
-    CHECK(uz_dev_attr_read(dev, "max_comp_streams", buf, sizeof(buf)) > 0);
-    CHECK(sscanf(buf, "%u", &streams) == 1 && streams < PW_THREADS);
     alarm(300); /* a lock-order bug here is a hang: turn it into a failure */
-    pthread_t t[PW_THREADS];
-    for (uintptr_t i = 0; i < PW_THREADS; i++)
+    pthread_t *t = calloc(pw_threads, sizeof(*t));
+    CHECK(t);
+    for (uintptr_t i = 0; i < pw_threads; i++)
         CHECK(pthread_create(&t[i], NULL, partial_writer, (void *)i) == 0);
-    for (int i = 0; i < PW_THREADS; i++)
+    for (unsigned i = 0; i < pw_threads; i++)
         pthread_join(t[i], NULL);
+    free(t);
     alarm(0);
     unsigned char page[PAGE];
-    for (uint64_t i = 0; i < 2 * PW_THREADS; i++) {
+    for (uint64_t i = 0; i < 2 * pw_threads; i++) {
         CHECK_EQ(uz_dev_read_page(dev, i, page), 0);
         CHECK_EQ(page[100], (unsigned char)(2999 - (i % 2 ? 0 : 1) + i / 2));
     }
