@@ -4,12 +4,20 @@
  * always measure their baseline in the same run.
  *
  *   uzram-bench dev --image FILE [--algorithm lz4] [--level N] [--threads N[,N...]] [--runs N]
+ *                   [--kernel]
+ *   uzram-bench contend [--threads N] [--seconds S] [--slots N]
  *
  * `dev` stores every page of FILE (raw pages, or a .zst of them) at index i of a fresh device,
  * reads them all back, verifies them byte for byte, and compares with the bare codec library
  * (liblz4, libzstd, liblzo2, zlib called directly, one page per call, one thread) on the same
  * pages. Times are the best of --runs repetitions. The device is used through the public API
- * only.
+ * only. --kernel also writes the image to kernel zram (/dev/zram0, O_DIRECT, when it is free; as
+ * root) in each repetition and prints its memory use and speed beside the device's.
+ *
+ * `contend` runs threads that write and read the same few slots (--slots, default 64) against
+ * threads doing the same on slots of their own, and prints each case's operations per second
+ * and its slowest thread's count: every thread must make progress, and the shared case shows
+ * what contention on slot locks costs.
  */
 #include <uzram/uzram.h>
 
@@ -17,6 +25,7 @@
 #include "image.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <lz4.h>
 #include <lz4hc.h>
@@ -27,6 +36,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -313,25 +323,100 @@ static double run_pass(struct uz_dev *dev, unsigned char *img, unsigned char *ou
     return t1 - t0;
 }
 
-static unsigned long long mm_field(const char *mm, int field)
+/* ---- kernel zram, the device's baseline for memory use (--kernel) ---- */
+
+struct kernel_result {
+    bool ok;
+    double write_s, read_s; /* best */
+    unsigned long long mem_used, compr_bytes;
+};
+
+static int sys_write(const char *attr, const char *val)
 {
-    unsigned long long v[9] = {0};
-    sscanf(mm, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4],
-           &v[5], &v[6], &v[7], &v[8]);
-    return v[field];
+    char path[128];
+    snprintf(path, sizeof(path), "/sys/block/zram0/%s", attr);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = write(fd, val, strlen(val));
+    int rc = n < 0 ? -errno : 0;
+    close(fd);
+    return rc;
+}
+
+static int sys_read(const char *attr, char *buf, size_t len)
+{
+    char path[128];
+    snprintf(path, sizeof(path), "/sys/block/zram0/%s", attr);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    ssize_t n = read(fd, buf, len - 1);
+    int rc = n < 0 ? -errno : 0;
+    buf[n > 0 ? n : 0] = 0;
+    close(fd);
+    return rc;
+}
+
+/* Writes the image to /dev/zram0 with O_DIRECT (one writer, 1 MiB requests, as anchors.md
+ * measures), reads it back, and keeps mm_stat. Leaves zram0 reset. A zram0 in use is left
+ * alone (not ok). */
+static void kernel_pass(const char *algo, const unsigned char *img, size_t npages,
+                        unsigned char *out, struct kernel_result *k)
+{
+    char buf[256];
+    if (sys_read("initstate", buf, sizeof(buf)) || atoi(buf))
+        return; /* no zram0, or in use */
+    if (sys_write("reset", "1") || sys_write("comp_algorithm", algo))
+        return;
+    snprintf(buf, sizeof(buf), "%zu", npages * UZ_PAGE_SIZE);
+    int fd = -1;
+    if (sys_write("disksize", buf) || (fd = open("/dev/zram0", O_RDWR | O_DIRECT)) < 0) {
+        sys_write("reset", "1");
+        return;
+    }
+    size_t bytes = npages * UZ_PAGE_SIZE, chunk = 1 << 20;
+    bool ok = true;
+    double t0 = now();
+    for (size_t off = 0; ok && off < bytes; off += chunk)
+        ok = pwrite(fd, img + off, bytes - off < chunk ? bytes - off : chunk, (off_t)off) > 0;
+    double t1 = now();
+    for (size_t off = 0; ok && off < bytes; off += chunk)
+        ok = pread(fd, out + off, bytes - off < chunk ? bytes - off : chunk, (off_t)off) > 0;
+    double t2 = now();
+    close(fd);
+    unsigned long long orig, compr, used;
+    if (ok && !memcmp(img, out, bytes) && !sys_read("mm_stat", buf, sizeof(buf)) &&
+        sscanf(buf, "%llu %llu %llu", &orig, &compr, &used) == 3) {
+        if (!k->ok || t1 - t0 < k->write_s)
+            k->write_s = t1 - t0;
+        if (!k->ok || t2 - t1 < k->read_s)
+            k->read_s = t2 - t1;
+        k->mem_used = used;
+        k->compr_bytes = compr;
+        k->ok = true;
+    }
+    sys_write("reset", "1");
 }
 
 static int cmd_dev(int argc, char **argv)
 {
     const char *image = NULL, *algo = "lz4", *threads_arg = "1";
     int level = 0, runs = 5;
-    static const struct option opts[] = {
-        {"image", required_argument, 0, 'i'}, {"algorithm", required_argument, 0, 'a'},
-        {"level", required_argument, 0, 'l'}, {"threads", required_argument, 0, 't'},
-        {"runs", required_argument, 0, 'r'},  {0, 0, 0, 0}};
+    bool kernel = false;
+    static const struct option opts[] = {{"image", required_argument, 0, 'i'},
+                                         {"algorithm", required_argument, 0, 'a'},
+                                         {"level", required_argument, 0, 'l'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"runs", required_argument, 0, 'r'},
+                                         {"kernel", no_argument, 0, 'k'},
+                                         {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "i:a:l:t:r:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "i:a:l:t:r:k", opts, NULL)) != -1) {
         switch (c) {
+        case 'k':
+            kernel = true;
+            break;
         case 'i':
             image = optarg;
             break;
@@ -377,8 +462,9 @@ static int cmd_dev(int argc, char **argv)
     struct result {
         unsigned threads;
         double store_s, load_s, store_cpu, raw_s; /* raw_s: the bare codec, same threads */
-        char mm[256];
+        struct uz_dev_stats st;
     } res[16];
+    struct kernel_result kres = {0};
     int nres = 0;
     char list[256];
     snprintf(list, sizeof(list), "%s", threads_arg);
@@ -392,6 +478,8 @@ static int cmd_dev(int argc, char **argv)
             .threads = threads, .store_s = 1e30, .load_s = 1e30, .store_cpu = 1e30, .raw_s = 1e30};
         for (int run = 0; run < runs; run++) {
             raw_pass(&raw);
+            if (kernel && nres == 1)
+                kernel_pass(algo, img, npages, out, &kres);
             double tr = raw_compress_threads(&raw, algo, level, threads);
             if (tr < r->raw_s)
                 r->raw_s = tr;
@@ -421,7 +509,7 @@ static int cmd_dev(int argc, char **argv)
                 r->store_s = ts;
             if (tl < r->load_s)
                 r->load_s = tl;
-            uz_dev_attr_read(dev, "mm_stat", r->mm, sizeof(r->mm));
+            uz_dev_stats(dev, &r->st);
             uz_dev_destroy(dev);
         }
     }
@@ -430,7 +518,7 @@ static int cmd_dev(int argc, char **argv)
     double store1 = 0;
     for (int i = 0; i < nres; i++) {
         const struct result *r = &res[i];
-        const char *mm = r->mm;
+        const struct uz_dev_stats *st = &r->st;
         double store = bytes / r->store_s / 1e6, load = bytes / r->load_s / 1e6;
         if (r->threads == 1)
             store1 = store;
@@ -438,10 +526,17 @@ static int cmd_dev(int argc, char **argv)
                "orig_bytes=%llu compr_bytes=%llu mem_used=%llu same_pages=%llu huge_pages=%llu "
                "ratio=%.3f raw_compress_MBps=%.1f raw_decompress_MBps=%.1f raw_compr_bytes=%llu "
                "store_vs_raw=%.3f load_vs_raw=%.3f",
-               algo, r->threads, npages, store, load, mm_field(mm, 0), mm_field(mm, 1),
-               mm_field(mm, 2), mm_field(mm, 5), mm_field(mm, 7),
-               mm_field(mm, 2) ? bytes / (double)mm_field(mm, 2) : 0.0, raw_c, raw_d,
+               algo, r->threads, npages, store, load, (unsigned long long)st->orig_data_size,
+               (unsigned long long)st->compr_data_size, (unsigned long long)st->mem_used_total,
+               (unsigned long long)st->same_pages, (unsigned long long)st->huge_pages,
+               st->mem_used_total ? bytes / (double)st->mem_used_total : 0.0, raw_c, raw_d,
                (unsigned long long)raw.compr_bytes, store / raw_c, load / raw_d);
+        if (kres.ok)
+            printf(" kernel_write_MBps=%.1f kernel_read_MBps=%.1f kernel_mem_used=%llu "
+                   "mem_used_vs_kernel=%.3f store_vs_kernel=%.3f load_vs_kernel=%.3f",
+                   bytes / kres.write_s / 1e6, bytes / kres.read_s / 1e6, kres.mem_used,
+                   (double)st->mem_used_total / (double)kres.mem_used,
+                   store / (bytes / kres.write_s / 1e6), load / (bytes / kres.read_s / 1e6));
         /* CPU per page, every thread of the process counted: shows what a pass costs even when
          * other load on a shared machine keeps the wall-clock figures from scaling. */
         printf(
@@ -463,11 +558,200 @@ static int cmd_dev(int argc, char **argv)
     return 0;
 }
 
+/* ---- contend: threads on the same slots vs on slots of their own ---- */
+
+struct contend_job {
+    struct uz_dev *dev;
+    struct raw_codec *raw; /* NULL: the device; else the bare codec, no device */
+    uint64_t first, nslots;
+    uint64_t seed;
+    double until;
+    uint64_t ops;
+    int rc;
+    pthread_barrier_t *start;
+};
+
+/* A page that compresses about 2.5x, stamped with `tag` and a check word so a torn page shows. */
+static void contend_page(unsigned char *p, uint64_t tag)
+{
+    uint64_t x = tag * 0x9e3779b97f4a7c15ull + 1;
+    for (size_t i = 0; i < UZ_PAGE_SIZE; i += 8) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t w = (i / 8) % 4 ? (x & 0xff) : x;
+        memcpy(p + i, &w, 8);
+    }
+    memcpy(p, &tag, 8);
+}
+
+static bool contend_valid(const unsigned char *p)
+{
+    unsigned char want[UZ_PAGE_SIZE];
+    uint64_t tag;
+    memcpy(&tag, p, 8);
+    contend_page(want, tag);
+    return !memcmp(p, want, UZ_PAGE_SIZE);
+}
+
+static void *contend_main(void *arg)
+{
+    struct contend_job *j = arg;
+    unsigned char page[UZ_PAGE_SIZE], comp[2 * UZ_PAGE_SIZE];
+    size_t clen = 0;
+    uint64_t x = j->seed;
+    pthread_barrier_wait(j->start);
+    while (!j->rc) {
+        for (int k = 0; k < 64 && !j->rc; k++, j->ops++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            uint64_t slot = j->first + x % j->nslots;
+            if (j->raw && (x & 1)) {
+                /* The baseline does what the device does, without the device: compress a
+                 * fresh page, or decompress the last one. */
+                contend_page(page, x);
+                clen = raw_compress(j->raw, page, comp, sizeof(comp));
+            } else if (j->raw) {
+                if (clen && raw_decompress(j->raw, comp, clen, page) != UZ_PAGE_SIZE)
+                    j->rc = -EIO;
+            } else if (x & 1) {
+                contend_page(page, x);
+                j->rc = uz_dev_write_page(j->dev, slot, page);
+            } else {
+                j->rc = uz_dev_read_page(j->dev, slot, page);
+                if (!j->rc && !contend_valid(page))
+                    j->rc = -EILSEQ; /* a torn page */
+            }
+        }
+        if (now() >= j->until)
+            break;
+    }
+    return NULL;
+}
+
+/* Runs `threads` jobs for `seconds`. shared: all on slots [0, nslots); else each its own. */
+static void contend_case(struct uz_dev *dev, const char *algo, unsigned threads, double seconds,
+                         uint64_t nslots, bool shared, bool raw, double *ops_per_s,
+                         uint64_t *min_ops)
+{
+    pthread_t tid[64];
+    struct contend_job jobs[64];
+    struct raw_codec codecs[64];
+    pthread_barrier_t start;
+    pthread_barrier_init(&start, NULL, threads + 1);
+    double t0 = now();
+    for (unsigned t = 0; t < threads; t++) {
+        if (raw)
+            raw_init(&codecs[t], algo, 0);
+        jobs[t] = (struct contend_job){.dev = dev,
+                                       .raw = raw ? &codecs[t] : NULL,
+                                       .first = shared ? 0 : t * nslots,
+                                       .nslots = nslots,
+                                       .seed = 88172645463325252ull + t,
+                                       .until = t0 + seconds,
+                                       .start = &start};
+        if (pthread_create(&tid[t], NULL, contend_main, &jobs[t]))
+            die("pthread_create failed%s", "");
+    }
+    pthread_barrier_wait(&start);
+    t0 = now();
+    uint64_t total = 0, least = UINT64_MAX;
+    for (unsigned t = 0; t < threads; t++) {
+        pthread_join(tid[t], NULL);
+        if (jobs[t].rc) {
+            fprintf(stderr, "uzram-bench: contend: %s\n", strerror(-jobs[t].rc));
+            exit(1);
+        }
+        total += jobs[t].ops;
+        least = jobs[t].ops < least ? jobs[t].ops : least;
+        if (raw) {
+            free(codecs[t].state);
+            ZSTD_freeCCtx(codecs[t].zc);
+            ZSTD_freeDCtx(codecs[t].zd);
+            if (!strcmp(algo, "deflate")) {
+                deflateEnd(&codecs[t].zdef);
+                inflateEnd(&codecs[t].zinf);
+            }
+        }
+    }
+    double t1 = now();
+    pthread_barrier_destroy(&start);
+    *ops_per_s = (double)total / (t1 - t0);
+    *min_ops = least;
+}
+
+static int cmd_contend(int argc, char **argv)
+{
+    const char *algo = "lz4";
+    unsigned threads = 4, runs = 3;
+    double seconds = 1.0;
+    uint64_t nslots = 64;
+    static const struct option opts[] = {
+        {"threads", required_argument, 0, 't'}, {"seconds", required_argument, 0, 's'},
+        {"slots", required_argument, 0, 'n'},   {"algorithm", required_argument, 0, 'a'},
+        {"runs", required_argument, 0, 'r'},    {0, 0, 0, 0}};
+    int c;
+    while ((c = getopt_long(argc, argv, "t:s:n:a:r:", opts, NULL)) != -1) {
+        switch (c) {
+        case 't':
+            threads = (unsigned)atoi(optarg);
+            break;
+        case 's':
+            seconds = atof(optarg);
+            break;
+        case 'n':
+            nslots = strtoull(optarg, NULL, 0);
+            break;
+        case 'a':
+            algo = optarg;
+            break;
+        case 'r':
+            runs = (unsigned)atoi(optarg);
+            break;
+        default:
+            return 2;
+        }
+    }
+    if (threads < 1 || threads > 64 || nslots < 1 || seconds <= 0 || runs < 1)
+        die("contend: --threads 1..64, --slots >= 1, --seconds > 0, --runs >= 1%s", "");
+    struct uz_dev_config cfg = {.disksize = threads * nslots * UZ_PAGE_SIZE, .algorithm = algo};
+    struct uz_dev *dev;
+    int rc = uz_dev_create(&cfg, &dev);
+    if (rc)
+        die("uz_dev_create: %s", strerror(-rc));
+    unsigned char page[UZ_PAGE_SIZE];
+    for (uint64_t i = 0; i < threads * nslots; i++) {
+        contend_page(page, i);
+        uz_dev_write_page(dev, i, page);
+    }
+    /* Best of --runs for each case, the three cases interleaved in every run. */
+    double best[3] = {0, 0, 0};
+    uint64_t least[3] = {0, 0, 0};
+    for (unsigned run = 0; run < runs; run++)
+        for (int k = 0; k < 3; k++) {
+            double ops;
+            uint64_t min_ops;
+            contend_case(dev, algo, threads, seconds, nslots, k == 0, k == 2, &ops, &min_ops);
+            if (ops > best[k]) {
+                best[k] = ops;
+                least[k] = min_ops;
+            }
+        }
+    uz_dev_destroy(dev);
+    printf("algorithm=%s threads=%u slots=%llu seconds=%.2f shared_ops_per_s=%.0f "
+           "shared_min_thread_ops=%llu distinct_ops_per_s=%.0f distinct_min_thread_ops=%llu "
+           "raw_ops_per_s=%.0f shared_vs_distinct=%.3f distinct_vs_raw=%.3f\n",
+           algo, threads, (unsigned long long)nslots, seconds, best[0],
+           (unsigned long long)least[0], best[1], (unsigned long long)least[1], best[2],
+           best[0] / best[1], best[1] / best[2]);
+    return least[0] > 0 && least[1] > 0 ? 0 : 1;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: uzram-bench dev --image FILE [--algorithm NAME] [--level N]\n"
                "                       [--threads N[,N...]] [--runs N]\n"
+               "                       [--kernel]\n"
                "  NAME: lzo, lz4 (default), lz4hc, zstd, deflate\n");
+    fprintf(f, "       uzram-bench contend [--threads N] [--slots N] [--seconds S] [--runs N]\n"
+               "                           [--algorithm NAME]\n");
     fprintf(f, "       uzram-bench swap --image FILE [--size-mib N] [--limit-mib N] [--touches N]\n"
                "                        [--algorithm NAME] [--workers N] [--runs N] [--kernel | "
                "--baseline]\n");
@@ -481,6 +765,8 @@ int main(int argc, char **argv)
     }
     if (!strcmp(argv[1], "dev"))
         return cmd_dev(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "contend"))
+        return cmd_contend(argc - 1, argv + 1);
     if (!strcmp(argv[1], "swap"))
         return uz_bench_swap(argc - 1, argv + 1);
     fprintf(stderr, "uzram-bench: unknown mode '%s'\n", argv[1]);
