@@ -108,10 +108,17 @@ static void *janitor(void *arg)
     while (!atomic_load(&stop)) {
         uint64_t slot = uzt_rand(&seed) % SLOTS;
         CHECK_EQ(uz_dev_discard(dev, slot * PAGE, PAGE), 0);
-        if (uzt_rand(&seed) % 8 == 0)
+        /* Both interfaces: the attribute texts and the struct calls they are built from. */
+        if (uzt_rand(&seed) % 16 == 0)
             CHECK_EQ(uz_dev_attr_write(dev, "compact", "1"), 0);
+        else if (uzt_rand(&seed) % 16 == 0)
+            CHECK(uz_dev_compact(dev) >= 0);
         char buf[4096];
         CHECK(uz_dev_attr_read(dev, "mm_stat", buf, sizeof(buf)) > 0);
+        struct uz_dev_stats st;
+        CHECK_EQ(uz_dev_stats(dev, &st), 0);
+        CHECK(st.mem_used_max >= st.mem_used_total); /* the high-water mark is never below */
+        CHECK(st.orig_data_size <= st.disksize);
         sched_yield();
     }
     return NULL;

@@ -71,10 +71,10 @@ static int demo(const char *path, const char *algo)
         free(img);
         return 1;
     }
-    char mm[256];
-    uz_dev_attr_read(dev, "mm_stat", mm, sizeof(mm));
-    unsigned long long orig, compr, used;
-    sscanf(mm, "%llu %llu %llu", &orig, &compr, &used);
+    struct uz_dev_stats st;
+    uz_dev_stats(dev, &st);
+    double orig = (double)st.orig_data_size, compr = (double)st.compr_data_size,
+           used = (double)st.mem_used_total;
     const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
     printf("\n%s with %s: %zu pages (%.1f MiB) stored and verified\n", base, algo, npages,
            npages / 256.0);
@@ -83,8 +83,8 @@ static int demo(const char *path, const char *algo)
     show(dev, "io_stat");
     printf("  => %.1f MiB of pages held in %.1f MiB (ratio %.2f; compressed data %.1f MiB, pool "
            "overhead %.1f%%), store %.0f MB/s, load %.0f MB/s\n",
-           orig / 1048576.0, used / 1048576.0, used ? (double)orig / used : 0.0, compr / 1048576.0,
-           compr ? 100.0 * ((double)used - compr) / compr : 0.0, npages * 4096.0 / (t1 - t0) / 1e6,
+           orig / 1048576.0, used / 1048576.0, used ? orig / used : 0.0, compr / 1048576.0,
+           compr ? 100.0 * (used - compr) / compr : 0.0, npages * 4096.0 / (t1 - t0) / 1e6,
            npages * 4096.0 / (t2 - t1) / 1e6);
     uz_dev_destroy(dev);
     free(img);

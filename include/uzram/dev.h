@@ -31,9 +31,10 @@ struct uz_dev_config {
     unsigned workers;      /* async compression threads (zramd); 0: async writes run inline */
 };
 
-/* The device. Thread-safety: every I/O call is safe from any thread; locking is per slot, so
- * I/O on different slots never contends. Concurrent writes to one slot are serialised (the
- * last to commit wins). reset and disksize changes wait for I/O in progress. */
+/* The device. Thread-safety: every call is safe from any thread; I/O locks per slot (a lock
+ * that sleeps when contended), so I/O on different slots shares no lock. Concurrent writes to
+ * one slot are serialised (the last to commit wins). reset, disksize and codec changes wait for
+ * I/O in progress and for queued async writes. */
 struct uz_dev;
 
 /* uz_dev_create() :
@@ -129,7 +130,7 @@ struct uz_dev_stats {
     uint64_t invalid_io;  /* always 0, as in the kernel since 6.x */
     uint64_t notify_free; /* pages of discarded ranges */
     /* debug_stat */
-    uint64_t miss_free;
+    uint64_t miss_free; /* always 0: uzram has no swap-slot-free notification to miss */
 };
 
 /* uz_dev_stats() :

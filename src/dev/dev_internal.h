@@ -87,8 +87,7 @@ struct uz_dev_counters {
     struct uz_counter huge_pages_since; /* raw pages written since init */
     struct uz_counter failed_reads;
     struct uz_counter failed_writes;
-    struct uz_counter notify_free; /* slots freed by discard */
-    struct uz_counter miss_free;
+    struct uz_counter notify_free; /* pages of discarded ranges */
 };
 
 struct uz_dev {

@@ -57,7 +57,7 @@ void uz_dev_free_storage(struct uz_dev *dev)
     struct uz_dev_counters *st = &dev->st;
     struct uz_counter *all[] = {&st->pages_stored,  &st->compr_data_size,  &st->same_pages,
                                 &st->huge_pages,    &st->huge_pages_since, &st->failed_reads,
-                                &st->failed_writes, &st->notify_free,      &st->miss_free};
+                                &st->failed_writes, &st->notify_free};
     for (size_t i = 0; i < UZ_ARRAY_SIZE(all); i++)
         uz_counter_reset(all[i]);
     atomic_store(&dev->max_used_pages, 0);
@@ -168,7 +168,6 @@ void uz_dev_stats_locked(struct uz_dev *dev, struct uz_dev_stats *st)
     st->failed_reads = ctr(&dev->st.failed_reads);
     st->failed_writes = ctr(&dev->st.failed_writes);
     st->notify_free = ctr(&dev->st.notify_free);
-    st->miss_free = ctr(&dev->st.miss_free);
 }
 
 int uz_dev_stats(struct uz_dev *dev, struct uz_dev_stats *st)
