@@ -82,22 +82,34 @@ enum uz_dev_page_state {
  *            beyond the disk size. */
 UZ_API int uz_dev_page_state(struct uz_dev *dev, uint64_t index);
 
-/* uz_dev_done_fn : called once per async write, from a worker thread (or inline when the device
- * has no workers), with 0 or the -errno uz_dev_write_page() would have returned. */
+/* uz_dev_done_fn : called once per async write, from a worker thread (or inline, in the
+ * submitting thread, when the device has no workers), with 0 or the -errno uz_dev_write_page()
+ * would have returned.
+ *
+ * What a callback may do: any I/O on any device, including uz_dev_write_page_async() on this
+ * device (it never waits for queue room from a callback: past a full queue the request goes to
+ * an overflow list, still behind every write queued before it, so order is kept; -ENOMEM if that
+ * list cannot grow). uz_dev_flush() and the attributes that need the device to themselves
+ * (reset, disksize, comp_algorithm, algorithm_params) return -EDEADLK from a callback of this
+ * device, since they would wait for the callback itself. A callback must not call
+ * uz_dev_destroy() on its own device. */
 typedef void (*uz_dev_done_fn)(void *arg, int result);
 
 /* uz_dev_write_page_async() :
  *  Queues a write of `page` to slot `index`; `page` is read later, by a worker thread, and must
  *  stay unchanged until `done` runs (the device then reports stable writes). Writes to the same
- *  index complete in submission order. Blocks while the queue is full.
+ *  index complete in submission order, always (callbacks' submissions included). Blocks while
+ *  the queue is full (except from a callback, see uz_dev_done_fn) and while a reset, disksize or
+ *  codec change is in progress.
  *  If the caller modifies the page anyway, the stored page may be garbage, but nothing overruns
  *  and the pool stays consistent.
- *  @return : 0 when queued (done will be called), or -EINVAL for a bad index (done not called). */
+ *  @return : 0 when queued (done will be called), -EINVAL for a bad index or an uninitialised
+ *            device, -ENOMEM (done not called in either case). */
 UZ_API int uz_dev_write_page_async(struct uz_dev *dev, uint64_t index, const void *page,
                                    uz_dev_done_fn done, void *arg);
 
 /* uz_dev_flush() : waits until every async write queued before the call has completed.
- *  @return : 0. */
+ *  @return : 0, or -EDEADLK from a `done` callback of this device (it would wait for itself). */
 UZ_API int uz_dev_flush(struct uz_dev *dev);
 
 /* uz_dev_stable_writes() :
