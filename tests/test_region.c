@@ -26,6 +26,16 @@
 
 #define PAGE UZ_PAGE_SIZE
 
+/* uz_region_check() prints nothing: say what it found. */
+static void check_region(struct uz_region *reg)
+{
+    struct uz_region_check_result res;
+    int rc = uz_region_check(reg, &res);
+    if (rc)
+        fprintf(stderr, "uz_region_check: %s\n", res.msg);
+    CHECK_EQ(rc, 0);
+}
+
 static uint64_t pattern(uint64_t page, uint64_t ver, uint64_t word)
 {
     uint64_t x = (page + 1) * 0x9e3779b97f4a7c15ull ^ (ver + 7) * 0xc2b2ae3d27d4eb4full;
@@ -85,7 +95,7 @@ static void quiesce_and_check(struct uz_region *r)
             break;
         a = b;
     }
-    CHECK_EQ(uz_region_check(r), 0);
+    check_region(r);
 }
 
 static void t_invalid(void)
