@@ -645,6 +645,21 @@ static void t_fail_madvise(void)
     uz_region_destroy(r);
 }
 
+/* uz_region_pin() on a CLEAN page whose unprotect fails: -EIO, and the page must not stay CLEAN
+ * with its stored copy discarded (a swap-out would then lose it). */
+static void t_fail_pin_unprotect(void)
+{
+    unsigned char *b;
+    struct uz_region *r = region_with_clean_page(&b);
+    uz_region_sys_inject(r, UZ_SYS_UNPROTECT, 0, 1, ENOMEM);
+    CHECK_EQ(uz_region_pin(r, b + 3 * PAGE, PAGE), -EIO);
+    CHECK_EQ(stat_of(r).pinned_pages, 0);
+    CHECK_EQ(uz_region_swapout(r, b + 3 * PAGE, PAGE), 1);
+    CHECK(page_ok(b, 3, 1));
+    quiesce_and_check(r);
+    uz_region_destroy(r);
+}
+
 /* ---- the page lock sleeps ---- */
 
 struct locker {
@@ -704,6 +719,7 @@ int main(void)
     t_fail_unprotect();
     t_fail_wake();
     t_fail_madvise();
+    t_fail_pin_unprotect();
     t_page_lock_sleeps();
     printf("test_region: ok\n");
     return 0;
