@@ -241,7 +241,8 @@ struct uz_region {
     unsigned char *base;
     size_t size;
     uint64_t npages;
-    _Atomic uint64_t *pages; /* npages words, see above */
+    _Atomic uint64_t *pages; /* npages words, see above; each holds a page lock (order 1, the
+                                holder may block: region_page.c) */
     size_t pages_bytes;
     struct uz_dev *dev;
     int uffd;
@@ -271,11 +272,12 @@ struct uz_region {
     _Atomic int wscore;
     _Atomic uint64_t swapin_seq;
 
-    struct uz_spinlock ra_lock;
+    struct uz_spinlock ra_lock; /* a leaf, under no other lock; the holder never blocks */
     struct uz_ra_stream ra[UZ_RA_STREAMS];
     uint64_t ra_clock;
 
-    pthread_mutex_t lock; /* a leaf: protects what follows */
+    pthread_mutex_t lock; /* lock order 3, a leaf: protects what follows; the holder sleeps
+                             only in waits on these conditions */
     pthread_cond_t reclaim_cond, room_cond, req_cond;
     struct uz_region_req *free_reqs;
     unsigned nfree;
