@@ -6,13 +6,20 @@
  * swapped-out and write-protected pages), the user-only privilege mode with pinning (forced, and
  * as a real unprivileged user), a clear -errno when userfaultfd is refused (seccomp), pages the
  * application drops itself, destroy with writebacks in flight, and many create/destroy cycles
- * without leaking descriptors or threads. uz_region_check() compares the page states with the
- * kernel's (PAGEMAP_SCAN) after each step. alarm() guards against any hang.
+ * without leaking descriptors or threads, system calls of the fault and reclaim paths that fail
+ * (injected: no faulting thread may stay asleep, the failed state), and a page lock waiter that
+ * sleeps rather than spins. uz_region_check() compares the page states with the kernel's
+ * (PAGEMAP_SCAN) after each step. alarm() guards against any hang; the threads that could be
+ * left asleep are joined with a timeout.
  */
 #include "harness.h"
 
 #include <dirent.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <time.h>
 #include <linux/filter.h>
 #include <linux/seccomp.h>
 #include <stddef.h>
@@ -25,6 +32,16 @@
 #include "region_internal.h"
 
 #define PAGE UZ_PAGE_SIZE
+
+/* uz_region_check() prints nothing: say what it found. */
+static void check_region(struct uz_region *reg)
+{
+    struct uz_region_check_result res;
+    int rc = uz_region_check(reg, &res);
+    if (rc)
+        fprintf(stderr, "uz_region_check: %s\n", res.msg);
+    CHECK_EQ(rc, 0);
+}
 
 static uint64_t pattern(uint64_t page, uint64_t ver, uint64_t word)
 {
@@ -85,7 +102,7 @@ static void quiesce_and_check(struct uz_region *r)
             break;
         a = b;
     }
-    CHECK_EQ(uz_region_check(r), 0);
+    check_region(r);
 }
 
 static void t_invalid(void)
@@ -462,6 +479,230 @@ static void t_many_regions(void)
     }
 }
 
+/* ---- failures of the system calls (injected) ---- */
+
+struct toucher {
+    unsigned char *p;
+    bool write;
+    unsigned char value;
+    bool sigbus_ok; /* a SIGBUS is an answer too (the failed state poisons) */
+    bool sigbus;
+};
+
+static __thread sigjmp_buf *bus_jmp;
+
+static void on_sigbus(int sig)
+{
+    (void)sig;
+    if (bus_jmp)
+        siglongjmp(*bus_jmp, 1);
+    _exit(3);
+}
+
+static void *touch_main(void *arg)
+{
+    struct toucher *t = arg;
+    sigjmp_buf jb;
+    if (t->sigbus_ok) {
+        if (sigsetjmp(jb, 1)) {
+            bus_jmp = NULL;
+            t->sigbus = true;
+            return NULL;
+        }
+        bus_jmp = &jb;
+    }
+    if (t->write)
+        *(volatile unsigned char *)t->p = t->value;
+    else
+        t->value = *(volatile unsigned char *)t->p;
+    bus_jmp = NULL;
+    return NULL;
+}
+
+/* Touches *p from a new thread, which must come back within 10 s: a fault the region failed to
+ * resolve must never leave its thread asleep. */
+static void touch(struct toucher *t)
+{
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, touch_main, t), 0);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += 10;
+    int rc = pthread_timedjoin_np(th, NULL, &ts);
+    if (rc) {
+        fprintf(stderr, "a thread faulting on %p is still asleep after 10 s\n", (void *)t->p);
+        exit(1);
+    }
+}
+
+/* Page 3 of a fresh region made CLEAN: written, swapped out, read back (mapped read-only). */
+static struct uz_region *region_with_clean_page(unsigned char **b)
+{
+    struct uz_region *r = make(64, 0);
+    *b = uz_region_base(r);
+    fill_page(*b, 3, 1);
+    CHECK_EQ(uz_region_swapout(r, *b + 3 * PAGE, PAGE), 1);
+    CHECK(page_ok(*b, 3, 1));
+    CHECK_EQ(stat_of(r).clean_pages, 1);
+    return r;
+}
+
+/* The unprotect of a write-protect fault fails: the writer is woken, faults again, and gets in. */
+static void t_fail_unprotect(void)
+{
+    unsigned char *b;
+    struct uz_region *r = region_with_clean_page(&b);
+    unsigned char orig = b[3 * PAGE + 8];
+    /* EAGAIN and EINTR are retried inside the call. */
+    uz_region_sys_inject(r, UZ_SYS_UNPROTECT, 0, 3, EAGAIN);
+    struct toucher t = {.p = b + 3 * PAGE + 8, .write = true, .value = 0x5a};
+    touch(&t);
+    CHECK_EQ(stat_of(r).sys_errors, 0);
+    CHECK_EQ(stat_of(r).dirty_pages, 1);
+    /* ENOMEM is transient: counted, the writer faults again. */
+    CHECK_EQ(uz_region_swapout(r, b + 3 * PAGE, PAGE), 1);
+    CHECK_EQ(b[3 * PAGE + 8], 0x5a);
+    CHECK_EQ(stat_of(r).clean_pages, 1);
+    uz_region_sys_inject(r, UZ_SYS_UNPROTECT, 0, 2, ENOMEM);
+    t.value = 0xa5;
+    touch(&t);
+    struct uz_region_stat st = stat_of(r);
+    CHECK_EQ(st.sys_errors, 2);
+    CHECK_EQ(st.failed, 0);
+    CHECK_EQ(b[3 * PAGE + 8], 0xa5);
+    b[3 * PAGE + 8] = orig;
+    CHECK(page_ok(b, 3, 1));
+    quiesce_and_check(r);
+    uz_region_destroy(r);
+}
+
+/* A wake that fails (the copy of a missing fault failed first): retried, and when it fails for
+ * good the region fails, which wakes everyone; from then on missing faults get SIGBUS. */
+static void t_fail_wake(void)
+{
+    struct sigaction sa = {.sa_handler = on_sigbus}, old;
+    sigemptyset(&sa.sa_mask);
+    CHECK_EQ(sigaction(SIGBUS, &sa, &old), 0);
+    struct uz_region *r = make(64, 0);
+    unsigned char *b = uz_region_base(r);
+    fill_page(b, 5, 2);
+    fill_page(b, 9, 2);
+    CHECK_EQ(uz_region_swapout(r, b, 64 * PAGE), 2);
+    uz_region_sys_inject(r, UZ_SYS_COPY, 0, 1, ENOMEM);
+    uz_region_sys_inject(r, UZ_SYS_WAKE, 0, 2, EAGAIN);
+    struct toucher t = {.p = b + 5 * PAGE};
+    touch(&t);
+    CHECK(page_ok(b, 5, 2));
+    CHECK_EQ(stat_of(r).sys_errors, 1);
+    CHECK_EQ(stat_of(r).failed, 0);
+
+    uz_region_sys_inject(r, UZ_SYS_COPY, 0, 1, ENOMEM);
+    uz_region_sys_inject(r, UZ_SYS_WAKE, 0, 1, EINVAL);
+    struct toucher t2 = {.p = b + 9 * PAGE, .sigbus_ok = true};
+    touch(&t2);
+    struct uz_region_stat st = stat_of(r);
+    CHECK_EQ(st.failed, -EINVAL);
+    CHECK_EQ(uz_region_pin(r, b, PAGE), -EIO);
+    CHECK_EQ(uz_region_swapout(r, b, PAGE), -EIO);
+    if (r->can_poison) {
+        CHECK(t2.sigbus); /* the failed state answers missing faults with poison */
+        struct toucher t3 = {.p = b + 20 * PAGE, .sigbus_ok = true};
+        touch(&t3);
+        CHECK(t3.sigbus);
+    }
+    /* Resident pages still work, writes to protected ones included. */
+    CHECK(page_ok(b, 5, 2));
+    fill_page(b, 5, 3);
+    CHECK(page_ok(b, 5, 3));
+    uz_region_destroy(r);
+    sigaction(SIGBUS, &old, NULL);
+}
+
+/* MADV_DONTNEED fails in a swap-out: the page stays CLEAN and mapped (not SWAPPED while still
+ * mapped, where a write to it would fault for ever). */
+static void t_fail_madvise(void)
+{
+    unsigned char *b;
+    struct uz_region *r = region_with_clean_page(&b);
+    uz_region_sys_inject(r, UZ_SYS_MADVISE, 0, 2, ENOMEM); /* both passes */
+    CHECK_EQ(uz_region_swapout(r, b + 3 * PAGE, PAGE), 0);
+    struct uz_region_stat st = stat_of(r);
+    CHECK_EQ(st.clean_pages, 1);
+    CHECK_EQ(st.sys_errors, 2);
+    CHECK_EQ(st.failed, 0);
+    quiesce_and_check(r);
+    struct toucher t = {.p = b + 3 * PAGE + 8, .write = true, .value = 0x77};
+    touch(&t);
+    CHECK_EQ(b[3 * PAGE + 8], 0x77);
+    /* A hard error fails the region; the data stays readable. */
+    CHECK_EQ(uz_region_swapout(r, b + 3 * PAGE, PAGE), 1);
+    CHECK_EQ(b[3 * PAGE + 8], 0x77);
+    uz_region_sys_inject(r, UZ_SYS_MADVISE, 0, 2, EINVAL);
+    CHECK_EQ(uz_region_swapout(r, b + 3 * PAGE, PAGE), 0);
+    CHECK_EQ(stat_of(r).failed, -EINVAL);
+    CHECK_EQ(b[3 * PAGE + 8], 0x77);
+    quiesce_and_check(r);
+    uz_region_destroy(r);
+}
+
+/* uz_region_pin() on a CLEAN page whose unprotect fails: -EIO, and the page must not stay CLEAN
+ * with its stored copy discarded (a swap-out would then lose it). */
+static void t_fail_pin_unprotect(void)
+{
+    unsigned char *b;
+    struct uz_region *r = region_with_clean_page(&b);
+    uz_region_sys_inject(r, UZ_SYS_UNPROTECT, 0, 1, ENOMEM);
+    CHECK_EQ(uz_region_pin(r, b + 3 * PAGE, PAGE), -EIO);
+    CHECK_EQ(stat_of(r).pinned_pages, 0);
+    CHECK_EQ(uz_region_swapout(r, b + 3 * PAGE, PAGE), 1);
+    CHECK(page_ok(b, 3, 1));
+    quiesce_and_check(r);
+    uz_region_destroy(r);
+}
+
+/* ---- the page lock sleeps ---- */
+
+struct locker {
+    struct uz_region *r;
+    double cpu_ms, wall_ms;
+};
+
+static double ms_of(clockid_t c)
+{
+    struct timespec ts;
+    clock_gettime(c, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
+}
+
+static void *lock_main(void *arg)
+{
+    struct locker *l = arg;
+    double c0 = ms_of(CLOCK_THREAD_CPUTIME_ID), w0 = ms_of(CLOCK_MONOTONIC);
+    uint64_t w = uz_region_pg_lock(l->r, 7);
+    l->cpu_ms = ms_of(CLOCK_THREAD_CPUTIME_ID) - c0;
+    l->wall_ms = ms_of(CLOCK_MONOTONIC) - w0;
+    uz_region_pg_unlock(l->r, 7, w);
+    return NULL;
+}
+
+/* A holder of a page lock may block (device calls, ioctls): a waiter must sleep, not spin. */
+static void t_page_lock_sleeps(void)
+{
+    struct uz_region *r = make(16, 0);
+    uint64_t w = uz_region_pg_lock(r, 7);
+    struct locker l = {.r = r};
+    pthread_t th;
+    CHECK_EQ(pthread_create(&th, NULL, lock_main, &l), 0);
+    usleep(300 * 1000);
+    uz_region_pg_unlock(r, 7, w);
+    CHECK_EQ(pthread_join(th, NULL), 0);
+    fprintf(stderr, "page lock: waited %.0f ms, %.1f ms of it on the CPU\n", l.wall_ms, l.cpu_ms);
+    CHECK(l.wall_ms >= 250);
+    CHECK(l.cpu_ms < 30);
+    check_region(r);
+    uz_region_destroy(r);
+}
+
 int main(void)
 {
     alarm(300);
@@ -475,6 +716,11 @@ int main(void)
     t_app_madvise();
     t_destroy_inflight_and_cycles();
     t_many_regions();
+    t_fail_unprotect();
+    t_fail_wake();
+    t_fail_madvise();
+    t_fail_pin_unprotect();
+    t_page_lock_sleeps();
     printf("test_region: ok\n");
     return 0;
 }

@@ -27,6 +27,16 @@
 #define LIMIT   16u
 #define WRITERS 3u
 
+/* uz_region_check() prints nothing: say what it found. */
+static void check_region(struct uz_region *reg)
+{
+    struct uz_region_check_result res;
+    int rc = uz_region_check(reg, &res);
+    if (rc)
+        fprintf(stderr, "uz_region_check: %s\n", res.msg);
+    CHECK_EQ(rc, 0);
+}
+
 static struct uz_region *r;
 static unsigned char *base;
 static uint32_t version[NPAGES];
@@ -159,7 +169,7 @@ int main(void)
     CHECK(uz_region_swapout(r, base, (size_t)NPAGES * PAGE) >= 0);
     uz_dev_flush(uz_region_dev(r));
     CHECK_EQ(stat_now().resident_pages, 0);
-    CHECK_EQ(uz_region_check(r), 0);
+    check_region(r);
     for (uint32_t p = 0; p < NPAGES; p++)
         for (uint32_t j = 0; j < PAGE / 8; j += 7)
             CHECK(((const uint64_t *)(base + (size_t)p * PAGE))[j] ==

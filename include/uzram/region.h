@@ -39,6 +39,7 @@
 extern "C" {
 #endif
 
+/* Thread-safety: a plain value, read by uz_region_create() only. */
 struct uz_region_config {
     size_t size;           /* bytes of address space, multiple of 4096 */
     size_t resident_limit; /* bytes of the region allowed in RAM; 0: no limit (no reclaim) */
@@ -55,33 +56,38 @@ enum uz_region_mode {
     UZ_REGION_MODE_USER_ONLY = 2, /* UFFD_USER_MODE_ONLY: pin pages around system calls */
 };
 
-/* A snapshot of the region's counters. Page counts are in 4096-byte pages. */
+/* A snapshot of the region's counters. Page counts are in 4096-byte pages.
+ * Thread-safety: a plain value, filled by uz_region_stat(). */
 struct uz_region_stat {
-    uint64_t size;            /* bytes of address space */
-    uint64_t resident_limit;  /* bytes; 0: no limit */
-    uint64_t resident_pages;  /* mapped pages: dirty + clean + writeback */
-    uint64_t dirty_pages;     /* mapped, newer than any stored copy */
-    uint64_t clean_pages;     /* mapped read-only, identical to their stored copy (swap cache) */
-    uint64_t writeback_pages; /* mapped read-only, a copy being compressed */
-    uint64_t swapped_pages;   /* not mapped, held by the device */
-    uint64_t pinned_pages;    /* held resident by uz_region_pin() */
-    uint64_t major_faults;    /* faults served from the device */
-    uint64_t minor_faults;    /* faults served with zeros (first touch) */
-    uint64_t wp_faults;       /* write faults on write-protected pages (clean or writeback) */
-    uint64_t swapins;         /* pages decompressed into the region, readahead included */
-    uint64_t readahead_pages; /* of which brought in ahead of a fault on a neighbour */
-    uint64_t swapouts;        /* pages dropped from memory with a committed stored copy */
-    uint64_t swapouts_clean;  /* of which needed no compression (the swap cache had the copy) */
-    uint64_t writebacks;      /* copies handed to the device */
-    uint64_t redirtied;       /* pages written while under writeback (the copy abandoned) */
-    uint64_t throttled;       /* faults that waited for reclaim to make room */
-    uint64_t read_errors;     /* pages the device could not return (mapped as poisoned) */
-    uint64_t orig_data_size;  /* the device's mm_stat: bytes stored before compression */
-    uint64_t compr_data_size; /* ... after compression */
-    uint64_t mem_used_total;  /* ... memory the device's pool uses */
-    int mode;                 /* enum uz_region_mode */
-    bool stable_writes;       /* uz_dev_stable_writes() of the device, checked at attach */
-    bool locked;              /* the library's own buffers and metadata are mlock'ed */
+    uint64_t size;             /* bytes of address space */
+    uint64_t resident_limit;   /* bytes; 0: no limit */
+    uint64_t resident_pages;   /* mapped pages: dirty + clean + writeback */
+    uint64_t dirty_pages;      /* mapped, newer than any stored copy */
+    uint64_t clean_pages;      /* mapped read-only, identical to their stored copy (swap cache) */
+    uint64_t writeback_pages;  /* mapped read-only, a copy being compressed */
+    uint64_t swapped_pages;    /* not mapped, held by the device */
+    uint64_t pinned_pages;     /* held resident by uz_region_pin() */
+    uint64_t major_faults;     /* faults served from the device */
+    uint64_t minor_faults;     /* faults served with zeros (first touch) */
+    uint64_t wp_faults;        /* write faults on write-protected pages (clean or writeback) */
+    uint64_t swapins;          /* pages decompressed into the region, readahead included */
+    uint64_t readahead_pages;  /* of which brought in ahead of a fault on a neighbour */
+    uint64_t swapouts;         /* pages dropped from memory with a committed stored copy */
+    uint64_t swapouts_clean;   /* of which needed no compression (the swap cache had the copy) */
+    uint64_t writebacks;       /* copies handed to the device */
+    uint64_t redirtied;        /* pages written while under writeback (the copy abandoned) */
+    uint64_t throttled;        /* faults that waited for reclaim to make room */
+    uint64_t read_errors;      /* pages the device could not return (mapped as poisoned) */
+    uint64_t writeback_errors; /* writebacks the device refused (the page stays dirty) */
+    uint64_t sys_errors;       /* userfaultfd ioctls and madvise calls that failed after retries */
+    uint64_t orig_data_size;   /* the device's mm_stat: bytes stored before compression */
+    uint64_t compr_data_size;  /* ... after compression */
+    uint64_t mem_used_total;   /* ... memory the device's pool uses */
+    int mode;                  /* enum uz_region_mode */
+    int failed;                /* 0, or the -errno that put the region in its failed state: see
+                                  uz_region_create() */
+    bool stable_writes;        /* uz_dev_stable_writes() of the device, checked at attach */
+    bool locked;               /* the library's own buffers and metadata are mlock'ed */
 };
 
 /* uz_region_create() :
@@ -93,7 +99,14 @@ struct uz_region_stat {
  *            16 pages), -ENOENT (unknown algorithm), -ENOSYS (the kernel has no userfaultfd),
  *            -EPERM (userfaultfd refused even in user-only mode, e.g. by seccomp),
  *            -EOPNOTSUPP (no write-protect support for anonymous memory), -ENOMEM, or the
- *            -errno of mmap or pthread_create. */
+ *            -errno of mmap, madvise or pthread_create.
+ *  A system call of the fault or reclaim path that fails is retried when the failure is
+ *  transient (EINTR, EAGAIN, ENOMEM: uz_region_stat.sys_errors counts them); any other failure
+ *  puts the region in its failed state (uz_region_stat.failed): every thread waiting on it is
+ *  woken, reclaim stops (the resident limit no longer holds), uz_region_pin() and
+ *  uz_region_swapout() return -EIO, and a later fault on a page that is not resident gets
+ *  SIGBUS where the kernel has UFFDIO_POISON (Linux 6.6+) rather than possibly wrong data. No
+ *  faulting thread is ever left asleep. */
 UZ_API int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out);
 
 /* uz_region_base() : the first byte of the region (page-aligned). */
@@ -112,7 +125,8 @@ UZ_API void uz_region_destroy(struct uz_region *r);
  *  UZ_REGION_MODE_USER_ONLY, around system calls on region memory; harmless otherwise.
  *  @return : 0, -EINVAL (range outside the region), -ENOMEM (more than half of resident_limit
  *            would be pinned; nothing is pinned then), -EIO (a page the device cannot
- *            return). */
+ *            return or the kernel would not map, or the region has failed; nothing is pinned
+ *            then). */
 UZ_API int uz_region_pin(struct uz_region *r, void *addr, size_t len);
 
 /* uz_region_unpin() : releases one pin of every page overlapping [addr, addr+len).
@@ -122,7 +136,8 @@ UZ_API int uz_region_unpin(struct uz_region *r, void *addr, size_t len);
 /* uz_region_swapout() :
  *  Swaps out every page overlapping [addr, addr+len) that is neither pinned nor written to
  *  meanwhile (like MADV_PAGEOUT), waiting for the compression.
- *  @return : the number of pages dropped from memory (>= 0), or -EINVAL. */
+ *  @return : the number of pages dropped from memory (>= 0), -EINVAL, or -EIO (the region has
+ *            failed). */
 UZ_API long uz_region_swapout(struct uz_region *r, void *addr, size_t len);
 
 /* uz_region_dev() : the region's device, for its attributes (uz_dev_attr_read: mm_stat, ...).

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: MIT
 /*
- * region.c - a region of application memory swapped to a compressed device through
- * userfaultfd: creation (privilege modes, registration, threads), teardown, the page lock, the
- * resident-memory reservation that throttles faults, statistics, pinning, explicit swap-out and
- * the invariant checker the tests call. The fault service is in region_fault.c, reclaim and
- * writeback in region_reclaim.c; region_internal.h has the page states and the lock order.
+ * region.c - the region's API: creation (memory, userfaultfd, device, threads), teardown,
+ * statistics, pinning, explicit swap-out; and what the other files share: the resident-memory
+ * reservation that throttles faults, and the error policy (transient errors counted, the
+ * others put the region in its failed state, which wakes every thread it could leave asleep).
+ * The page lock is in region_page.c, the system calls in region_sys.c, the fault service in
+ * region_fault.c, reclaim and writeback in region_reclaim.c, the checker in region_check.c;
+ * region_internal.h has the page states, the lock order and the error policy in full.
  *
  * The library's own memory (page words, snapshot and staging buffers, the zero source) is
  * separate from the region, so the fault path can never fault on the region itself, and it is
@@ -25,87 +27,52 @@
 
 bool uz_region_force_user_mode;
 
-/* ---- the page lock ---- */
-
-uint64_t uz_region_pg_lock(struct uz_region *r, uint64_t i)
-{
-    _Atomic uint64_t *p = &r->pages[i];
-    unsigned spins = 0;
-    for (;;) {
-        uint64_t w = atomic_load_explicit(p, memory_order_relaxed);
-        if (!(w & UZ_PG_LOCK) &&
-            atomic_compare_exchange_weak_explicit(p, &w, w | UZ_PG_LOCK, memory_order_acquire,
-                                                  memory_order_relaxed))
-            return w | UZ_PG_LOCK;
-        uz_backoff(&spins);
-    }
-}
-
-bool uz_region_pg_trylock(struct uz_region *r, uint64_t i, uint64_t *out)
-{
-    _Atomic uint64_t *p = &r->pages[i];
-    uint64_t w = atomic_load_explicit(p, memory_order_relaxed);
-    if ((w & UZ_PG_LOCK) || !atomic_compare_exchange_strong_explicit(
-                                p, &w, w | UZ_PG_LOCK, memory_order_acquire, memory_order_relaxed))
-        return false;
-    *out = w | UZ_PG_LOCK;
-    return true;
-}
-
-void uz_region_pg_unlock(struct uz_region *r, uint64_t i, uint64_t w)
-{
-    atomic_store_explicit(&r->pages[i], w & ~UZ_PG_LOCK, memory_order_release);
-}
-
 /* ---- small helpers ---- */
-
-/*
- * Copies one page out of the region. The page is write-protected and locked, so nobody can
- * change it; but the application's earlier stores to it and this load are ordered by the
- * kernel (the write-protect ioctl), which the thread sanitizer cannot see. The copy is done in
- * assembly where we can, so that no sanitizer instruments it.
- */
-#if defined(__x86_64__)
-void uz_region_copy_page(void *dst, const void *src)
-{
-    size_t n = UZ_PAGE_SIZE;
-    __asm__ volatile("rep movsb" : "+D"(dst), "+S"(src), "+c"(n) : : "memory");
-}
-#else
-__attribute__((no_sanitize_thread, no_sanitize_address,
-               optimize("no-tree-loop-distribute-patterns"))) void
-uz_region_copy_page(void *dst, const void *src)
-{
-    uint64_t *d = dst;
-    const volatile uint64_t *s = src;
-    for (size_t i = 0; i < UZ_PAGE_SIZE / 8; i++)
-        d[i] = s[i];
-}
-#endif
-
-int uz_region_wp(struct uz_region *r, uint64_t first, uint64_t n, bool protect)
-{
-    struct uffdio_writeprotect wp = {
-        .range = {.start = (uintptr_t)(r->base + first * UZ_PAGE_SIZE), .len = n * UZ_PAGE_SIZE},
-        .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0,
-    };
-    while (ioctl(r->uffd, UFFDIO_WRITEPROTECT, &wp)) {
-        if (errno != EAGAIN && errno != EINTR)
-            return -errno;
-    }
-    return 0;
-}
-
-void uz_region_wake(struct uz_region *r, uint64_t first, uint64_t n)
-{
-    struct uffdio_range range = {.start = (uintptr_t)(r->base + first * UZ_PAGE_SIZE),
-                                 .len = n * UZ_PAGE_SIZE};
-    ioctl(r->uffd, UFFDIO_WAKE, &range);
-}
 
 void uz_region_discard_slot(struct uz_region *r, uint64_t i)
 {
     uz_dev_discard(r->dev, i * UZ_PAGE_SIZE, UZ_PAGE_SIZE);
+}
+
+/* ---- errors and the failed state ---- */
+
+static void broadcast_all(struct uz_region *r)
+{
+    pthread_mutex_lock(&r->lock);
+    r->reclaim_kick = true;
+    pthread_cond_broadcast(&r->reclaim_cond);
+    pthread_cond_broadcast(&r->room_cond);
+    pthread_cond_broadcast(&r->req_cond);
+    pthread_mutex_unlock(&r->lock);
+}
+
+void uz_region_set_failed(struct uz_region *r, int err)
+{
+    int none = 0;
+    if (!atomic_compare_exchange_strong(&r->failed, &none, err ? err : -EIO))
+        return;
+    /* Every thread asleep in a fault on the region faults again (and is served, or gets
+     * SIGBUS); threads waiting for room or requests stop waiting. */
+    if (uz_region_sys_wake(r, 0, r->npages))
+        uz_counter_add(&r->st.sys_errors, 1); /* nothing more can be done from here */
+    broadcast_all(r);
+}
+
+int uz_region_error(struct uz_region *r, int err)
+{
+    uz_counter_add(&r->st.sys_errors, 1);
+    if (err != -ENOMEM && err != -EAGAIN && err != -EINTR)
+        uz_region_set_failed(r, err);
+    return err;
+}
+
+void uz_region_release(struct uz_region *r, uint64_t first, uint64_t n)
+{
+    int rc = uz_region_sys_wake(r, first, n);
+    if (rc) {
+        uz_counter_add(&r->st.sys_errors, 1);
+        uz_region_set_failed(r, rc); /* a thread left asleep otherwise */
+    }
 }
 
 static void deadline_in(struct timespec *ts, long ms)
@@ -143,7 +110,7 @@ unsigned uz_region_reserve(struct uz_region *r, unsigned min, unsigned want)
     for (;;) {
         uint64_t res = atomic_load(&r->resident);
         uint64_t avail = res < r->limit ? r->limit - res : 0;
-        if (avail >= min || atomic_load(&r->stop)) {
+        if (avail >= min || atomic_load(&r->stop) || uz_region_failed(r)) {
             unsigned take = avail < want ? (avail > min ? (unsigned)avail : min) : want;
             if (!atomic_compare_exchange_weak(&r->resident, &res, res + take))
                 continue;
@@ -158,7 +125,8 @@ unsigned uz_region_reserve(struct uz_region *r, unsigned min, unsigned want)
         atomic_fetch_add(&r->room_waiters, 1);
         r->reclaim_kick = true;
         pthread_cond_signal(&r->reclaim_cond);
-        while (atomic_load(&r->resident) + min > r->limit && !atomic_load(&r->stop)) {
+        while (atomic_load(&r->resident) + min > r->limit && !atomic_load(&r->stop) &&
+               !uz_region_failed(r)) {
             struct timespec ts;
             deadline_in(&ts, 20);
             pthread_cond_timedwait(&r->room_cond, &r->lock, &ts);
@@ -192,78 +160,6 @@ void uz_region_note_sample(struct uz_region *r, bool written)
     atomic_store_explicit(&r->wscore, s + (target - s) / 8, memory_order_relaxed);
 }
 
-/* ---- userfaultfd setup ---- */
-
-static int uffd_new(int *mode)
-{
-    int fd;
-    if (!uz_region_force_user_mode) {
-        /* /dev/userfaultfd (Linux 6.1+) serves kernel faults to whoever may open it. */
-        int devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
-        if (devfd >= 0) {
-            fd = ioctl(devfd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
-            close(devfd);
-            if (fd >= 0) {
-                *mode = UZ_REGION_MODE_FULL;
-                return fd;
-            }
-        }
-        /* root, CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1 */
-        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
-        if (fd >= 0) {
-            *mode = UZ_REGION_MODE_FULL;
-            return fd;
-        }
-        if (errno == ENOSYS)
-            return -ENOSYS;
-    }
-    fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
-    if (fd >= 0) {
-        *mode = UZ_REGION_MODE_USER_ONLY;
-        return fd;
-    }
-    /* EINVAL: a kernel before 5.11 without user-mode-only; for us that is a refusal too. */
-    return errno == ENOSYS ? -ENOSYS : errno == EINVAL ? -EPERM : -errno;
-}
-
-static int uffd_setup(struct uz_region *r)
-{
-    for (int attempt = 0; attempt < 2; attempt++) {
-        int fd = uffd_new(&r->mode);
-        if (fd < 0)
-            return fd;
-        /* Poison (for pages the device cannot return) when the kernel has it. */
-        struct uffdio_api api = {.api = UFFD_API, .features = attempt ? 0 : UFFD_FEATURE_POISON};
-        if (ioctl(fd, UFFDIO_API, &api) == 0) {
-            r->uffd = fd;
-            r->can_poison = attempt == 0;
-            return 0;
-        }
-        int e = errno;
-        close(fd);
-        if (e != EINVAL)
-            return -e;
-    }
-    return -EOPNOTSUPP;
-}
-
-static int uffd_register(struct uz_region *r)
-{
-    struct uffdio_register reg = {
-        .range = {.start = (uintptr_t)r->base, .len = r->size},
-        .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
-    };
-    if (ioctl(r->uffd, UFFDIO_REGISTER, &reg))
-        return errno == EINVAL ? -EOPNOTSUPP : -errno;
-    uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE) |
-                    (1ull << _UFFDIO_WRITEPROTECT);
-    if ((reg.ioctls & need) != need)
-        return -EOPNOTSUPP;
-    if (!(reg.ioctls & (1ull << _UFFDIO_POISON)))
-        r->can_poison = false;
-    return 0;
-}
-
 /* ---- create / destroy ---- */
 
 /* Maps memory for the library's own use and locks it, up to 64 MiB (the page words of a 32 GiB
@@ -281,42 +177,29 @@ static void *map_locked(size_t bytes, bool *locked)
 static void teardown(struct uz_region *r)
 {
     atomic_store(&r->stop, true);
-    pthread_mutex_lock(&r->lock);
-    r->reclaim_kick = true;
-    pthread_cond_broadcast(&r->reclaim_cond);
-    pthread_cond_broadcast(&r->room_cond);
-    pthread_cond_broadcast(&r->req_cond);
-    pthread_mutex_unlock(&r->lock);
+    broadcast_all(r);
     if (r->reclaim_started)
         pthread_join(r->reclaim_thread, NULL);
     /* Writes in flight complete into the page words, which are still there. */
     if (r->dev)
         uz_dev_flush(r->dev);
-    /* Each running fault thread leaves after serving one fault on the doorbell page. */
-    for (unsigned t = 0; r->ft && t < r->nfault; t++) {
-        if (!r->ft[t].started)
-            continue;
-        (void)*(volatile unsigned char *)r->doorbell;
-        madvise(r->doorbell, UZ_PAGE_SIZE, MADV_DONTNEED);
-    }
+    /* Each running fault thread leaves after serving one fault on a doorbell page; every
+     * page faults once (it is mapped by the answer), so ring page t for thread t. */
+    unsigned running = 0;
+    for (unsigned t = 0; r->ft && t < r->nfault; t++)
+        running += r->ft[t].started;
+    for (unsigned t = 0; t < running; t++)
+        (void)*(volatile unsigned char *)(r->doorbell + (size_t)t * UZ_PAGE_SIZE);
     for (unsigned t = 0; r->ft && t < r->nfault; t++)
         if (r->ft[t].started)
             pthread_join(r->ft[t].thread, NULL);
-    if (r->uffd >= 0) {
-        struct uffdio_range range = {.start = (uintptr_t)r->base, .len = r->size};
-        if (r->base)
-            ioctl(r->uffd, UFFDIO_UNREGISTER, &range);
-        struct uffdio_range bell = {.start = (uintptr_t)r->doorbell, .len = UZ_PAGE_SIZE};
-        if (r->doorbell)
-            ioctl(r->uffd, UFFDIO_UNREGISTER, &bell);
-        close(r->uffd);
-    }
+    uz_region_sys_close(r);
     if (r->pidfd_own >= 0)
         close(r->pidfd_own);
     if (r->base)
         munmap(r->base, r->size);
     if (r->doorbell)
-        munmap(r->doorbell, UZ_PAGE_SIZE);
+        munmap(r->doorbell, (size_t)r->nfault * UZ_PAGE_SIZE);
     uz_dev_destroy(r->dev);
     for (unsigned t = 0; r->ft && t < r->nfault; t++)
         if (r->ft[t].staging)
@@ -399,7 +282,7 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     unsigned workers = cfg->workers ? cfg->workers : default_workers();
     r->nfault = workers > 1 ? workers / 2 : 1;
 
-    int rc = uffd_setup(r);
+    int rc = uz_region_sys_open(r);
     if (rc)
         goto fail;
     r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
@@ -409,27 +292,23 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
         rc = -errno;
         goto fail;
     }
-    /* 4 KiB pages only (userfaultfd serves them one pte at a time), and no inheritance: a child
-     * would see swapped-out pages as zeros. */
-    madvise(r->base, r->size, MADV_NOHUGEPAGE);
-    madvise(r->base, r->size, MADV_DONTFORK);
-    if ((rc = uffd_register(r)))
+    /* 4 KiB pages only (userfaultfd serves them one pte at a time; a kernel without THP
+     * refuses the advice, which is as good), and no inheritance: a child would see swapped-out
+     * pages as zeros. */
+    rc = uz_region_sys_madvise(r, r->base, r->size, MADV_NOHUGEPAGE);
+    if (rc && rc != -EINVAL)
         goto fail;
-    r->doorbell =
-        mmap(NULL, UZ_PAGE_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if ((rc = uz_region_sys_madvise(r, r->base, r->size, MADV_DONTFORK)))
+        goto fail;
+    r->doorbell = mmap(NULL, (size_t)r->nfault * UZ_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (r->doorbell == MAP_FAILED) {
         r->doorbell = NULL;
         rc = -ENOMEM;
         goto fail;
     }
-    struct uffdio_register bell = {
-        .range = {.start = (uintptr_t)r->doorbell, .len = UZ_PAGE_SIZE},
-        .mode = UFFDIO_REGISTER_MODE_MISSING,
-    };
-    if (ioctl(r->uffd, UFFDIO_REGISTER, &bell)) {
-        rc = -errno;
+    if ((rc = uz_region_sys_register(r)))
         goto fail;
-    }
 
     r->pages_bytes = r->npages * sizeof(r->pages[0]);
     r->pages = map_locked(r->pages_bytes, &r->locked);
@@ -502,17 +381,6 @@ struct uz_dev *uz_region_dev(struct uz_region *r)
 
 /* ---- statistics ---- */
 
-/* A page's word once its lock is free: a fault thread wakes the faulting thread (by the ioctl
- * that maps or unprotects the page) just before it publishes the new state. */
-static uint64_t settled_word(struct uz_region *r, uint64_t i)
-{
-    unsigned spins = 0;
-    uint64_t w;
-    while ((w = atomic_load_explicit(&r->pages[i], memory_order_acquire)) & UZ_PG_LOCK)
-        uz_backoff(&spins);
-    return w;
-}
-
 int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
 {
     if (!r || !st)
@@ -521,7 +389,7 @@ int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
     st->size = r->size;
     st->resident_limit = r->limit_bytes;
     for (uint64_t i = 0; i < r->npages; i++) {
-        uint64_t w = settled_word(r, i);
+        uint64_t w = uz_region_pg_settled(r, i);
         switch (uz_pg_state(w)) {
         case UZ_PG_DIRTY:
             st->dirty_pages++;
@@ -552,14 +420,15 @@ int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
     st->redirtied = (uint64_t)uz_counter_read(&c->redirtied);
     st->throttled = (uint64_t)uz_counter_read(&c->throttled);
     st->read_errors = (uint64_t)uz_counter_read(&c->read_errors);
-    char buf[256];
-    unsigned long long orig = 0, compr = 0, used = 0;
-    if (uz_dev_attr_read(r->dev, "mm_stat", buf, sizeof(buf)) > 0 &&
-        sscanf(buf, "%llu %llu %llu", &orig, &compr, &used) == 3) {
-        st->orig_data_size = orig;
-        st->compr_data_size = compr;
-        st->mem_used_total = used;
+    st->writeback_errors = (uint64_t)uz_counter_read(&c->wb_errors);
+    st->sys_errors = (uint64_t)uz_counter_read(&c->sys_errors);
+    struct uz_dev_stats ds;
+    if (!uz_dev_stats(r->dev, &ds)) {
+        st->orig_data_size = ds.orig_data_size;
+        st->compr_data_size = ds.compr_data_size;
+        st->mem_used_total = ds.mem_used_total;
     }
+    st->failed = atomic_load(&r->failed);
     st->mode = r->mode;
     st->stable_writes = r->stable_writes;
     st->locked = r->locked;
@@ -605,7 +474,9 @@ static int make_writable(struct uz_region *r, uint64_t i, uint64_t *w, bool *use
         unsigned char page[UZ_PAGE_SIZE] __attribute__((aligned(64)));
         int err = 0;
         *used = uz_region_fill_run(r, page, i, 1, w, true, &err) == 1;
-        return *used ? 0 : err ? err : -EIO;
+        if (*used)
+            return 0;
+        return err == -EIO ? -EIO : uz_region_error(r, err); /* -EIO: the device's */
     }
     if (st == UZ_PG_CLEAN) {
         uz_region_discard_slot(r, i);
@@ -613,12 +484,12 @@ static int make_writable(struct uz_region *r, uint64_t i, uint64_t *w, bool *use
         *w = uz_pg_next_gen(*w);
         uz_counter_add(&r->st.redirtied, 1);
     }
-    /* DIRTY may still be write-protected after a failed writeback: unprotect in every case. */
-    int rc = uz_region_wp(r, i, 1, false);
-    if (rc)
-        return rc;
-    *w = uz_pg_set_state(*w, UZ_PG_DIRTY) & ~UZ_PG_SAMPLE;
-    return 0;
+    /* DIRTY even when the unprotect fails: the slot is gone or the writeback abandoned, and a
+     * DIRTY page may be write-protected (its next write fault unprotects it). DIRTY may still be
+     * write-protected after a failed writeback: unprotect in every case. */
+    *w = uz_pg_set_state(*w, UZ_PG_DIRTY) & ~(UZ_PG_SAMPLE | UZ_PG_FRESH);
+    int rc = uz_region_sys_wp(r, i, 1, false);
+    return rc ? uz_region_error(r, rc) : 0;
 }
 
 int uz_region_pin(struct uz_region *r, void *addr, size_t len)
@@ -626,6 +497,8 @@ int uz_region_pin(struct uz_region *r, void *addr, size_t len)
     uint64_t first, end;
     if (!r || !range_pages(r, addr, len, &first, &end))
         return -EINVAL;
+    if (uz_region_failed(r))
+        return -EIO;
     uint64_t n = end - first;
     if (r->limit && atomic_load(&r->pinned) + n > r->limit / 2)
         return -ENOMEM;
@@ -672,7 +545,7 @@ static long swapout_pass(struct uz_region *r, uint64_t first, uint64_t end, bool
     while (i < end) {
         unsigned nc = 0, nd = 0;
         for (; i < end && nc < UZ_RECLAIM_BATCH && nd < UZ_RECLAIM_BATCH; i++) {
-            uint64_t w = settled_word(r, i);
+            uint64_t w = uz_region_pg_settled(r, i);
             if (uz_pg_pins(w))
                 continue;
             if (uz_pg_state(w) == UZ_PG_CLEAN)
@@ -692,91 +565,9 @@ long uz_region_swapout(struct uz_region *r, void *addr, size_t len)
     uint64_t first, end;
     if (!r || !range_pages(r, addr, len, &first, &end))
         return -EINVAL;
+    if (uz_region_failed(r))
+        return -EIO;
     long n = swapout_pass(r, first, end, true);
     uz_dev_flush(r->dev);
     return n + swapout_pass(r, first, end, false);
-}
-
-/* ---- the invariant checker ---- */
-
-int uz_region_check(struct uz_region *r)
-{
-    int fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -errno;
-    enum { NVEC = 1024 };
-    struct page_region *vec = malloc(NVEC * sizeof(*vec));
-    uint8_t *kstate = calloc(r->npages, 1); /* bit 0 present, bit 1 written (not WP) */
-    int rc = 0;
-    if (!vec || !kstate) {
-        rc = -ENOMEM;
-        goto out;
-    }
-    uint64_t start = (uintptr_t)r->base, end = start + r->size;
-    while (start < end) {
-        struct pm_scan_arg arg = {
-            .size = sizeof(arg),
-            .start = start,
-            .end = end,
-            .vec = (uintptr_t)vec,
-            .vec_len = NVEC,
-            .category_anyof_mask = PAGE_IS_PRESENT,
-            .return_mask = PAGE_IS_PRESENT | PAGE_IS_WRITTEN,
-        };
-        long n = ioctl(fd, PAGEMAP_SCAN, &arg);
-        if (n < 0) {
-            rc = -errno;
-            goto out;
-        }
-        for (long k = 0; k < n; k++)
-            for (uint64_t a = vec[k].start; a < vec[k].end; a += UZ_PAGE_SIZE)
-                kstate[(a - (uintptr_t)r->base) / UZ_PAGE_SIZE] =
-                    1 | ((vec[k].categories & PAGE_IS_WRITTEN) ? 2 : 0);
-        if (arg.walk_end <= start)
-            break;
-        start = arg.walk_end;
-    }
-    uint64_t resident = 0, pinned = 0;
-    for (uint64_t i = 0; i < r->npages && !rc; i++) {
-        uint64_t w = atomic_load(&r->pages[i]);
-        unsigned st = uz_pg_state(w);
-        bool present = kstate[i] & 1, writable = kstate[i] & 2;
-        const char *bad = NULL;
-        if (w & UZ_PG_LOCK)
-            bad = "locked";
-        else if (uz_pg_resident(st) && !present)
-            bad = "resident but not mapped";
-        else if (!uz_pg_resident(st) && present)
-            bad = "mapped but not resident";
-        else if ((st == UZ_PG_CLEAN || st == UZ_PG_WB) && writable)
-            bad = "clean or under writeback but not write-protected";
-        else if (st > UZ_PG_SWAPPED)
-            bad = "bad state";
-        else if (uz_pg_pins(w) && st != UZ_PG_DIRTY)
-            bad = "pinned but not dirty";
-        else if (w & UZ_PG_INFLIGHT)
-            bad = "a writeback in flight on a quiet region";
-        if (bad) {
-            fprintf(stderr, "uz_region_check: page %llu (state %u): %s\n", (unsigned long long)i,
-                    st, bad);
-            rc = -EUCLEAN;
-        }
-        resident += uz_pg_resident(st);
-        pinned += uz_pg_pins(w) != 0;
-    }
-    if (!rc && resident != atomic_load(&r->resident)) {
-        fprintf(stderr, "uz_region_check: %llu resident pages, counter says %llu\n",
-                (unsigned long long)resident, (unsigned long long)atomic_load(&r->resident));
-        rc = -EUCLEAN;
-    }
-    if (!rc && pinned != atomic_load(&r->pinned)) {
-        fprintf(stderr, "uz_region_check: %llu pinned pages, counter says %llu\n",
-                (unsigned long long)pinned, (unsigned long long)atomic_load(&r->pinned));
-        rc = -EUCLEAN;
-    }
-out:
-    free(vec);
-    free(kstate);
-    close(fd);
-    return rc;
 }

@@ -17,70 +17,19 @@
  * writeback gets a new generation so that its completion is ignored. Either way the writer is
  * released at once, by the unprotect ioctl issued with the page lock held (so that reclaim
  * cannot protect and snapshot the page again in between, which would let a write go unseen).
+ *
+ * Every fault message ends with its thread woken: by the ioctl that resolves it, or, when that
+ * fails or there is nothing to do, by uz_region_release() (the thread faults again). A failed
+ * unprotect leaves the page DIRTY and still protected, which the next write fault unprotects.
+ * The ioctls themselves are region_sys.c's.
  */
 #include "region_internal.h"
 
 #include <errno.h>
-#include <string.h>
 #include <poll.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-/* ---- ioctls over runs of pages ---- */
-
-static int uffd_copy(struct uz_region *r, uint64_t first, const void *src, unsigned n,
-                     uint64_t mode, unsigned *done)
-{
-    size_t len = (size_t)n * UZ_PAGE_SIZE, off = 0;
-    while (off < len) {
-        struct uffdio_copy c = {
-            .dst = (uintptr_t)(r->base + first * UZ_PAGE_SIZE + off),
-            .src = (uintptr_t)src + off,
-            .len = len - off,
-            .mode = mode,
-        };
-        if (!ioctl(r->uffd, UFFDIO_COPY, &c))
-            break;
-        int e = errno;
-        if (c.copy > 0)
-            off += (size_t)c.copy;
-        if (e == EAGAIN || e == EINTR)
-            continue;
-        *done = (unsigned)(off / UZ_PAGE_SIZE);
-        return -e;
-    }
-    *done = n;
-    return 0;
-}
-
-static int uffd_zeropage(struct uz_region *r, uint64_t first, unsigned n, unsigned *done)
-{
-    size_t len = (size_t)n * UZ_PAGE_SIZE, off = 0;
-    while (off < len) {
-        struct uffdio_zeropage z = {
-            .range = {.start = (uintptr_t)(r->base + first * UZ_PAGE_SIZE + off), .len = len - off},
-        };
-        if (!ioctl(r->uffd, UFFDIO_ZEROPAGE, &z))
-            break;
-        int e = errno;
-        if (z.zeropage > 0)
-            off += (size_t)z.zeropage;
-        if (e == EAGAIN || e == EINTR)
-            continue;
-        *done = (unsigned)(off / UZ_PAGE_SIZE);
-        return -e;
-    }
-    *done = n;
-    return 0;
-}
-
-static int uffd_poison(struct uz_region *r, uint64_t i)
-{
-    struct uffdio_poison p = {
-        .range = {.start = (uintptr_t)(r->base + i * UZ_PAGE_SIZE), .len = UZ_PAGE_SIZE},
-    };
-    return ioctl(r->uffd, UFFDIO_POISON, &p) ? -errno : 0;
-}
 
 /* ---- the swap-in mapping policy ---- */
 
@@ -104,14 +53,15 @@ unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_
     int rc;
     if (st0 == UZ_PG_EMPTY) {
         /* The caller only runs EMPTY pages together. */
-        rc = write ? uffd_copy(r, first, r->zeros, n, 0, &done) : uffd_zeropage(r, first, n, &done);
+        rc = write ? uz_region_sys_copy(r, first, r->zeros, n, false, &done)
+                   : uz_region_sys_zeropage(r, first, n, &done);
         for (unsigned k = 0; k < done; k++)
             words[k] = uz_pg_set_state(words[k] & ~clear, UZ_PG_DIRTY);
         if (done) {
             words[0] |= UZ_PG_REF;
             uz_counter_add(&r->st.minor_faults, 1);
         } else {
-            *err = rc;
+            *err = rc ? rc : -EIO;
         }
         return done;
     }
@@ -131,7 +81,7 @@ unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_
          * cannot read: the application gets SIGBUS on access instead of wrong data. */
         uz_counter_add(&r->st.read_errors, 1);
         *err = -EIO;
-        if (r->can_poison && !uffd_poison(r, first))
+        if (r->can_poison && !uz_region_sys_poison(r, first))
             return 0;
         memset(staging, 0, UZ_PAGE_SIZE);
         m = 1;
@@ -139,7 +89,7 @@ unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_
     }
     bool sample = false;
     bool wp = !write && keep_clean(r, &sample);
-    rc = uffd_copy(r, first, staging, m, wp ? UFFDIO_COPY_MODE_WP : 0, &done);
+    rc = uz_region_sys_copy(r, first, staging, m, wp, &done);
     unsigned swapped = 0;
     for (unsigned k = 0; k < done; k++) {
         if (uz_pg_state(words[k]) == UZ_PG_SWAPPED) {
@@ -150,7 +100,7 @@ unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_
         words[k] = uz_pg_set_state(words[k] & ~clear, wp ? UZ_PG_CLEAN : UZ_PG_DIRTY);
     }
     if (!done) {
-        *err = rc;
+        *err = rc ? rc : -EIO;
         return 0;
     }
     words[0] |= UZ_PG_REF | (sample ? UZ_PG_SAMPLE : 0);
@@ -203,8 +153,11 @@ static void ra_commit(struct uz_region *r, unsigned slot, uint64_t i, unsigned d
 static void missing_on_resident(struct uz_region *r, uint64_t i, uint64_t w)
 {
     unsigned done;
-    if (uffd_zeropage(r, i, 1, &done)) {
-        uz_region_wake(r, i, 1);
+    int rc = uz_region_sys_zeropage(r, i, 1, &done);
+    if (rc) {
+        if (rc != -EEXIST) /* EEXIST: mapped, the usual case */
+            uz_region_error(r, rc);
+        uz_region_release(r, i, 1);
         uz_region_pg_unlock(r, i, w);
         return;
     }
@@ -230,6 +183,17 @@ static void handle_missing(struct uz_region_fault_thread *ft, uint64_t i, bool w
         missing_on_resident(r, i, words[0]);
         return;
     }
+    if (uz_region_failed(r) && r->can_poison) {
+        /* The page words may disagree with the kernel's: SIGBUS rather than wrong data. */
+        int rc = uz_region_sys_poison(r, i);
+        if (rc) {
+            uz_counter_add(&r->st.sys_errors, 1);
+            uz_region_release(r, i, 1);
+        }
+        uz_region_pg_unlock(r, i, words[0]);
+        uz_region_unreserve(r, got);
+        return;
+    }
     unsigned n = 1;
     while (n < got) {
         uint64_t w;
@@ -248,13 +212,20 @@ static void handle_missing(struct uz_region_fault_thread *ft, uint64_t i, bool w
         uz_region_pg_unlock(r, i + k, words[k]);
     uz_region_unreserve(r, got - done);
     ra_commit(r, slot, i, done);
-    if (!done)
-        uz_region_wake(r, i, 1); /* poisoned (SIGBUS) or a transient error (it faults again) */
+    if (!done && err != -EIO) {
+        /* Not mapped (the kernel refused): count it, then the thread faults again. (-EIO: the
+         * device could not return the page, which is poisoned, and the poison woke it.) */
+        uz_region_error(r, err);
+        uz_region_release(r, i, 1);
+    } else if (!done) {
+        uz_region_release(r, i, 1);
+    }
 }
 
 static void handle_wp(struct uz_region *r, uint64_t i)
 {
     uint64_t w = uz_region_pg_lock(r, i);
+    int rc;
     switch (uz_pg_state(w)) {
     case UZ_PG_CLEAN:
         if (w & UZ_PG_SAMPLE)
@@ -262,7 +233,7 @@ static void handle_wp(struct uz_region *r, uint64_t i)
         uz_region_discard_slot(r, i);
         w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY) | UZ_PG_REF;
         uz_counter_add(&r->st.wp_faults, 1);
-        uz_region_wp(r, i, 1, false);
+        rc = uz_region_sys_wp(r, i, 1, false);
         break;
     case UZ_PG_WB:
         /* The seed's race: written while its copy is being compressed. Abandon the copy (the
@@ -270,16 +241,24 @@ static void handle_wp(struct uz_region *r, uint64_t i)
         w = uz_pg_set_state(uz_pg_next_gen(w) & ~UZ_PG_SAMPLE, UZ_PG_DIRTY) | UZ_PG_REF;
         uz_counter_add(&r->st.wp_faults, 1);
         uz_counter_add(&r->st.redirtied, 1);
-        uz_region_wp(r, i, 1, false);
+        rc = uz_region_sys_wp(r, i, 1, false);
         break;
     case UZ_PG_DIRTY:
-        /* Still protected after a failed writeback, or another thread got here first. */
-        uz_region_wp(r, i, 1, false);
+        /* Still protected after a failed writeback or unprotect, or another thread got here
+         * first. */
+        rc = uz_region_sys_wp(r, i, 1, false);
         break;
     default:
         /* Dropped since: the writer faults again, as a missing page. */
-        uz_region_wake(r, i, 1);
+        rc = 0;
+        uz_region_release(r, i, 1);
         break;
+    }
+    if (rc) {
+        /* Still protected (DIRTY): the unprotect woke no one. Wake the writer to fault again,
+         * which retries the unprotect. */
+        uz_region_error(r, rc);
+        uz_region_release(r, i, 1);
     }
     uz_region_pg_unlock(r, i, w);
 }
@@ -330,13 +309,11 @@ void *uz_region_fault_main(void *arg)
             }
             continue;
         }
-        if (msg.event == UFFD_EVENT_PAGEFAULT &&
-            (uintptr_t)msg.arg.pagefault.address - (uintptr_t)r->doorbell < UZ_PAGE_SIZE) {
+        uintptr_t bell = (uintptr_t)msg.arg.pagefault.address - (uintptr_t)r->doorbell;
+        if (msg.event == UFFD_EVENT_PAGEFAULT && bell < (size_t)r->nfault * UZ_PAGE_SIZE) {
             /* uz_region_destroy() rings once per thread: answer (that wakes it) and leave. */
-            struct uffdio_zeropage z = {
-                .range = {.start = (uintptr_t)r->doorbell, .len = UZ_PAGE_SIZE}};
-            if (ioctl(r->uffd, UFFDIO_ZEROPAGE, &z))
-                ioctl(r->uffd, UFFDIO_WAKE, &z.range);
+            if (uz_region_sys_doorbell_answer(r, (uintptr_t)msg.arg.pagefault.address))
+                uz_counter_add(&r->st.sys_errors, 1);
             break;
         }
         handle(ft, &msg);

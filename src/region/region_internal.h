@@ -1,8 +1,15 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * region_internal.h - private state of a region (region.h), shared by region.c (setup, stats,
- * pin, swapout), region_fault.c (the userfaultfd service threads) and region_reclaim.c (the
- * reclaim thread, writeback and its completion).
+ * region_internal.h - private state of a region (region.h), shared by the files of src/region:
+ *   region.c          the API: create/destroy, statistics, pin/unpin, swap-out, the reservation
+ *                     that throttles faults, the failed state
+ *   region_page.c     the page word's lock (spins briefly, then sleeps on a futex)
+ *   region_sys.c      every userfaultfd ioctl and madvise of the region, behind one retry helper,
+ *                     and the failure injection the tests use; nothing else makes those calls
+ *   region_fault.c    the userfaultfd service threads
+ *   region_reclaim.c  the reclaim thread, writeback and its completion
+ *   region_check.c    the invariant checker the tests call
+ * Each .c includes only this header from src/region; this header includes none of them.
  *
  * Every page has one 64-bit word: its state, a lock bit, the clock's reference bit, a pin count
  * and a writeback generation. The states and what is true in each (P: the page is mapped in the
@@ -44,12 +51,27 @@
  *             (held only for bounded work: ioctls, decompression of <= UZ_RA_MAX pages, never
  *             a queue or a completion), changes the state and unprotects.
  *
- * Lock order (outermost first):
- *   page locks, in ascending index order (trylock only for any other order)
- *   -> device locks (inside uz_dev_*: read, discard)
- *   -> r->lock (region mutex: the request pool, the drop queue, the condition variables; a leaf)
+ * Lock order (outermost first), and whether a holder may sleep:
+ *   1. page locks (UZ_PG_LOCK), in ascending index order (trylock only for any other order).
+ *      The holder MAY block: device calls (decompression, discard), userfaultfd ioctls,
+ *      madvise. So waiters spin only briefly and then sleep on a futex (region_page.c).
+ *   2. device locks (inside uz_dev_*: read, discard; the device documents its own).
+ *   3. r->lock (a pthread mutex: the request pool, the drop queue, the condition variables;
+ *      a leaf). The holder may sleep only in pthread_cond_(timed)wait on its own conditions.
+ *   r->ra_lock (a spinlock, readahead streams) is a leaf taken under nothing else; its holder
+ *   never blocks (a few loads and stores).
  * uz_dev_write_page_async() (which may block on a full queue) is only called holding no lock.
  * Completions run on zramd workers and take one page lock, then r->lock.
+ *
+ * Failures of the system calls (region_sys.c retries EINTR and EAGAIN): every fault message
+ * ends with the faulting thread woken, by the ioctl that resolves it or by UFFDIO_WAKE (it then
+ * faults again). ENOMEM, and EAGAIN past the retries, are transient: counted in
+ * uz_region_stat.sys_errors, the fault is retried by the faulting thread. Any other error, and
+ * a wake that fails, puts the region in its failed state (uz_region_stat.failed): the whole
+ * region is woken, reclaim stops, nothing waits for room any more, pin and swap-out return -EIO,
+ * and a later missing fault is answered with UFFDIO_POISON (SIGBUS, as the kernel does for a
+ * page it cannot read) where the kernel has it, rather than served from state that may disagree
+ * with the kernel's.
  */
 #ifndef UZ_REGION_INTERNAL_H
 #define UZ_REGION_INTERNAL_H
@@ -57,8 +79,9 @@
 #include <uzram/dev.h>
 #include <uzram/region.h>
 
+#include <linux/ioctl.h> /* _IO for the constants below; ioctl() itself is region_sys.c's */
 #include <linux/userfaultfd.h>
-#include <sys/ioctl.h>
+#include <sys/uio.h>
 
 #include "util.h"
 
@@ -114,6 +137,8 @@ struct pm_scan_arg {
 #define UZ_DROP_BATCH       64u    /* completed evictions gathered before one round of drops */
 #define UZ_REGION_MIN_LIMIT 16u    /* smallest resident limit, pages */
 #define UZ_FAULT_SPIN_NS    30000u /* a fault thread polls this long after a fault, then sleeps */
+#define UZ_PG_LOCK_SPINS    128u   /* a page lock waiter spins this many times, then sleeps */
+#define UZ_SYS_RETRIES      64u    /* EINTR/EAGAIN without progress before a call gives up */
 
 /* ---- the page word ---- */
 enum uz_pg_state {
@@ -124,7 +149,7 @@ enum uz_pg_state {
     UZ_PG_SWAPPED = 4,
 };
 #define UZ_PG_STATE_MASK 0x7ull
-#define UZ_PG_LOCK       (1ull << 3) /* the page lock (a spinlock; the holder does the ioctls) */
+#define UZ_PG_LOCK       (1ull << 3) /* the page lock (region_page.c; the holder may block) */
 #define UZ_PG_REF        (1ull << 4) /* referenced since the clock hand last passed */
 #define UZ_PG_SAMPLE     (1ull << 5) /* swapped in read-only to sample the swap-in write ratio */
 #define UZ_PG_FRESH      (1ull << 6) /* CLEAN by a writeback (not by a swap-in): for statistics */
@@ -132,7 +157,10 @@ enum uz_pg_state {
 #define UZ_PG_PIN_SHIFT  8
 #define UZ_PG_PIN_ONE    (1ull << UZ_PG_PIN_SHIFT)
 #define UZ_PG_PIN_MASK   (0xffffull << UZ_PG_PIN_SHIFT)
+#define UZ_PG_WAITERS    (1ull << 24) /* a thread sleeps on the futex of the lock; only with LOCK */
 #define UZ_PG_GEN_SHIFT  32
+/* The futex is the word's low 32 bits, which hold LOCK and WAITERS. */
+_Static_assert(UZ_PG_PIN_MASK < UZ_PG_WAITERS && UZ_PG_WAITERS < (1ull << 32), "page word bits");
 
 static inline unsigned uz_pg_state(uint64_t w)
 {
@@ -186,18 +214,40 @@ struct uz_ra_stream {
 struct uz_region_stats {
     struct uz_counter major_faults, minor_faults, wp_faults, swapins, readahead_pages;
     struct uz_counter swapouts, swapouts_clean, writebacks, redirtied, throttled, read_errors;
-    struct uz_counter wb_errors;
+    struct uz_counter wb_errors, sys_errors;
+};
+
+/* ---- system calls (region_sys.c) ---- */
+enum uz_region_sys_op {
+    UZ_SYS_COPY,            /* UFFDIO_COPY */
+    UZ_SYS_ZEROPAGE,        /* UFFDIO_ZEROPAGE */
+    UZ_SYS_WRITEPROTECT,    /* UFFDIO_WRITEPROTECT, protecting */
+    UZ_SYS_UNPROTECT,       /* UFFDIO_WRITEPROTECT, unprotecting (it wakes the writer) */
+    UZ_SYS_WAKE,            /* UFFDIO_WAKE */
+    UZ_SYS_POISON,          /* UFFDIO_POISON */
+    UZ_SYS_MADVISE,         /* madvise */
+    UZ_SYS_PROCESS_MADVISE, /* process_madvise on this process */
+    UZ_SYS_NOPS
+};
+
+/* Failure injection for tests: off unless uz_region_sys_inject() armed it. */
+struct uz_region_inject {
+    _Atomic unsigned armed; /* calls still to fail (0: off) */
+    _Atomic unsigned skip;  /* calls to let pass before failing */
+    _Atomic int err;        /* the errno they fail with */
 };
 
 struct uz_region {
     unsigned char *base;
     size_t size;
     uint64_t npages;
-    _Atomic uint64_t *pages; /* npages words, see above */
+    _Atomic uint64_t *pages; /* npages words, see above; each holds a page lock (order 1, the
+                                holder may block: region_page.c) */
     size_t pages_bytes;
     struct uz_dev *dev;
     int uffd;
-    unsigned char *doorbell; /* one registered page: destroy touches it to stop a thread */
+    unsigned char *doorbell; /* nfault registered pages: destroy touches page t to stop one
+                                thread (each page faults once: no madvise needed to re-arm) */
     int pidfd_own;           /* pidfd of this process (closed at destroy) */
     _Atomic int pidfd;       /* pidfd_own while process_madvise(MADV_DONTNEED) works, else -1 */
     int mode;                /* enum uz_region_mode */
@@ -222,11 +272,12 @@ struct uz_region {
     _Atomic int wscore;
     _Atomic uint64_t swapin_seq;
 
-    struct uz_spinlock ra_lock;
+    struct uz_spinlock ra_lock; /* a leaf, under no other lock; the holder never blocks */
     struct uz_ra_stream ra[UZ_RA_STREAMS];
     uint64_t ra_clock;
 
-    pthread_mutex_t lock; /* a leaf: protects what follows */
+    pthread_mutex_t lock; /* lock order 3, a leaf: protects what follows; the holder sleeps
+                             only in waits on these conditions */
     pthread_cond_t reclaim_cond, room_cond, req_cond;
     struct uz_region_req *free_reqs;
     unsigned nfree;
@@ -244,22 +295,74 @@ struct uz_region {
     unsigned nfault;
     struct uz_region_fault_thread *ft;
 
+    _Atomic int failed; /* 0, or the -errno that put the region in its failed state */
     struct uz_region_stats st;
+    struct uz_region_inject inject[UZ_SYS_NOPS];
 };
 
-/* region.c */
+/* region_page.c: the page lock. uz_region_pg_lock() returns the locked word (LOCK set,
+ * WAITERS clear); the holder changes its copy and publishes it with uz_region_pg_unlock(), which
+ * wakes sleepers. uz_region_pg_settled() waits (spin, then sleep) until the lock is free and
+ * returns the word then, without taking the lock. */
 UZ_HIDDEN uint64_t uz_region_pg_lock(struct uz_region *r, uint64_t i);
 UZ_HIDDEN bool uz_region_pg_trylock(struct uz_region *r, uint64_t i, uint64_t *w);
 UZ_HIDDEN void uz_region_pg_unlock(struct uz_region *r, uint64_t i, uint64_t w);
+UZ_HIDDEN uint64_t uz_region_pg_settled(struct uz_region *r, uint64_t i);
 UZ_HIDDEN void uz_region_copy_page(void *dst, const void *src);
-UZ_HIDDEN int uz_region_wp(struct uz_region *r, uint64_t first, uint64_t n, bool protect);
-UZ_HIDDEN void uz_region_wake(struct uz_region *r, uint64_t first, uint64_t n);
+
+/* region_sys.c: the primitives. Each returns 0 or -errno after the one retry loop (EINTR and
+ * EAGAIN retried while they make progress, at most UZ_SYS_RETRIES times in a row without).
+ * Ranges are in pages of the region; *done (where there is one) is the pages mapped. */
+/* uz_region_sys_open() : opens r->uffd (FULL mode first, then user-only: r->mode) and
+ *  negotiates the API (r->can_poison). @return : 0, -ENOSYS, -EPERM, -EOPNOTSUPP, -errno. */
+UZ_HIDDEN int uz_region_sys_open(struct uz_region *r);
+/* uz_region_sys_register() : the region (missing + write-protect) and the doorbell (missing).
+ *  @return : 0, -EOPNOTSUPP (no write-protect for anonymous memory), -errno. */
+UZ_HIDDEN int uz_region_sys_register(struct uz_region *r);
+/* uz_region_sys_close() : unregisters what is registered and closes r->uffd (teardown). */
+UZ_HIDDEN void uz_region_sys_close(struct uz_region *r);
+UZ_HIDDEN int uz_region_sys_copy(struct uz_region *r, uint64_t first, const void *src, unsigned n,
+                                 bool wp, unsigned *done);
+UZ_HIDDEN int uz_region_sys_zeropage(struct uz_region *r, uint64_t first, unsigned n,
+                                     unsigned *done);
+UZ_HIDDEN int uz_region_sys_wp(struct uz_region *r, uint64_t first, uint64_t n, bool protect);
+UZ_HIDDEN int uz_region_sys_wake(struct uz_region *r, uint64_t first, uint64_t n);
+UZ_HIDDEN int uz_region_sys_poison(struct uz_region *r, uint64_t i);
+/* The doorbell: page t answered (zero page, else a wake). */
+UZ_HIDDEN int uz_region_sys_doorbell_answer(struct uz_region *r, uintptr_t addr);
+/* madvise(advice) of [addr, addr+len) outside the region's pages proper (setup) */
+UZ_HIDDEN int uz_region_sys_madvise(struct uz_region *r, void *addr, size_t len, int advice);
+/* MADV_DONTNEED of runs iov[0..n): one process_madvise where the kernel allows, else one
+ * madvise per run. ok[k] tells whether run k was dropped. @return : 0, or the first error. */
+UZ_HIDDEN int uz_region_sys_zap(struct uz_region *r, const struct iovec *iov, unsigned n, bool *ok);
+/* uz_region_sys_inject() :
+ *  For tests: the next `skip` calls of `op` on this region pass, the `times` after them fail
+ *  with `err` (without being made). times 0 disarms. Safe from any thread. */
+UZ_HIDDEN void uz_region_sys_inject(struct uz_region *r, enum uz_region_sys_op op, unsigned skip,
+                                    unsigned times, int err);
+
+/* region.c */
 UZ_HIDDEN void uz_region_discard_slot(struct uz_region *r, uint64_t i);
 UZ_HIDDEN unsigned uz_region_reserve(struct uz_region *r, unsigned min, unsigned want);
 UZ_HIDDEN void uz_region_unreserve(struct uz_region *r, unsigned n);
 UZ_HIDDEN void uz_region_wake_reclaim(struct uz_region *r);
 UZ_HIDDEN void uz_region_room_freed(struct uz_region *r);
 UZ_HIDDEN void uz_region_note_sample(struct uz_region *r, bool written);
+/* uz_region_error() :
+ *  Counts a failed system call (err < 0) and, unless it is transient (ENOMEM, EAGAIN, EINTR),
+ *  puts the region in its failed state. @return : err. Safe with page locks held. */
+UZ_HIDDEN int uz_region_error(struct uz_region *r, int err);
+/* uz_region_set_failed() : enters the failed state (the first error is kept) and wakes every
+ * thread the region could have left asleep: faulting threads (a wake of the whole region) and
+ * waiters on its conditions. */
+UZ_HIDDEN void uz_region_set_failed(struct uz_region *r, int err);
+/* uz_region_release() : wakes the threads faulting on pages first..first+n-1 so that they fault
+ * again; a wake that fails puts the region in its failed state (which wakes everything). */
+UZ_HIDDEN void uz_region_release(struct uz_region *r, uint64_t first, uint64_t n);
+static inline bool uz_region_failed(struct uz_region *r)
+{
+    return atomic_load_explicit(&r->failed, memory_order_relaxed) != 0;
+}
 
 /* region_fault.c */
 UZ_HIDDEN void *uz_region_fault_main(void *arg);
@@ -282,11 +385,25 @@ UZ_HIDDEN unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, unsi
 UZ_HIDDEN unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned n,
                                        bool evict);
 
+/* region_check.c */
+/* What uz_region_check() found. */
+struct uz_region_check_result {
+    uint64_t pages;            /* page words checked */
+    uint64_t bad_pages;        /* pages whose word disagrees with the kernel or itself */
+    uint64_t first_bad;        /* the first of them, when bad_pages */
+    uint64_t first_bad_word;   /* its page word */
+    const char *first_problem; /* what is wrong with it (a static string), or NULL */
+    uint64_t resident, pinned; /* counted from the page words */
+    uint64_t resident_counter; /* r->resident */
+    uint64_t pinned_counter;   /* r->pinned */
+    char msg[192];             /* a one-line summary of the first problem, "" when none */
+};
 /* uz_region_check() :
  *  For tests, on a quiescent region (no faults, no writebacks in flight): every page's state
- *  against the kernel's view (PAGEMAP_SCAN: present, write-protected) and the counters.
- *  @return : 0, or -EUCLEAN (and a message on stderr) at the first disagreement. */
-UZ_HIDDEN int uz_region_check(struct uz_region *r);
+ *  against the kernel's view (PAGEMAP_SCAN: present, write-protected) and the counters. Prints
+ *  nothing: fills *res (when not NULL).
+ *  @return : 0, -EUCLEAN when anything disagrees, or -errno (pagemap unreadable, -ENOMEM). */
+UZ_HIDDEN int uz_region_check(struct uz_region *r, struct uz_region_check_result *res);
 
 /* For tests: when set before uz_region_create(), the region behaves as for an unprivileged user
  * (UFFD_USER_MODE_ONLY) even when it could do more. */

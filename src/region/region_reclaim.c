@@ -17,18 +17,15 @@
  * CLEAN and, for an eviction, is queued for the reclaim thread to drop; if it was redirtied
  * meanwhile the stored copy is stale and is discarded. The drop re-checks CLEAN under the page
  * lock, so a write between completion and drop (a write-protect fault: CLEAN -> DIRTY) keeps the
- * page.
+ * page. A page whose MADV_DONTNEED failed stays CLEAN (and resident); a write-protect that
+ * failed leaves its run DIRTY. Both are counted (region_internal.h: the error policy), and
+ * reclaim does nothing more once the region has failed.
  */
 #include "region_internal.h"
 
 #include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/syscall.h>
-#include <sys/uio.h>
-#include <unistd.h>
 #include <time.h>
 
 /* ---- requests ---- */
@@ -118,30 +115,12 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-/* MADV_DONTNEED of several runs at once. Linux 6.13 lets a process use process_madvise() on
- * itself with any advice, and from 6.16 the runs share one TLB shootdown: with scattered victims
- * that is one inter-processor interrupt per batch instead of one per page. Elsewhere, or when
- * refused, one madvise() per run (dropping an already dropped range is harmless). */
-static void zap_runs(struct uz_region *r, struct iovec *iov, unsigned n)
-{
-    if (n > 1 && atomic_load_explicit(&r->pidfd, memory_order_relaxed) >= 0) {
-        size_t total = 0;
-        for (unsigned k = 0; k < n; k++)
-            total += iov[k].iov_len;
-        long done = syscall(SYS_process_madvise, r->pidfd, iov, (size_t)n, MADV_DONTNEED, 0);
-        if (done == (long)total)
-            return;
-        if (done < 0 && errno != EINTR && errno != EAGAIN && errno != ENOMEM)
-            atomic_store(&r->pidfd, -1); /* not for this kernel: stop trying (fd closed at end) */
-    }
-    for (unsigned k = 0; k < n; k++)
-        madvise(iov[k].iov_base, iov[k].iov_len, MADV_DONTNEED);
-}
-
 unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, unsigned n)
 {
     uint64_t locked[UZ_RECLAIM_BATCH], words[UZ_RECLAIM_BATCH];
     struct iovec iov[UZ_RECLAIM_BATCH];
+    unsigned run[UZ_RECLAIM_BATCH]; /* the iov each locked page is in */
+    bool ok[UZ_RECLAIM_BATCH];
     unsigned m = 0, niov = 0;
     if (n > UZ_RECLAIM_BATCH)
         n = UZ_RECLAIM_BATCH;
@@ -160,26 +139,34 @@ unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, unsigned n)
             iov[niov].iov_base = a;
             iov[niov++].iov_len = UZ_PAGE_SIZE;
         }
+        run[m] = niov - 1;
         locked[m] = idx[k];
         words[m++] = w;
     }
     if (!m)
         return 0;
-    zap_runs(r, iov, niov);
-    unsigned fresh = 0;
+    int rc = uz_region_sys_zap(r, iov, niov, ok);
+    if (rc)
+        uz_region_error(r, rc);
+    unsigned fresh = 0, dropped = 0;
     for (unsigned k = 0; k < m; k++) {
         uint64_t w = words[k];
+        if (!ok[run[k]]) {
+            uz_region_pg_unlock(r, locked[k], w); /* still mapped: stays CLEAN */
+            continue;
+        }
+        dropped++;
         if (w & UZ_PG_SAMPLE)
             uz_region_note_sample(r, false);
         fresh += (w & UZ_PG_FRESH) != 0;
         w &= ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH);
         uz_region_pg_unlock(r, locked[k], uz_pg_set_state(w, UZ_PG_SWAPPED));
     }
-    atomic_fetch_sub(&r->resident, m);
-    uz_counter_add(&r->st.swapouts, m);
-    uz_counter_add(&r->st.swapouts_clean, m - fresh);
+    atomic_fetch_sub(&r->resident, dropped);
+    uz_counter_add(&r->st.swapouts, dropped);
+    uz_counter_add(&r->st.swapouts_clean, dropped - fresh);
     uz_region_room_freed(r);
-    return m;
+    return dropped;
 }
 
 unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned n, bool evict)
@@ -209,7 +196,10 @@ unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned 
         consumed += len ? len : 1;
         if (!len)
             continue;
-        if (uz_region_wp(r, first, len, true)) {
+        int rc = uz_region_sys_wp(r, first, len, true);
+        if (rc) {
+            /* Some of the run may be protected: DIRTY allows that (a write unprotects). */
+            uz_region_error(r, rc);
             for (unsigned k = 0; k < len; k++)
                 uz_region_pg_unlock(r, first + k, words[k]);
             continue;
@@ -320,6 +310,8 @@ static unsigned drain_done(struct uz_region *r, bool force)
 
 static bool need_sweep(struct uz_region *r, bool *active)
 {
+    if (uz_region_failed(r))
+        return false;
     uint64_t res = atomic_load(&r->resident), pend = atomic_load(&r->pending_evict);
     if (res > r->start_wm)
         *active = true;
@@ -400,12 +392,10 @@ static void wait_ms(struct uz_region *r, long ms)
  * zsmalloc's shrinker, compact when the pool holds an eighth more than the compressed data. */
 static void maybe_compact(struct uz_region *r)
 {
-    char buf[256];
-    unsigned long long orig, compr, used;
-    if (uz_dev_attr_read(r->dev, "mm_stat", buf, sizeof(buf)) > 0 &&
-        sscanf(buf, "%llu %llu %llu", &orig, &compr, &used) == 3 &&
-        used > compr + compr / 8 + (1u << 20))
-        uz_dev_attr_write(r->dev, "compact", "1");
+    struct uz_dev_stats ds;
+    if (!uz_dev_stats(r->dev, &ds) &&
+        ds.mem_used_total > ds.compr_data_size + ds.compr_data_size / 8 + (1u << 20))
+        uz_dev_compact(r->dev);
 }
 
 void *uz_region_reclaim_main(void *arg)

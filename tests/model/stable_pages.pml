@@ -22,6 +22,12 @@
  *            the completion: WB with the same generation -> CLEAN (the slot is the page);
  *            DIRTY (redirtied) -> discard the stale slot; no longer in flight.
  *   The kernel's part (MMU checks, UFFDIO_COPY, UFFDIO_WRITEPROTECT, MADV_DONTNEED) is atomic.
+ *   Each of those calls may also fail, as region_sys.c reports after its retries: a copy that
+ *   fails maps nothing (the faulting thread is woken and faults again), an unprotect that fails
+ *   leaves the page DIRTY and still protected (woken, the writer faults again and the fault
+ *   retries it), a write-protect that fails leaves the page DIRTY (perhaps protected already),
+ *   a MADV_DONTNEED that fails leaves the page CLEAN and mapped. The page lock is a blocking
+ *   lock (region_page.c: a short spin, then a futex): lock() waits without a step of its own.
  *
  * Checked: every load returns what the application stored last into that word (no lost write,
  * no stale or torn page faulted back), a swap-in never reads a discarded slot, and no state is
@@ -125,15 +131,18 @@ end:
                 :: keep_clean = 1
                 :: keep_clean = 0
                 fi;
-                atomic {
-                    w[0] = slot[0];
-                    w[1] = slot[1];
-                    present = true;
-                    wp = keep_clean
-                };
                 if
-                :: keep_clean -> st = CLEAN
-                :: else -> st = DIRTY; slot_valid = false
+                :: atomic {
+                        w[0] = slot[0];
+                        w[1] = slot[1];
+                        present = true;
+                        wp = keep_clean
+                    };
+                    if
+                    :: keep_clean -> st = CLEAN
+                    :: else -> st = DIRTY; slot_valid = false
+                    fi
+                :: skip /* UFFDIO_COPY failed: nothing mapped, the thread faults again */
                 fi
             :: else -> skip /* mapped meanwhile: EEXIST, just wake */
             fi;
@@ -155,7 +164,11 @@ end:
             fi
 #else
             if
-            :: st == DIRTY -> wp = false
+            :: st == DIRTY ->
+                if
+                :: wp = false
+                :: skip /* the unprotect failed: still protected; the writer faults again */
+                fi
             :: else -> skip /* dropped meanwhile: the writer refaults as missing */
             fi;
             unlock()
@@ -176,6 +189,13 @@ end:
     do
     :: lock();
         if
+        :: st == DIRTY && gen < MAXGEN && !inflight && !wp ->
+            /* the write-protect failed: the page stays DIRTY, protected or not */
+            if
+            :: wp = true
+            :: skip
+            fi;
+            unlock()
         :: st == DIRTY && gen < MAXGEN && !inflight ->
 #ifndef BUG_NO_WP
             wp = true;
@@ -194,6 +214,7 @@ end:
             atomic { present = false; wp = false; w[0] = GONE; w[1] = GONE };
             st = SWAPPED;
             unlock()
+        :: st == CLEAN -> unlock() /* MADV_DONTNEED failed: stays CLEAN and mapped */
         :: else -> unlock()
         fi
     od

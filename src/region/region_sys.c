@@ -1,0 +1,332 @@
+// SPDX-License-Identifier: MIT
+/*
+ * region_sys.c - the region's primitives: every userfaultfd ioctl and every madvise /
+ * process_madvise the region makes is here, and nowhere else in src/region.
+ *
+ * One retry loop (sys_call) serves them all. A call that is interrupted (EINTR) or asks to be
+ * repeated (EAGAIN: the kernel did part of a range, or the mm was changing) is made again from
+ * where it stopped; it gives up with -EAGAIN after UZ_SYS_RETRIES attempts in a row that made no
+ * progress (yielding the CPU after the first few), so no caller can spin forever. Every other
+ * error is returned as -errno for the caller to decide (region_internal.h says how: transient,
+ * expected such as EEXIST on a page already mapped, or fatal for the region).
+ *
+ * The tests make the calls fail on purpose with uz_region_sys_inject(): the check costs one
+ * relaxed load per call while disarmed.
+ */
+#include "region_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+/* ---- failure injection ---- */
+
+void uz_region_sys_inject(struct uz_region *r, enum uz_region_sys_op op, unsigned skip,
+                          unsigned times, int err)
+{
+    struct uz_region_inject *in = &r->inject[op];
+    atomic_store(&in->armed, 0);
+    atomic_store(&in->skip, skip);
+    atomic_store(&in->err, err);
+    atomic_store(&in->armed, times);
+}
+
+/* @return : the errno an armed injection makes this call fail with, else 0. */
+static int injected(struct uz_region *r, enum uz_region_sys_op op)
+{
+    struct uz_region_inject *in = &r->inject[op];
+    if (UZ_LIKELY(!atomic_load_explicit(&in->armed, memory_order_relaxed)))
+        return 0;
+    unsigned s = atomic_load(&in->skip);
+    while (s) {
+        if (atomic_compare_exchange_weak(&in->skip, &s, s - 1))
+            return 0;
+    }
+    unsigned a = atomic_load(&in->armed);
+    while (a) {
+        if (atomic_compare_exchange_weak(&in->armed, &a, a - 1))
+            return atomic_load(&in->err);
+    }
+    return 0;
+}
+
+/* ---- the retry loop ---- */
+
+/* One call of a primitive over [off, len) bytes of its range. */
+struct sys_req {
+    enum uz_region_sys_op op;
+    uintptr_t start; /* first byte */
+    size_t len;      /* bytes */
+    uintptr_t src;   /* UZ_SYS_COPY: the source */
+    uint64_t mode;   /* ioctl mode, or the madvise advice */
+    size_t off;      /* bytes done */
+};
+
+/* Makes the call once from q->off. @return : 0 (all done), or the errno; q->off advanced by
+ * what the kernel reports done even when it fails. */
+static int sys_once(struct uz_region *r, struct sys_req *q)
+{
+    uintptr_t a = q->start + q->off;
+    size_t left = q->len - q->off;
+    long rc;
+    switch (q->op) {
+    case UZ_SYS_COPY: {
+        struct uffdio_copy c = {.dst = a, .src = q->src + q->off, .len = left, .mode = q->mode};
+        rc = ioctl(r->uffd, UFFDIO_COPY, &c);
+        if (rc && c.copy > 0)
+            q->off += (size_t)c.copy;
+        break;
+    }
+    case UZ_SYS_ZEROPAGE: {
+        struct uffdio_zeropage z = {.range = {.start = a, .len = left}, .mode = q->mode};
+        rc = ioctl(r->uffd, UFFDIO_ZEROPAGE, &z);
+        if (rc && z.zeropage > 0)
+            q->off += (size_t)z.zeropage;
+        break;
+    }
+    case UZ_SYS_WRITEPROTECT:
+    case UZ_SYS_UNPROTECT: {
+        struct uffdio_writeprotect wp = {.range = {.start = a, .len = left}, .mode = q->mode};
+        rc = ioctl(r->uffd, UFFDIO_WRITEPROTECT, &wp);
+        break;
+    }
+    case UZ_SYS_WAKE: {
+        struct uffdio_range range = {.start = a, .len = left};
+        rc = ioctl(r->uffd, UFFDIO_WAKE, &range);
+        break;
+    }
+    case UZ_SYS_POISON: {
+        struct uffdio_poison p = {.range = {.start = a, .len = left}};
+        rc = ioctl(r->uffd, UFFDIO_POISON, &p);
+        if (rc && p.updated > 0)
+            q->off += (size_t)p.updated;
+        break;
+    }
+    case UZ_SYS_MADVISE:
+        rc = madvise((void *)a, left, (int)q->mode);
+        break;
+    default:
+        return EINVAL;
+    }
+    if (!rc) {
+        q->off = q->len;
+        return 0;
+    }
+    return errno;
+}
+
+static int sys_call(struct uz_region *r, struct sys_req *q)
+{
+    unsigned idle = 0;
+    while (q->off < q->len) {
+        size_t before = q->off;
+        int e = injected(r, q->op);
+        if (!e)
+            e = sys_once(r, q);
+        if (!e)
+            return 0;
+        if (e != EAGAIN && e != EINTR)
+            return -e;
+        idle = q->off > before ? 0 : idle + 1;
+        if (idle >= UZ_SYS_RETRIES)
+            return -EAGAIN;
+        if (idle > 4)
+            sched_yield();
+    }
+    return 0;
+}
+
+static uintptr_t page_addr(struct uz_region *r, uint64_t i)
+{
+    return (uintptr_t)(r->base + i * UZ_PAGE_SIZE);
+}
+
+/* ---- the primitives ---- */
+
+int uz_region_sys_copy(struct uz_region *r, uint64_t first, const void *src, unsigned n, bool wp,
+                       unsigned *done)
+{
+    struct sys_req q = {.op = UZ_SYS_COPY,
+                        .start = page_addr(r, first),
+                        .len = (size_t)n * UZ_PAGE_SIZE,
+                        .src = (uintptr_t)src,
+                        .mode = wp ? UFFDIO_COPY_MODE_WP : 0};
+    int rc = sys_call(r, &q);
+    *done = (unsigned)(q.off / UZ_PAGE_SIZE);
+    return rc;
+}
+
+int uz_region_sys_zeropage(struct uz_region *r, uint64_t first, unsigned n, unsigned *done)
+{
+    struct sys_req q = {
+        .op = UZ_SYS_ZEROPAGE, .start = page_addr(r, first), .len = (size_t)n * UZ_PAGE_SIZE};
+    int rc = sys_call(r, &q);
+    *done = (unsigned)(q.off / UZ_PAGE_SIZE);
+    return rc;
+}
+
+int uz_region_sys_wp(struct uz_region *r, uint64_t first, uint64_t n, bool protect)
+{
+    struct sys_req q = {.op = protect ? UZ_SYS_WRITEPROTECT : UZ_SYS_UNPROTECT,
+                        .start = page_addr(r, first),
+                        .len = n * UZ_PAGE_SIZE,
+                        .mode = protect ? UFFDIO_WRITEPROTECT_MODE_WP : 0};
+    return sys_call(r, &q);
+}
+
+int uz_region_sys_wake(struct uz_region *r, uint64_t first, uint64_t n)
+{
+    struct sys_req q = {.op = UZ_SYS_WAKE, .start = page_addr(r, first), .len = n * UZ_PAGE_SIZE};
+    return sys_call(r, &q);
+}
+
+int uz_region_sys_poison(struct uz_region *r, uint64_t i)
+{
+    struct sys_req q = {.op = UZ_SYS_POISON, .start = page_addr(r, i), .len = UZ_PAGE_SIZE};
+    return sys_call(r, &q);
+}
+
+int uz_region_sys_doorbell_answer(struct uz_region *r, uintptr_t addr)
+{
+    addr &= ~(uintptr_t)(UZ_PAGE_SIZE - 1);
+    struct sys_req z = {.op = UZ_SYS_ZEROPAGE, .start = addr, .len = UZ_PAGE_SIZE};
+    if (!sys_call(r, &z))
+        return 0;
+    struct sys_req w = {.op = UZ_SYS_WAKE, .start = addr, .len = UZ_PAGE_SIZE};
+    return sys_call(r, &w);
+}
+
+int uz_region_sys_madvise(struct uz_region *r, void *addr, size_t len, int advice)
+{
+    struct sys_req q = {
+        .op = UZ_SYS_MADVISE, .start = (uintptr_t)addr, .len = len, .mode = (uint64_t)advice};
+    return sys_call(r, &q);
+}
+
+/* Linux 6.13 lets a process use process_madvise() on itself with any advice, and from 6.16 the
+ * runs share one TLB shootdown: with scattered victims that is one inter-processor interrupt per
+ * batch instead of one per page. Elsewhere, or when refused, one madvise() per run (dropping an
+ * already dropped range is harmless, so a partial process_madvise is simply redone that way). */
+int uz_region_sys_zap(struct uz_region *r, const struct iovec *iov, unsigned n, bool *ok)
+{
+    int pidfd = atomic_load_explicit(&r->pidfd, memory_order_relaxed);
+    if (n > 1 && pidfd >= 0) {
+        size_t total = 0;
+        for (unsigned k = 0; k < n; k++)
+            total += iov[k].iov_len;
+        int e = injected(r, UZ_SYS_PROCESS_MADVISE);
+        long done = e ? (errno = e, -1)
+                      : syscall(SYS_process_madvise, pidfd, iov, (size_t)n, MADV_DONTNEED, 0);
+        if (done == (long)total) {
+            for (unsigned k = 0; k < n; k++)
+                ok[k] = true;
+            return 0;
+        }
+        if (done < 0 && errno != EINTR && errno != EAGAIN && errno != ENOMEM)
+            atomic_store(&r->pidfd, -1); /* not for this kernel: stop trying (fd closed at end) */
+    }
+    int first_err = 0;
+    for (unsigned k = 0; k < n; k++) {
+        int rc = uz_region_sys_madvise(r, iov[k].iov_base, iov[k].iov_len, MADV_DONTNEED);
+        ok[k] = !rc;
+        if (rc && !first_err)
+            first_err = rc;
+    }
+    return first_err;
+}
+
+/* ---- setup and teardown ---- */
+
+static int uffd_new(int *mode)
+{
+    int fd;
+    if (!uz_region_force_user_mode) {
+        /* /dev/userfaultfd (Linux 6.1+) serves kernel faults to whoever may open it. */
+        int devfd = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
+        if (devfd >= 0) {
+            fd = ioctl(devfd, USERFAULTFD_IOC_NEW, O_CLOEXEC | O_NONBLOCK);
+            close(devfd);
+            if (fd >= 0) {
+                *mode = UZ_REGION_MODE_FULL;
+                return fd;
+            }
+        }
+        /* root, CAP_SYS_PTRACE or vm.unprivileged_userfaultfd=1 */
+        fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+        if (fd >= 0) {
+            *mode = UZ_REGION_MODE_FULL;
+            return fd;
+        }
+        if (errno == ENOSYS)
+            return -ENOSYS;
+    }
+    fd = (int)syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY);
+    if (fd >= 0) {
+        *mode = UZ_REGION_MODE_USER_ONLY;
+        return fd;
+    }
+    /* EINVAL: a kernel before 5.11 without user-mode-only; for us that is a refusal too. */
+    return errno == ENOSYS ? -ENOSYS : errno == EINVAL ? -EPERM : -errno;
+}
+
+int uz_region_sys_open(struct uz_region *r)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = uffd_new(&r->mode);
+        if (fd < 0)
+            return fd;
+        /* Poison (for pages the device cannot return) when the kernel has it. */
+        struct uffdio_api api = {.api = UFFD_API, .features = attempt ? 0 : UFFD_FEATURE_POISON};
+        if (ioctl(fd, UFFDIO_API, &api) == 0) {
+            r->uffd = fd;
+            r->can_poison = attempt == 0;
+            return 0;
+        }
+        int e = errno;
+        close(fd);
+        if (e != EINVAL)
+            return -e;
+    }
+    return -EOPNOTSUPP;
+}
+
+int uz_region_sys_register(struct uz_region *r)
+{
+    struct uffdio_register reg = {
+        .range = {.start = (uintptr_t)r->base, .len = r->size},
+        .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+    };
+    if (ioctl(r->uffd, UFFDIO_REGISTER, &reg))
+        return errno == EINVAL ? -EOPNOTSUPP : -errno;
+    uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE) |
+                    (1ull << _UFFDIO_WRITEPROTECT);
+    if ((reg.ioctls & need) != need)
+        return -EOPNOTSUPP;
+    if (!(reg.ioctls & (1ull << _UFFDIO_POISON)))
+        r->can_poison = false;
+    struct uffdio_register bell = {
+        .range = {.start = (uintptr_t)r->doorbell, .len = (size_t)r->nfault * UZ_PAGE_SIZE},
+        .mode = UFFDIO_REGISTER_MODE_MISSING,
+    };
+    return ioctl(r->uffd, UFFDIO_REGISTER, &bell) ? -errno : 0;
+}
+
+void uz_region_sys_close(struct uz_region *r)
+{
+    if (r->uffd < 0)
+        return;
+    /* Closing the descriptor unregisters everything too; unregistering first is tidier. */
+    struct uffdio_range range = {.start = (uintptr_t)r->base, .len = r->size};
+    if (r->base)
+        (void)ioctl(r->uffd, UFFDIO_UNREGISTER, &range);
+    struct uffdio_range bell = {.start = (uintptr_t)r->doorbell,
+                                .len = (size_t)r->nfault * UZ_PAGE_SIZE};
+    if (r->doorbell)
+        (void)ioctl(r->uffd, UFFDIO_UNREGISTER, &bell);
+    close(r->uffd);
+    r->uffd = -1;
+}
