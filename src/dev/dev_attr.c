@@ -195,7 +195,7 @@ static int k_strtoint(const char *s, int *out)
         return rc;
     if (v > (neg ? (unsigned long long)INT_MAX + 1 : (unsigned long long)INT_MAX))
         return -ERANGE;
-    *out = neg ? (int)(0 - v) : (int)v;
+    *out = !neg ? (int)v : v > INT_MAX ? INT_MIN : -(int)v;
     return 0;
 }
 
