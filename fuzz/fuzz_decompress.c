@@ -2,9 +2,11 @@
 /*
  * fuzz_decompress.c - libFuzzer target for the decompressors (and a compress round trip).
  *
- * Input: one selector byte (codec = byte % 5, in uz_comp_algorithms() order), then the bytes fed
- * to uz_comp_decompress() into a page-sized buffer and into a smaller one. The same bytes are
- * then compressed, and must decompress back unchanged. The codec libraries are not
+ * Input: one selector byte, then the bytes fed to uz_comp_decompress() into a page-sized buffer
+ * and into a smaller one. byte % 10 picks the codec: 0..4 lzo, lz4, lz4hc, zstd, deflate (the
+ * seeds' order), 5..9 the same with parameters: lzo-rle, lz4, lz4hc and zstd with a 64 KiB
+ * dictionary (blocks that refer into it), deflate with winbits 12 (the zlib format). The same bytes
+ * are then compressed, and must decompress back unchanged. The codec libraries are not
  * instrumented, so inputs and outputs are placed against a PROT_NONE page: a read past srclen
  * or a write past dstcap faults even inside them. Codecs and streams are created once.
  */
@@ -18,7 +20,7 @@
 
 #include <uzram/comp.h>
 
-#define NCODECS 5
+#define NCODECS 10
 #define ROOM    (1u << 20) /* fenced bytes; larger inputs are cut to this */
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -52,10 +54,21 @@ static struct fence fence_new(size_t room)
 
 static void init(void)
 {
-    const char *const *names = uz_comp_algorithms();
+    static const char *const names[NCODECS] = {"lzo",     "lz4", "lz4hc", "zstd", "deflate",
+                                               "lzo-rle", "lz4", "lz4hc", "zstd", "deflate"};
+    /* A dictionary of text-like runs, so that blocks made with it refer into it. */
+    static uint8_t dict[65536];
+    for (size_t i = 0; i < sizeof(dict); i++)
+        dict[i] = (uint8_t)("uzram dictionary: the quick brown fox "[i % 38] + (i / 4096) % 3);
     for (int i = 0; i < NCODECS; i++) {
-        REQUIRE(names[i]);
-        REQUIRE(uz_comp_create(names[i], 0, &comps[i]) == 0);
+        struct uz_comp_params p = {0};
+        if (i >= 5 && i <= 8) {
+            p.dict = dict;
+            p.dict_len = sizeof(dict);
+        } else if (i == 9) {
+            p.deflate_winbits = 12;
+        }
+        REQUIRE(uz_comp_create_params(names[i], &p, &comps[i]) == 0);
         REQUIRE(uz_comp_stream_create(comps[i], &streams[i]) == 0);
     }
     fin = fence_new(ROOM);

@@ -1,8 +1,9 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 #
-# gen_seeds_decompress.sh - regenerates fuzz/seeds/decompress/: for each codec (the selector
-# byte is its index in uz_comp_algorithms(), as fuzz_decompress.c expects), valid compressed
+# gen_seeds_decompress.sh - regenerates fuzz/seeds/decompress/: for each codec variant (the
+# selector byte is its index in fuzz_decompress.c's table: lzo, lz4, lz4hc, zstd, deflate, then
+# lzo-rle, lz4, lz4hc and zstd with its 64 KiB dictionary, deflate in the zlib format), valid compressed
 # pages (pages of data/sample-4m.img.zst, a zero page, a sparse page, an incompressible page, a
 # 1-byte input), truncated and bit-flipped ones, plus a few random inputs. Deterministic.
 # Usage: fuzz/gen_seeds_decompress.sh [CC]   (run from anywhere; needs the codec -dev packages)
@@ -70,7 +71,15 @@ int main(int argc, char **argv)
 {
     const char *dir = argv[1];
     uint8_t *img = load(argv[2], 1024);
-    const char *const *names = uz_comp_algorithms();
+    /* Must match fuzz_decompress.c's init(). */
+    static const char *const names[] = {"lzo",     "lz4", "lz4hc", "zstd", "deflate",
+                                        "lzo-rle", "lz4", "lz4hc", "zstd", "deflate", NULL};
+    static const char *const labels[] = {"lzo",     "lz4",      "lz4hc",      "zstd",
+                                         "deflate", "lzo-rle",  "lz4-dict",   "lz4hc-dict",
+                                         "zstd-dict", "deflate-zlib"};
+    static uint8_t dict[65536];
+    for (size_t i = 0; i < sizeof(dict); i++)
+        dict[i] = (uint8_t)("uzram dictionary: the quick brown fox "[i % 38] + (i / 4096) % 3);
     uint8_t zero[PAGE] = {0}, sparse[PAGE] = {0}, noise[PAGE], one[1] = {'x'};
     sparse[17] = 1;
     sparse[2048] = 0xee;
@@ -80,7 +89,14 @@ int main(int argc, char **argv)
     for (int c = 0; names[c]; c++) {
         struct uz_comp *comp;
         struct uz_comp_stream *s;
-        if (uz_comp_create(names[c], 0, &comp) || uz_comp_stream_create(comp, &s))
+        struct uz_comp_params p = {0};
+        if (c >= 5 && c <= 8) {
+            p.dict = dict;
+            p.dict_len = sizeof(dict);
+        } else if (c == 9) {
+            p.deflate_winbits = 12;
+        }
+        if (uz_comp_create_params(names[c], &p, &comp) || uz_comp_stream_create(comp, &s))
             return 1;
         const struct {
             const char *what;
@@ -88,22 +104,25 @@ int main(int argc, char **argv)
             size_t n;
         } in[] = {{"text", img + 3 * PAGE, PAGE}, {"node", img + 700 * PAGE, PAGE},
                   {"zero", zero, PAGE},         {"sparse", sparse, PAGE},
-                  {"noise", noise, PAGE},       {"byte", one, 1}};
+                  {"noise", noise, PAGE},       {"byte", one, 1},
+                  {"dicttext", dict + 1000, PAGE}};
         for (size_t i = 0; i < sizeof(in) / sizeof(in[0]); i++) {
             uint8_t *buf = uz_comp_stream_buf(s);
             ssize_t n = uz_comp_compress(s, in[i].p, in[i].n, buf, uz_comp_stream_buf_size(s));
             if (n <= 0)
                 return 1;
-            snprintf(name, sizeof(name), "%s-valid-%s", names[c], in[i].what);
+            if (c < 5 && i == 6)
+                continue; /* the dictionary's text, for the variants that have it */
+            snprintf(name, sizeof(name), "%s-valid-%s", labels[c], in[i].what);
             put(dir, name, c, buf, (size_t)n);
             if (i != 0)
                 continue;
-            snprintf(name, sizeof(name), "%s-trunc-half", names[c]);
+            snprintf(name, sizeof(name), "%s-trunc-half", labels[c]);
             put(dir, name, c, buf, (size_t)n / 2);
-            snprintf(name, sizeof(name), "%s-trunc-last", names[c]);
+            snprintf(name, sizeof(name), "%s-trunc-last", labels[c]);
             put(dir, name, c, buf, (size_t)n - 1);
             buf[n / 3] ^= 0x10;
-            snprintf(name, sizeof(name), "%s-bitflip", names[c]);
+            snprintf(name, sizeof(name), "%s-bitflip", labels[c]);
             put(dir, name, c, buf, (size_t)n);
         }
         uz_comp_stream_destroy(s);

@@ -4,7 +4,9 @@
  *
  * Round trips every codec at several levels over every page of the corpus images (a strided
  * subset for the slow codecs on the 64 MiB ones), plus random, incompressible, zero, tiny and
- * large inputs; zstd dictionaries from memory and from a file; corrupt input (random bytes,
+ * large inputs; lz4, lz4hc and zstd dictionaries from memory and from a file, and the file
+ * reader's limits (regular files of at most 1 MiB, a FIFO refused at once); parameters (deflate's
+ * window bits, what each codec ignores); corrupt input (random bytes,
  * every truncation, bit flips) and short buffers, always with input and output placed against a
  * PROT_NONE page so that a read past srclen or a write past dstcap faults even inside the
  * (uninstrumented) codec libraries; argument errors; and concurrency: threads sharing one codec,
@@ -12,10 +14,13 @@
  */
 #include "harness.h"
 
+#include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <zdict.h>
@@ -25,8 +30,14 @@
 
 #define PAGE UZ_PAGE_SIZE
 
-static const char *const algs[] = {"lzo", "lz4", "lz4hc", "zstd", "deflate"};
+static const char *const algs[] = {"lzo-rle", "lzo", "lz4", "lz4hc", "zstd", "deflate"};
 #define NALGS (sizeof(algs) / sizeof(algs[0]))
+
+/* The codecs that take a dictionary. */
+static bool takes_dict(const char *name)
+{
+    return !strcmp(name, "lz4") || !strcmp(name, "lz4hc") || !strcmp(name, "zstd");
+}
 
 /* Codec configurations the round trips run, and how many pages of an image each sees at most
  * (0: all; otherwise a strided subset) so that the slow levels do not dominate the run time. */
@@ -84,6 +95,15 @@ static struct uz_comp *comp_new(const char *name, int level)
     if (rc)
         fprintf(stderr, "uz_comp_create(%s, %d) = %d\n", name, level, rc);
     CHECK_EQ(rc, 0);
+    return c;
+}
+
+/* A codec with a raw-content dictionary (for those that take one). */
+static struct uz_comp *comp_dict_new(const char *name, int level, const void *dict, size_t len)
+{
+    struct uz_comp *c = comp_new(name, level);
+    if (takes_dict(name))
+        CHECK_EQ(uz_comp_set_dict(c, dict, len), 0);
     return c;
 }
 
@@ -165,15 +185,35 @@ static void test_api(void)
     CHECK(c == NULL);
     CHECK_EQ(uz_comp_create("", 0, &c), -ENOENT);
     CHECK_EQ(uz_comp_create("LZ4", 0, &c), -ENOENT);
-    CHECK_EQ(uz_comp_create("lzo-rle", 0, &c), -ENOENT);
+    CHECK_EQ(uz_comp_create("842", 0, &c), -ENOENT);
     CHECK_EQ(uz_comp_create("lz4", 0, NULL), -EINVAL);
+
+    /* lzo-rle, the kernel's default name, is lzo1x-1: each decodes the other's output. */
+    {
+        struct uz_comp *rle = comp_new("lzo-rle", 0), *lzo = comp_new("lzo", 0);
+        CHECK_STR(uz_comp_name(rle), "lzo-rle");
+        CHECK_EQ(uz_comp_create("lzo-rle", 1, &c), -EINVAL);
+        struct uz_comp_stream *sr = stream_new(rle), *sl = stream_new(lzo);
+        uint8_t pg[PAGE], back[PAGE];
+        for (size_t i = 0; i < PAGE; i++)
+            pg[i] = (uint8_t)(i % 251 < 100 ? 'a' : i);
+        ssize_t n =
+            uz_comp_compress(sr, pg, PAGE, uz_comp_stream_buf(sr), uz_comp_stream_buf_size(sr));
+        CHECK(n > 0);
+        CHECK_EQ(uz_comp_decompress(sl, uz_comp_stream_buf(sr), (size_t)n, back, PAGE), PAGE);
+        CHECK(memcmp(pg, back, PAGE) == 0);
+        uz_comp_stream_destroy(sr);
+        uz_comp_stream_destroy(sl);
+        uz_comp_destroy(rle);
+        uz_comp_destroy(lzo);
+    }
 
     const struct {
         const char *name;
         int def, lo, hi;
     } lv[] = {
-        {"lzo", 0, 0, 0},    {"lz4", 1, 1, 65537}, {"lz4hc", 9, 1, 12},
-        {"zstd", 1, -7, 22}, {"deflate", 1, 1, 9},
+        {"lzo-rle", 0, 0, 0}, {"lzo", 0, 0, 0},    {"lz4", 1, 1, 65537},
+        {"lz4hc", 9, 1, 12},  {"zstd", 1, -7, 22}, {"deflate", 1, 1, 9},
     };
     for (size_t i = 0; i < sizeof(lv) / sizeof(lv[0]); i++) {
         c = comp_new(lv[i].name, 0);
@@ -227,37 +267,217 @@ static void test_api(void)
     uz_comp_stream_destroy(s);
     uz_comp_destroy(c);
 
-    /* Dictionaries are zstd's alone. */
+    /* Dictionaries: lz4, lz4hc and zstd take them, the others refuse. */
     uint8_t dict[64] = {0};
     for (size_t i = 0; i < NALGS; i++) {
-        if (!strcmp(algs[i], "zstd"))
+        if (takes_dict(algs[i]))
             continue;
         c = comp_new(algs[i], 0);
         CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), -EOPNOTSUPP);
         CHECK_EQ(uz_comp_load_dict(c, "/nonexistent"), -EOPNOTSUPP);
         uz_comp_destroy(c);
     }
-    c = comp_new("zstd", 0);
-    CHECK_EQ(uz_comp_set_dict(c, dict, 0), -EINVAL);
-    CHECK_EQ(uz_comp_set_dict(c, NULL, 10), -EINVAL);
-    CHECK_EQ(uz_comp_load_dict(c, "/nonexistent/dict"), -ENOENT);
-    CHECK_EQ(uz_comp_load_dict(c, "/dev/null"), -EINVAL); /* empty */
-    /* A zstd dictionary header with garbage tables is unusable. */
-    uint8_t bad[256];
-    uint64_t seed = 99;
-    fill_random(bad, sizeof(bad), &seed);
-    memcpy(bad, "\x37\xa4\x30\xec", 4);
-    CHECK_EQ(uz_comp_set_dict(c, bad, sizeof(bad)), -EINVAL);
-    CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), 0);
-    CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), 0); /* replaces */
-    s = stream_new(c);
-    CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), -EBUSY);
-    CHECK_EQ(uz_comp_load_dict(c, "/nonexistent/dict"), -EBUSY);
-    struct uz_comp_stream *s2 = stream_new(c);
-    uz_comp_stream_destroy(s);
-    CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), -EBUSY);
-    uz_comp_stream_destroy(s2);
-    CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), 0);
+    for (size_t i = 0; i < NALGS; i++) {
+        if (!takes_dict(algs[i]))
+            continue;
+        c = comp_new(algs[i], 0);
+        CHECK_EQ(uz_comp_set_dict(c, dict, 0), -EINVAL);
+        CHECK_EQ(uz_comp_set_dict(c, NULL, 10), -EINVAL);
+        CHECK_EQ(uz_comp_set_dict(c, dict, UZ_COMP_DICT_MAX + 1), -EINVAL);
+        CHECK_EQ(uz_comp_load_dict(c, "/nonexistent/dict"), -ENOENT);
+        CHECK_EQ(uz_comp_load_dict(c, "/dev/null"), -EINVAL); /* not a regular file */
+        if (!strcmp(algs[i], "zstd")) {
+            /* A zstd dictionary header with garbage tables is unusable. */
+            uint8_t bad[256];
+            uint64_t seed = 99;
+            fill_random(bad, sizeof(bad), &seed);
+            memcpy(bad, "\x37\xa4\x30\xec", 4);
+            CHECK_EQ(uz_comp_set_dict(c, bad, sizeof(bad)), -EINVAL);
+        }
+        CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), 0);
+        CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), 0); /* replaces */
+        struct uz_comp_params p;
+        uz_comp_get_params(c, &p);
+        CHECK(p.dict && p.dict_len == sizeof(dict) && memcmp(p.dict, dict, sizeof(dict)) == 0);
+        s = stream_new(c);
+        CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), -EBUSY);
+        CHECK_EQ(uz_comp_load_dict(c, "/nonexistent/dict"), -EBUSY);
+        struct uz_comp_stream *s2 = stream_new(c);
+        uz_comp_stream_destroy(s);
+        CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), -EBUSY);
+        uz_comp_stream_destroy(s2);
+        CHECK_EQ(uz_comp_set_dict(c, dict, sizeof(dict)), 0);
+        /* A 1-byte dictionary (too short for lz4 to hash) still round-trips. */
+        CHECK_EQ(uz_comp_set_dict(c, dict, 1), 0);
+        s = stream_new(c);
+        check_round_trip(c, s, page, PAGE, true);
+        uz_comp_stream_destroy(s);
+        uz_comp_destroy(c);
+    }
+}
+
+/* ---- the dictionary file reader: regular files of 1 byte to 1 MiB, never blocking ---- */
+
+static void write_file_of(const char *path, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    CHECK(fd >= 0);
+    uint8_t *b = calloc(1, len ? len : 1);
+    CHECK(b);
+    for (size_t i = 0; i < len; i++)
+        b[i] = (uint8_t)(i * 7 + i / 4096);
+    CHECK(write(fd, b, len) == (ssize_t)len);
+    free(b);
+    close(fd);
+}
+
+static void test_dict_file(void)
+{
+    char dir[] = "/tmp/uzram-test-dictfile-XXXXXX";
+    CHECK(mkdtemp(dir));
+    char path[256];
+    void *d = NULL;
+    size_t len = 0;
+
+    /* A FIFO without a writer: refused at once (it used to block in open() forever). */
+    snprintf(path, sizeof(path), "%s/fifo", dir);
+    CHECK_EQ(mkfifo(path, 0600), 0);
+    alarm(10);
+    CHECK_EQ(uz_comp_dict_read(path, &d, &len), -EINVAL);
+    struct uz_comp *c = comp_new("zstd", 0);
+    CHECK_EQ(uz_comp_load_dict(c, path), -EINVAL);
+    alarm(0);
+    unlink(path);
+
+    /* Devices (unbounded /dev/zero used to grow until OOM), directories, empty files. */
+    alarm(10);
+    CHECK_EQ(uz_comp_dict_read("/dev/zero", &d, &len), -EINVAL);
+    CHECK_EQ(uz_comp_dict_read("/dev/null", &d, &len), -EINVAL);
+    alarm(0);
+    CHECK_EQ(uz_comp_dict_read(dir, &d, &len), -EINVAL);
+    CHECK_EQ(uz_comp_dict_read("/nonexistent/dict", &d, &len), -ENOENT);
+    snprintf(path, sizeof(path), "%s/empty", dir);
+    write_file_of(path, 0);
+    CHECK_EQ(uz_comp_dict_read(path, &d, &len), -EINVAL);
+    unlink(path);
+    CHECK_EQ(uz_comp_dict_read(NULL, &d, &len), -EINVAL);
+
+    /* The size bound: 1 MiB is read, 1 MiB + 1 is refused. */
+    snprintf(path, sizeof(path), "%s/max", dir);
+    write_file_of(path, UZ_COMP_DICT_MAX);
+    CHECK_EQ(uz_comp_dict_read(path, &d, &len), 0);
+    CHECK_EQ(len, UZ_COMP_DICT_MAX);
+    CHECK_EQ(((uint8_t *)d)[UZ_COMP_DICT_MAX - 1], (uint8_t)((UZ_COMP_DICT_MAX - 1) * 7 + 255));
+    free(d);
+    CHECK_EQ(uz_comp_load_dict(c, path), 0);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s/over", dir);
+    write_file_of(path, UZ_COMP_DICT_MAX + 1);
+    CHECK_EQ(uz_comp_dict_read(path, &d, &len), -EFBIG);
+    CHECK_EQ(uz_comp_load_dict(c, path), -EFBIG);
+    unlink(path);
+    uz_comp_destroy(c);
+
+    /* A small file, for lz4 and lz4hc too. */
+    snprintf(path, sizeof(path), "%s/small", dir);
+    write_file_of(path, 100);
+    CHECK_EQ(uz_comp_dict_read(path, &d, &len), 0);
+    CHECK_EQ(len, 100);
+    free(d);
+    const char *dnames[] = {"lz4", "lz4hc"};
+    for (size_t i = 0; i < 2; i++) {
+        c = comp_new(dnames[i], 0);
+        CHECK_EQ(uz_comp_load_dict(c, path), 0);
+        uz_comp_destroy(c);
+    }
+    unlink(path);
+    CHECK_EQ(rmdir(dir), 0);
+}
+
+/* ---- parameters: deflate's window bits; what each codec ignores ---- */
+
+static void test_params(const uint8_t *sample)
+{
+    struct uz_comp *c;
+    uint8_t dict[256];
+    memcpy(dict, sample + 10 * PAGE, sizeof(dict));
+
+    /* Window bits as the kernel's zlib_deflateInit2() takes them. */
+    const int bad[] = {-16, -8, -1, 1, 8, 16, 1000, -1000};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        struct uz_comp_params p = {.deflate_winbits = bad[i]};
+        CHECK_EQ(uz_comp_create_params("deflate", &p, &c), -EINVAL);
+        CHECK(c == NULL);
+    }
+    const int good[] = {-15, -12, -9, 9, 12, 15};
+    for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++) {
+        struct uz_comp_params p = {.level = 6, .deflate_winbits = good[i]};
+        CHECK_EQ(uz_comp_create_params("deflate", &p, &c), 0);
+        CHECK_EQ(uz_comp_level(c), 6);
+        struct uz_comp_stream *s = stream_new(c);
+        for (size_t pg = 0; pg < 64; pg++)
+            check_round_trip(c, s, sample + pg * PAGE, PAGE, pg % 8 == 0);
+        /* Positive: the zlib format (CMF byte: method 8, window 2^(bits-8) << 4). */
+        ssize_t n =
+            uz_comp_compress(s, sample, PAGE, uz_comp_stream_buf(s), uz_comp_stream_buf_size(s));
+        CHECK(n > 2);
+        uint8_t cmf = ((uint8_t *)uz_comp_stream_buf(s))[0];
+        if (good[i] > 0)
+            CHECK(cmf == (uint8_t)(((good[i] - 8) << 4) | 8));
+        uz_comp_stream_destroy(s);
+        struct uz_comp_params got;
+        uz_comp_get_params(c, &got);
+        CHECK_EQ(got.deflate_winbits, good[i]);
+        CHECK_EQ(got.level, 6);
+        uz_comp_destroy(c);
+    }
+    /* The zlib format does not decode as raw deflate. */
+    {
+        struct uz_comp_params pz = {.deflate_winbits = 15};
+        struct uz_comp *z, *raw = comp_new("deflate", 0);
+        CHECK_EQ(uz_comp_create_params("deflate", &pz, &z), 0);
+        struct uz_comp_stream *sz = stream_new(z), *sr = stream_new(raw);
+        uint8_t back[PAGE];
+        ssize_t n =
+            uz_comp_compress(sz, sample, PAGE, uz_comp_stream_buf(sz), uz_comp_stream_buf_size(sz));
+        CHECK(n > 0);
+        CHECK(uz_comp_decompress(sr, uz_comp_stream_buf(sz), (size_t)n, back, PAGE) != PAGE ||
+              memcmp(back, sample, PAGE) != 0);
+        uz_comp_stream_destroy(sz);
+        uz_comp_stream_destroy(sr);
+        uz_comp_destroy(z);
+        uz_comp_destroy(raw);
+    }
+
+    /* What a codec has no use for is ignored, and still reported back (it carries over). */
+    for (size_t a = 0; a < NALGS; a++) {
+        struct uz_comp_params p = {.deflate_winbits = 12, .dict = dict, .dict_len = sizeof(dict)};
+        bool levels = strcmp(algs[a], "lzo") && strcmp(algs[a], "lzo-rle");
+        p.level = levels ? 0 : 5;
+        CHECK_EQ(uz_comp_create_params(algs[a], &p, &c), 0);
+        struct uz_comp_params got;
+        uz_comp_get_params(c, &got);
+        CHECK_EQ(got.level, p.level);
+        CHECK_EQ(got.deflate_winbits, 12);
+        CHECK(got.dict && got.dict_len == sizeof(dict) &&
+              memcmp(got.dict, dict, sizeof(dict)) == 0);
+        struct uz_comp_stream *s = stream_new(c);
+        for (size_t pg = 0; pg < 32; pg++)
+            check_round_trip(c, s, sample + pg * PAGE, PAGE, pg % 8 == 0);
+        uz_comp_stream_destroy(s);
+        uz_comp_destroy(c);
+    }
+    /* Levels out of range, bad dictionaries, unknown names. */
+    struct uz_comp_params p = {.level = 13};
+    CHECK_EQ(uz_comp_create_params("lz4hc", &p, &c), -EINVAL);
+    p = (struct uz_comp_params){.dict = dict, .dict_len = 0};
+    CHECK_EQ(uz_comp_create_params("zstd", &p, &c), -EINVAL);
+    p = (struct uz_comp_params){.dict = dict, .dict_len = UZ_COMP_DICT_MAX + 1};
+    CHECK_EQ(uz_comp_create_params("lz4", &p, &c), -EINVAL);
+    CHECK_EQ(uz_comp_create_params("brotli", &p, &c), -ENOENT);
+    CHECK_EQ(uz_comp_create_params("lz4", &p, NULL), -EINVAL);
+    CHECK_EQ(uz_comp_create_params(NULL, NULL, &c), 0);
+    CHECK_STR(uz_comp_name(c), "lz4");
     uz_comp_destroy(c);
 }
 
@@ -386,8 +606,14 @@ static void test_corrupt(const uint8_t *sample)
     memcpy(page, sample + 700 * PAGE, PAGE);
     fill_random(page + PAGE / 2, PAGE / 2, &seed);
 
-    for (size_t a = 0; a < NALGS; a++) {
-        struct uz_comp *c = comp_new(algs[a], 0);
+    for (size_t v = 0; v < 2 * NALGS; v++) {
+        /* Each codec, then those with a dictionary (blocks that refer to it). */
+        const char *name = algs[v % NALGS];
+        bool with_dict = v >= NALGS;
+        if (with_dict && !takes_dict(name))
+            continue;
+        struct uz_comp *c =
+            with_dict ? comp_dict_new(name, 0, sample + 200 * PAGE, 16 * PAGE) : comp_new(name, 0);
         struct uz_comp_stream *s = stream_new(c);
         size_t errors = 0, valid = 0;
         for (size_t p = 0; p < 3; p++) {
@@ -431,14 +657,19 @@ static void test_corrupt(const uint8_t *sample)
             r = uz_comp_decompress(s, src, len, fence_at(&fout, 16), 16);
             CHECK(r == -EBADMSG || (r >= 0 && r <= 16));
         }
-        /* Random bytes decode almost never. */
-        CHECK(errors > 50 * valid);
+        /* Random bytes decode almost never; a bit more often against a 64 KiB dictionary,
+         * where lz4's random match offsets become valid references (about 1 in 45). */
+        size_t ratio = with_dict ? 20 : 50;
+        if (errors <= ratio * valid)
+            fprintf(stderr, "%s%s: %zu of %zu random inputs decode\n", name,
+                    with_dict ? " (dict)" : "", valid, valid + errors);
+        CHECK(errors > ratio * valid);
         uz_comp_stream_destroy(s);
         uz_comp_destroy(c);
     }
 }
 
-/* ---- zstd dictionaries ---- */
+/* ---- dictionaries: zstd, lz4, lz4hc ---- */
 
 static size_t total_size(struct uz_comp *c, const uint8_t *img, size_t first, size_t pages)
 {
@@ -515,6 +746,57 @@ static void test_dict(const uint8_t *sample, size_t pages)
     free(sizes);
     free(dict);
     uz_comp_destroy(plain);
+
+    /* lz4 and lz4hc: raw content, of which they keep the last 64 KiB. */
+    const char *const lz[] = {"lz4", "lz4hc"};
+    for (size_t i = 0; i < 2; i++) {
+        plain = comp_new(lz[i], 0);
+        size_t lbase = total_size(plain, sample, 256, pages - 256);
+        c = comp_dict_new(lz[i], 0, sample, 16 * PAGE);
+        size_t lraw = total_size(c, sample, 256, pages - 256);
+        /* Its blocks refer to the dictionary: not all decode right without it. */
+        sd = stream_new(c);
+        sp = stream_new(plain);
+        differ = 0;
+        for (size_t k = 256; k < pages; k++) {
+            const uint8_t *pg = sample + k * PAGE;
+            ssize_t n =
+                uz_comp_compress(sd, pg, PAGE, uz_comp_stream_buf(sd), uz_comp_stream_buf_size(sd));
+            CHECK(n > 0);
+            ssize_t r = uz_comp_decompress(sp, uz_comp_stream_buf(sd), (size_t)n, out, PAGE);
+            differ += r != PAGE || memcmp(out, pg, PAGE) != 0;
+        }
+        CHECK(differ > 0);
+        uz_comp_stream_destroy(sd);
+        uz_comp_stream_destroy(sp);
+        uz_comp_destroy(c);
+        /* More than 64 KiB: the tail is what counts, and gives the same blocks. */
+        struct uz_comp *big = comp_dict_new(lz[i], 0, sample, 48 * PAGE);
+        struct uz_comp *tail = comp_dict_new(lz[i], 0, sample + 32 * PAGE, 16 * PAGE);
+        struct uz_comp_stream *sb = stream_new(big), *st = stream_new(tail);
+        for (size_t k = 256; k < 320; k++) {
+            ssize_t n = uz_comp_compress(sb, sample + k * PAGE, PAGE, uz_comp_stream_buf(sb),
+                                         uz_comp_stream_buf_size(sb));
+            CHECK(n > 0);
+            CHECK_EQ(uz_comp_decompress(st, uz_comp_stream_buf(sb), (size_t)n, out, PAGE), PAGE);
+            CHECK(memcmp(out, sample + k * PAGE, PAGE) == 0);
+        }
+        uz_comp_stream_destroy(sb);
+        uz_comp_stream_destroy(st);
+        uz_comp_destroy(big);
+        uz_comp_destroy(tail);
+        /* The top level with a dictionary too. */
+        if (!strcmp(lz[i], "lz4hc")) {
+            c = comp_new("lz4hc", 12);
+            CHECK_EQ(uz_comp_set_dict(c, sample, 16 * PAGE), 0);
+            total_size(c, sample, 256, 32);
+            uz_comp_destroy(c);
+        }
+        printf("%s on %zu pages: no dict %zu B, 64 KiB raw dict %zu B\n", lz[i], pages - 256, lbase,
+               lraw);
+        CHECK(lraw < lbase);
+        uz_comp_destroy(plain);
+    }
 }
 
 /* ---- threads sharing one codec ---- */
@@ -547,9 +829,7 @@ static void *share_thread(void *p)
 static void test_shared(const uint8_t *sample, size_t pages)
 {
     for (size_t a = 0; a < NALGS; a++) {
-        struct uz_comp *c = comp_new(algs[a], 0);
-        if (!strcmp(algs[a], "zstd"))
-            CHECK_EQ(uz_comp_set_dict(c, sample, 8 * PAGE), 0);
+        struct uz_comp *c = comp_dict_new(algs[a], 0, sample, 8 * PAGE);
         struct share_arg arg = {c, sample, pages > 256 ? 256 : pages};
         pthread_t t[3];
         for (int i = 0; i < 3; i++)
@@ -612,10 +892,20 @@ static void test_race(const uint8_t *sample)
     pthread_t t;
     CHECK_EQ(pthread_create(&t, NULL, mutator_thread, &m), 0);
     uint8_t out[PAGE];
-    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
-        struct uz_comp *c = comp_new(cases[k].name, cases[k].level);
+    /* Every case, then the codecs that take one with a dictionary (its prepared state is shared
+     * and must come out of every racing page unchanged). */
+    const size_t ncases = sizeof(cases) / sizeof(cases[0]);
+    const char *const dict_cases[] = {"lz4", "lz4hc", "zstd"};
+    for (size_t k = 0; k < ncases + 3; k++) {
+        bool with_dict = k >= ncases;
+        const char *name = with_dict ? dict_cases[k - ncases] : cases[k].name;
+        struct uz_comp *c = with_dict ? comp_dict_new(name, 0, sample + 64 * PAGE, 16 * PAGE)
+                                      : comp_new(name, cases[k].level);
         struct uz_comp_stream *s = stream_new(c);
-        int iters = cases[k].max_pages == 0 ? 3000 : cases[k].max_pages < 500 ? 30 : 300;
+        int iters = with_dict                  ? 1000
+                    : cases[k].max_pages == 0  ? 3000
+                    : cases[k].max_pages < 500 ? 30
+                                               : 300;
         for (int i = 0; i < iters; i++) {
             uint8_t *buf = uz_comp_stream_buf(s);
             size_t cap = uz_comp_stream_buf_size(s);
@@ -646,6 +936,7 @@ static void test_race(const uint8_t *sample)
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
+    signal(SIGALRM, SIG_DFL); /* a test that blocks dies of its alarm() */
     fin = fence_new(1u << 17);
     fout = fence_new(1u << 17);
 
@@ -654,6 +945,8 @@ int main(void)
     CHECK(sample && pages >= 1024);
 
     TIMED(test_api());
+    TIMED(test_dict_file());
+    TIMED(test_params(sample));
     TIMED(test_synthetic(sample));
     TIMED(test_corrupt(sample));
     TIMED(test_dict(sample, pages));

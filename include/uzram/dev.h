@@ -25,7 +25,8 @@ extern "C" {
 
 struct uz_dev_config {
     uint64_t disksize;     /* bytes, multiple of 4096 */
-    const char *algorithm; /* NULL or "lz4" (default), "lz4hc", "zstd", "lzo", "deflate" */
+    const char *algorithm; /* NULL or "lz4" (default), "lz4hc", "zstd", "lzo-rle", "lzo",
+                            * "deflate" */
     int level;             /* 0: the algorithm's default */
     uint64_t mem_limit;    /* bytes of pool memory; 0: unlimited */
     unsigned workers;      /* async compression threads (zramd); 0: async writes run inline */
@@ -181,21 +182,53 @@ UZ_API int uz_dev_extents(struct uz_dev *dev, uint64_t offset, uint64_t len,
 
 /* uz_dev_attr_read() :
  *  Formats attribute `name` into buf as the kernel's sysfs file would read, NUL-terminated.
- *  Readable: disksize, initstate, comp_algorithm, algorithm_params, mem_limit, mem_used_max,
- *  mm_stat, io_stat, debug_stat, max_comp_streams, pool_stat.
+ *  Readable: disksize, initstate, comp_algorithm ("lzo-rle lzo [lz4] lz4hc zstd deflate \n", the
+ *  kernel's order), algorithm_params ("algo=NAME level=N[ deflate.winbits=W][ dict=PATH]\n",
+ *  the level resolved), mem_limit, mem_used_max, mm_stat, io_stat, debug_stat,
+ *  max_comp_streams, pool_stat. The kernel makes algorithm_params, mem_limit and mem_used_max
+ *  write-only; reading them back is uzram's extension, as is pool_stat.
  *  @return : the text length, -ENOENT for an unknown name, -EACCES for a write-only attribute
  *            (compact, reset), -ERANGE when buf is too small. */
 UZ_API int uz_dev_attr_read(struct uz_dev *dev, const char *name, char *buf, size_t len);
 
 /* uz_dev_attr_write() :
- *  Writes attribute `name` as `echo value > /sys/block/zram0/name` would (a trailing newline is
- *  accepted). Writable: disksize (with K/M/G suffixes; -EBUSY while initialised), comp_algorithm
- *  and algorithm_params ("algo=zstd level=3 dict=/path"; -EBUSY while pages are stored),
- *  mem_limit (suffixes; 0 removes the limit), mem_used_max (only "0": reset to the current use),
- *  compact (any value), reset ("1": frees every slot and uninitialises the device; disksize
- *  becomes 0 until written again).
- *  @return : 0, -ENOENT for an unknown name, -EACCES for a read-only attribute, -EINVAL for a bad
- *            value, -EBUSY as above. */
+ *  Writes attribute `name` as `echo value > /sys/block/zram0/name` would on Linux 6.18, with its
+ *  parsing and error codes. As sysfs: a value longer than 4096 bytes is -E2BIG, an empty one
+ *  does nothing (0).
+ *  - disksize: memparse (0x and 0 prefixes, K M G T P E suffixes, trailing text ignored, no
+ *    leading blanks), rounded up to a page; -EINVAL for 0 or nothing parsed, then -EBUSY while
+ *    initialised.
+ *  - comp_algorithm: one of the listed names, one trailing newline allowed ("lzo-rle" is served
+ *    by lzo1x-1; 842 is not available); -E2BIG for 128 bytes or more, -EINVAL for an unknown
+ *    name, -EBUSY while pages are stored (the kernel: while initialised). The parameters set by
+ *    algorithm_params carry over, as in the kernel; -EINVAL if the new algorithm cannot take
+ *    them (e.g. zstd's level 22 for lz4hc; the kernel fails at the next disksize instead).
+ *  - algorithm_params: "key=value ..." split as the kernel's next_arg() (blanks separate, double
+ *    quotes group); keys priority=N (kstrtoint; only 0, the primary, exists: 1..3 and others
+ *    are -EINVAL), algo=NAME (the configured algorithm's name, which wins over priority; it
+ *    does not switch algorithms: -EINVAL for any other), level=N, dict=PATH, deflate.winbits=N
+ *    (zlib windowBits: -15..-9 raw deflate, 9..15 the zlib format; 0 is -EINVAL); other keys are
+ *    ignored; a key without a value is -EINVAL; kstrtoint's -EINVAL/-ERANGE. Each write sets
+ *    every parameter of the compressor (those it does not name go back to their default) and
+ *    applies at once: -EBUSY while pages are stored, -EINVAL for values the algorithm cannot take
+ *    (a level out of range). What an algorithm has no use for is kept but ignored, as in the
+ *    kernel (lzo and lzo-rle: level and dict; deflate: dict; all but deflate: winbits). The
+ *    dictionary (lz4, lz4hc, zstd) is read before any device lock is taken, from a regular file
+ *    only, of at most UZ_COMP_DICT_MAX (1 MiB; the kernel: INT_MAX) bytes; any failure to read
+ *    it is -EINVAL, as in the kernel. A failed write changes nothing; a concurrent codec change
+ *    makes it -EBUSY.
+ *  - mem_limit: memparse, -EINVAL when nothing is parsed; 0 removes the limit.
+ *  - mem_used_max: kstrtoul, and only 0 ("0", "0\n", "+0"; not " 0"): resets the high-water mark
+ *    to the current use; anything else -EINVAL.
+ *  - compact: any value; -EINVAL while uninitialised.
+ *  - reset: kstrtou16 (-EINVAL, -ERANGE), and 0 is -EINVAL; any other value frees every slot and
+ *    restores zram's defaults: uninitialised (disksize 0 until written again), mem_limit 0,
+ *    algorithm lz4 with no parameters and no dictionary. Refusing it while a frontend has the
+ *    device open (the kernel's -EBUSY) is the frontend's job.
+ *  @return : 0, -ENOENT for an unknown name, -EACCES for a read-only attribute, or the errors
+ *            above.
+ *  Thread-safety: safe; stores that change the codec build it with no lock held and swap it in
+ *  under the device's exclusive lock, so I/O is never stalled by a slow dictionary file. */
 UZ_API int uz_dev_attr_write(struct uz_dev *dev, const char *name, const char *value);
 
 #ifdef __cplusplus

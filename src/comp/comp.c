@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * comp.c - the generic half of the codec interface: the algorithm table, codec and stream
- * lifetimes, dictionaries, argument checks, and dispatch to the backend ops.
+ * lifetimes, parameters and dictionaries, argument checks, and dispatch to the backend ops.
  *
  * The per-call path is one argument check and one indirect call: a stream carries a copy of its
  * ops pointer and already holds every piece of working memory its codec needs, so compressing
@@ -18,11 +18,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* The kernel's order (drivers/block/zram/zcomp.c), which comp_algorithm shows. */
 static const struct uz_comp_ops *const backends[] = {
-    &uz_comp_lzo_ops, &uz_comp_lz4_ops, &uz_comp_lz4hc_ops, &uz_comp_zstd_ops, &uz_comp_deflate_ops,
+    &uz_comp_lzorle_ops, &uz_comp_lzo_ops,  &uz_comp_lz4_ops,
+    &uz_comp_lz4hc_ops,  &uz_comp_zstd_ops, &uz_comp_deflate_ops,
 };
 
-static const char *const algorithm_names[] = {"lzo", "lz4", "lz4hc", "zstd", "deflate", NULL};
+static const char *const algorithm_names[] = {"lzo-rle", "lzo",     "lz4", "lz4hc",
+                                              "zstd",    "deflate", NULL};
 
 _Static_assert(UZ_ARRAY_SIZE(backends) + 1 == UZ_ARRAY_SIZE(algorithm_names),
                "one name per backend");
@@ -38,27 +41,20 @@ const char *const *uz_comp_algorithms(void)
     return algorithm_names;
 }
 
-int uz_comp_create(const char *name, int level, struct uz_comp **out)
+static const struct uz_comp_ops *find_ops(const char *name)
 {
-    if (!out)
-        return -EINVAL;
-    *out = NULL;
-    if (!name)
-        name = "lz4";
-    const struct uz_comp_ops *ops = NULL;
-    for (size_t i = 0; i < UZ_ARRAY_SIZE(backends); i++) {
-        if (!strcmp(name, backends[i]->name)) {
-            ops = backends[i];
-            break;
-        }
-    }
-    if (!ops)
-        return -ENOENT;
+    for (size_t i = 0; i < UZ_ARRAY_SIZE(backends); i++)
+        if (!strcmp(name, backends[i]->name))
+            return backends[i];
+    return NULL;
+}
+
+static int comp_new(const struct uz_comp_ops *ops, int level, struct uz_comp **out)
+{
     if (level == 0)
         level = ops->level_default;
     else if (level < ops->level_min || level > ops->level_max)
         return -EINVAL;
-
     struct uz_comp *comp = calloc(1, sizeof(*comp));
     if (!comp)
         return -ENOMEM;
@@ -69,12 +65,84 @@ int uz_comp_create(const char *name, int level, struct uz_comp **out)
     return 0;
 }
 
+int uz_comp_create(const char *name, int level, struct uz_comp **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    const struct uz_comp_ops *ops = find_ops(name ? name : "lz4");
+    if (!ops)
+        return -ENOENT;
+    int rc = comp_new(ops, level, out);
+    if (!rc)
+        (*out)->level_param = level;
+    return rc;
+}
+
+/* Keeps the dictionary as given, for uz_comp_get_params(). */
+static int keep_raw_dict(struct uz_comp *comp, const void *dict, size_t len)
+{
+    void *copy = malloc(len);
+    if (!copy)
+        return -ENOMEM;
+    memcpy(copy, dict, len);
+    free(comp->dict_raw);
+    comp->dict_raw = copy;
+    comp->dict_raw_len = len;
+    return 0;
+}
+
+int uz_comp_create_params(const char *name, const struct uz_comp_params *p, struct uz_comp **out)
+{
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!p)
+        return uz_comp_create(name, 0, out);
+    const struct uz_comp_ops *ops = find_ops(name ? name : "lz4");
+    if (!ops)
+        return -ENOENT;
+    if (p->dict && (!p->dict_len || p->dict_len > UZ_COMP_DICT_MAX))
+        return -EINVAL;
+    int w = p->deflate_winbits;
+    if (ops->winbits && w && (w < -15 || w > 15 || (w > -9 && w < 9)))
+        return -EINVAL; /* what the kernel's zlib_deflateInit2() accepts */
+    /* A codec without levels ignores one, as the kernel's lzo backends do. */
+    bool levels = ops->level_min != 0 || ops->level_max != 0;
+    struct uz_comp *comp;
+    int rc = comp_new(ops, levels ? p->level : 0, &comp);
+    if (rc)
+        return rc;
+    comp->level_param = p->level;
+    comp->winbits = w;
+    if (p->dict) {
+        rc = ops->set_dict ? ops->set_dict(comp, p->dict, p->dict_len) : 0;
+        if (!rc)
+            rc = keep_raw_dict(comp, p->dict, p->dict_len);
+        if (rc) {
+            uz_comp_destroy(comp);
+            return rc;
+        }
+    }
+    *out = comp;
+    return 0;
+}
+
+void uz_comp_get_params(const struct uz_comp *comp, struct uz_comp_params *p)
+{
+    *p = (struct uz_comp_params){.level = comp->level_param,
+                                 .deflate_winbits = comp->winbits,
+                                 .dict = comp->dict_raw,
+                                 .dict_len = comp->dict_raw_len};
+}
+
 void uz_comp_destroy(struct uz_comp *comp)
 {
     if (!comp)
         return;
     if (comp->ops->dict_free)
         comp->ops->dict_free(comp);
+    free(comp->dict_raw);
     free(comp);
 }
 
@@ -86,32 +154,33 @@ int uz_comp_set_dict(struct uz_comp *comp, const void *dict, size_t len)
         return -EOPNOTSUPP;
     if (atomic_load(&comp->nstreams))
         return -EBUSY;
-    if (!dict || !len)
+    if (!dict || !len || len > UZ_COMP_DICT_MAX)
         return -EINVAL;
-    return comp->ops->set_dict(comp, dict, len);
+    int rc = comp->ops->set_dict(comp, dict, len);
+    return rc ? rc : keep_raw_dict(comp, dict, len);
 }
 
-/* Reads a whole file (regular or not) into a malloc'd buffer. */
-static int read_file(const char *path, void **out, size_t *outlen)
+/* Reads at most UZ_COMP_DICT_MAX + 1 bytes, so that a file growing after fstat() is still caught
+ * as too large rather than read without bound. O_NONBLOCK: opening a FIFO without a writer, or a
+ * device, returns at once and fstat() then refuses it. */
+int uz_comp_dict_read(const char *path, void **out, size_t *outlen)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (!path || !out || !outlen)
+        return -EINVAL;
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0)
         return -errno;
     struct stat st;
-    size_t cap = (fstat(fd, &st) == 0 && st.st_size > 0) ? (size_t)st.st_size + 1 : 65536;
-    size_t len = 0;
-    char *buf = malloc(cap);
-    int rc = buf ? 0 : -ENOMEM;
-    while (!rc) {
-        if (len == cap) {
-            char *nbuf = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
-            if (!nbuf) {
-                rc = -ENOMEM;
-                break;
-            }
-            buf = nbuf;
-            cap *= 2;
-        }
+    int rc = fstat(fd, &st) ? -errno : 0;
+    if (!rc && !S_ISREG(st.st_mode))
+        rc = -EINVAL;
+    else if (!rc && st.st_size > (off_t)UZ_COMP_DICT_MAX)
+        rc = -EFBIG;
+    char *buf = NULL;
+    size_t len = 0, cap = UZ_COMP_DICT_MAX + 1;
+    if (!rc && !(buf = malloc(cap)))
+        rc = -ENOMEM;
+    while (!rc && len < cap) {
         ssize_t n = read(fd, buf + len, cap - len);
         if (n < 0 && errno == EINTR)
             continue;
@@ -123,11 +192,16 @@ static int read_file(const char *path, void **out, size_t *outlen)
             len += (size_t)n;
     }
     close(fd);
+    if (!rc && len > UZ_COMP_DICT_MAX)
+        rc = -EFBIG;
+    else if (!rc && len == 0)
+        rc = -EINVAL;
     if (rc) {
         free(buf);
         return rc;
     }
-    *out = buf;
+    char *fit = realloc(buf, len); /* give back the unused tail */
+    *out = fit ? fit : buf;
     *outlen = len;
     return 0;
 }
@@ -142,7 +216,7 @@ int uz_comp_load_dict(struct uz_comp *comp, const char *path)
         return -EBUSY;
     void *dict = NULL;
     size_t len = 0;
-    int rc = read_file(path, &dict, &len);
+    int rc = uz_comp_dict_read(path, &dict, &len);
     if (rc)
         return rc;
     rc = uz_comp_set_dict(comp, dict, len);

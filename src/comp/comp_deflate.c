@@ -2,8 +2,10 @@
 /*
  * comp_deflate.c - the "deflate" backend: zlib raw deflate (RFC 1951, no zlib/gzip wrapper).
  *
- * Each stream owns one deflate z_stream and one inflate z_stream, initialised once (window bits
- * 15, memLevel 8) and only reset per call, so a call allocates nothing. zlib bounds every write
+ * Each stream owns one deflate z_stream and one inflate z_stream, initialised once (memLevel 8,
+ * windowBits -15 or deflate.winbits as the kernel passes it: negative for raw deflate, positive
+ * for the zlib format, whose 6 bytes of header and Adler-32 deflateBound() covers) and only reset
+ * per call, so a call allocates nothing. zlib bounds every write
  * by avail_out, and deflate compresses from its own copy of the input (its window), so neither
  * a short dst nor a src changing underneath can make it overrun. A decompressed stream must end
  * exactly at srclen with a final block; anything else (truncated, corrupt, trailing bytes,
@@ -48,15 +50,16 @@ static void deflate_stream_fini(struct uz_comp_stream *s)
 
 static int deflate_stream_init(struct uz_comp_stream *s)
 {
+    int wbits = s->comp->winbits ? s->comp->winbits : -DEFLATE_WBITS;
     z_stream *c = calloc(1, sizeof(*c));
-    if (c && deflateInit2(c, s->level, Z_DEFLATED, -DEFLATE_WBITS, DEFLATE_MEMLEVEL,
-                          Z_DEFAULT_STRATEGY) != Z_OK) {
+    if (c && deflateInit2(c, s->level, Z_DEFLATED, wbits, DEFLATE_MEMLEVEL, Z_DEFAULT_STRATEGY) !=
+                 Z_OK) {
         free(c);
         c = NULL;
     }
     s->cctx = c;
     z_stream *d = calloc(1, sizeof(*d));
-    if (d && inflateInit2(d, -DEFLATE_WBITS) != Z_OK) {
+    if (d && inflateInit2(d, wbits) != Z_OK) {
         free(d);
         d = NULL;
     }
@@ -112,6 +115,7 @@ const struct uz_comp_ops uz_comp_deflate_ops = {
     .level_min = 1,
     .level_max = 9,
     .max_srclen = UINT_MAX,
+    .winbits = true,
     .bound = deflate_bound,
     .stream_init = deflate_stream_init,
     .stream_fini = deflate_stream_fini,

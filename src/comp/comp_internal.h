@@ -27,6 +27,7 @@ struct uz_comp_ops {
     int level_min;     /* valid levels: level_min <= level <= level_max, or 0 */
     int level_max;
     size_t max_srclen; /* largest input compress() accepts (the codec's int/uInt limits) */
+    bool winbits;      /* uses uz_comp.winbits (deflate) */
 
     /* bound() : worst-case compressed size of any `srclen` bytes, whatever their content. */
     size_t (*bound)(size_t srclen);
@@ -43,7 +44,8 @@ struct uz_comp_ops {
                           size_t dstcap);
 
     /* set_dict() : optional (NULL: -EOPNOTSUPP). Replaces comp->dict_priv, the backend's
-     * prepared dictionary, from `len` > 0 bytes; called only while no stream exists.
+     * prepared dictionary, from 0 < `len` <= UZ_COMP_DICT_MAX bytes; called only while no stream
+     * exists. Returns 0, -EINVAL (unusable) or -ENOMEM.
      * dict_free() releases comp->dict_priv (NULL is a no-op). */
     int (*set_dict)(struct uz_comp *comp, const void *dict, size_t len);
     void (*dict_free)(struct uz_comp *comp);
@@ -51,8 +53,12 @@ struct uz_comp_ops {
 
 struct uz_comp {
     const struct uz_comp_ops *ops;
-    int level;            /* resolved: never 0 unless the codec has no levels (lzo) */
-    void *dict_priv;      /* backend's prepared dictionary, or NULL */
+    int level;       /* resolved: never 0 unless the codec has no levels (lzo) */
+    int level_param; /* as given (0: default), kept even when the codec ignores it */
+    int winbits;     /* deflate's windowBits as given (0: default) */
+    void *dict_priv; /* backend's prepared dictionary, or NULL */
+    void *dict_raw;  /* the dictionary as given (uz_comp_get_params()), or NULL */
+    size_t dict_raw_len;
     atomic_uint nstreams; /* live streams; dictionaries may change only while == 0 */
 };
 
@@ -68,6 +74,7 @@ struct uz_comp_stream {
 };
 
 /* The backends, in uz_comp_algorithms() order. */
+UZ_HIDDEN extern const struct uz_comp_ops uz_comp_lzorle_ops;
 UZ_HIDDEN extern const struct uz_comp_ops uz_comp_lzo_ops;
 UZ_HIDDEN extern const struct uz_comp_ops uz_comp_lz4_ops;
 UZ_HIDDEN extern const struct uz_comp_ops uz_comp_lz4hc_ops;

@@ -1,6 +1,10 @@
 // SPDX-License-Identifier: MIT
 /*
- * comp_lzo.c - the "lzo" backend: LZO1X-1 from liblzo2, as the kernel's "lzo".
+ * comp_lzo.c - the "lzo" and "lzo-rle" backends: LZO1X-1 from liblzo2, as the kernel's "lzo".
+ *
+ * "lzo-rle" is the kernel's default algorithm name; its run-length extension of the format exists
+ * only in the kernel's lzo, so here it is served by the same LZO1X-1 (uzram never exchanges
+ * compressed pages with the kernel, and both formats decode their own output only).
  *
  * Each stream owns LZO1X_1_MEM_COMPRESS bytes of dictionary memory. lzo1x_1_compress() takes no
  * output capacity and may write up to lzo_bound(srclen) bytes, so when the caller's buffer is
@@ -100,6 +104,19 @@ static ssize_t lzo_decompress(struct uz_comp_stream *s, const void *src, size_t 
 
 const struct uz_comp_ops uz_comp_lzo_ops = {
     .name = "lzo",
+    .level_default = 0,
+    .level_min = 0,
+    .level_max = 0,
+    .max_srclen = (size_t)1 << 40,
+    .bound = lzo_bound,
+    .stream_init = lzo_stream_init,
+    .stream_fini = lzo_stream_fini,
+    .compress = lzo_compress,
+    .decompress = lzo_decompress,
+};
+
+const struct uz_comp_ops uz_comp_lzorle_ops = {
+    .name = "lzo-rle",
     .level_default = 0,
     .level_min = 0,
     .level_max = 0,

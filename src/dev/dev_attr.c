@@ -6,11 +6,16 @@
  *
  * Attributes the kernel makes write-only but whose value is useful (mem_limit, mem_used_max,
  * algorithm_params) read back here as a plain value; compact and reset stay write-only.
+ *
+ * Stores parse their text as Linux 6.18's do (kstrtou16/kstrtoint/kstrtoul, memparse, next_arg
+ * and sysfs's page-size limit), with the same errors. Codec changes are built whole, dictionary
+ * read included, with no device lock held, and only swapped in under the exclusive lock.
  */
 #include "dev_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,7 +42,7 @@ static void emit(struct out *o, const char *fmt, ...)
 
 static void show_disksize(struct uz_dev *dev, struct out *o)
 {
-    emit(o, "%llu\n", (unsigned long long)atomic_load(&dev->disksize));
+    emit(o, "%llu\n", (unsigned long long)dev->disksize);
 }
 
 static void show_initstate(struct uz_dev *dev, struct out *o)
@@ -54,7 +59,11 @@ static void show_comp_algorithm(struct uz_dev *dev, struct out *o)
 
 static void show_algorithm_params(struct uz_dev *dev, struct out *o)
 {
+    struct uz_comp_params p;
+    uz_comp_get_params(dev->comp, &p);
     emit(o, "algo=%s level=%d", dev->algorithm, uz_comp_level(dev->comp));
+    if (p.deflate_winbits)
+        emit(o, " deflate.winbits=%d", p.deflate_winbits);
     if (dev->dict_path)
         emit(o, " dict=%s", dev->dict_path);
     emit(o, "\n");
@@ -147,102 +156,298 @@ static void show_pool_stat(struct uz_dev *dev, struct out *o)
     free(rows);
 }
 
-/* ---- stores ---- */
+/* ---- the kernel's number parsers (lib/kstrtox.c, lib/cmdline.c), as they behave ---- */
 
-/* Copies `value` without surrounding white space (sysfs writes usually end in '\n'). */
-static int trimmed(const char *value, char *buf, size_t len)
+/* kstrtoull(s, 10, ...): an optional '+', decimal digits, one optional '\n', nothing else.
+ * -EINVAL for anything else, -ERANGE past 2^64 - 1 (checked before the trailing bytes). */
+static int k_strtoull(const char *s, unsigned long long *out)
 {
-    while (isspace((unsigned char)*value))
-        value++;
-    size_t n = strlen(value);
-    while (n && isspace((unsigned char)value[n - 1]))
-        n--;
-    if (n >= len)
+    if (*s == '+')
+        s++;
+    const char *p = s;
+    unsigned long long v = 0;
+    bool overflow = false;
+    for (; *p >= '0' && *p <= '9'; p++) {
+        unsigned d = (unsigned)(*p - '0');
+        if (v > (ULLONG_MAX - d) / 10)
+            overflow = true;
+        v = v * 10 + d;
+    }
+    if (p == s)
         return -EINVAL;
-    memcpy(buf, value, n);
-    buf[n] = 0;
+    if (overflow)
+        return -ERANGE;
+    if (*p == '\n')
+        p++;
+    if (*p)
+        return -EINVAL;
+    *out = v;
     return 0;
 }
 
+/* kstrtoint(s, 10, ...): k_strtoull() with an optional '-' instead of '+'. */
+static int k_strtoint(const char *s, int *out)
+{
+    unsigned long long v;
+    bool neg = *s == '-';
+    int rc = neg ? (s[1] == '+' ? -EINVAL : k_strtoull(s + 1, &v)) : k_strtoull(s, &v);
+    if (rc)
+        return rc;
+    if (v > (neg ? (unsigned long long)INT_MAX + 1 : (unsigned long long)INT_MAX))
+        return -ERANGE;
+    *out = !neg ? (int)v : v > INT_MAX ? INT_MIN : -(int)v;
+    return 0;
+}
+
+/* memparse(): simple_strtoull(s, &end, 0) (no white space, no sign; 0x for hex, 0 for octal;
+ * wraps past 2^64 as the kernel's does), then one optional K, M, G, T, P or E (either case).
+ * *end is s when no digit was read. */
+static uint64_t k_memparse(const char *s, const char **end)
+{
+    unsigned base = 10;
+    const char *p = s;
+    if (p[0] == '0' && (p[1] == 'x' || p[1] == 'X') && isxdigit((unsigned char)p[2])) {
+        base = 16;
+        p += 2;
+    } else if (p[0] == '0') {
+        base = 8;
+    }
+    const char *digits = p;
+    uint64_t v = 0;
+    for (;; p++) {
+        unsigned d;
+        if (*p >= '0' && *p <= '9')
+            d = (unsigned)(*p - '0');
+        else if (isxdigit((unsigned char)*p))
+            d = (unsigned)(tolower((unsigned char)*p) - 'a' + 10);
+        else
+            break;
+        if (d >= base)
+            break;
+        v = v * base + d;
+    }
+    if (p == digits && base != 16) {
+        *end = s;
+        return 0;
+    }
+    static const char suffixes[] = "kmgtpe";
+    const char *sfx = *p ? strchr(suffixes, tolower((unsigned char)*p)) : NULL;
+    if (sfx) {
+        v <<= 10 * (unsigned)(sfx - suffixes + 1);
+        p++;
+    }
+    *end = p;
+    return v;
+}
+
+/* One word of a key=value list, split off as the kernel's next_arg() does: words end at white
+ * space outside double quotes; a word's leading quote and its closing one are dropped, as are
+ * the quotes around a value; the key ends at the first '=' after its first byte. *val is NULL
+ * when there is no '='. Returns the rest, white space skipped. */
+static char *next_word(char *args, char **key, char **val)
+{
+    bool quoted = *args == '"', in_quote = quoted;
+    if (quoted)
+        args++;
+    size_t i, eq = 0;
+    for (i = 0; args[i]; i++) {
+        if (isspace((unsigned char)args[i]) && !in_quote)
+            break;
+        if (!eq && i > 0 && args[i] == '=')
+            eq = i;
+        if (args[i] == '"')
+            in_quote = !in_quote;
+    }
+    *key = args;
+    *val = NULL;
+    if (eq) {
+        args[eq] = 0;
+        *val = args + eq + 1;
+        if (**val == '"') {
+            (*val)++;
+            if (args[i - 1] == '"')
+                args[i - 1] = 0;
+        }
+    }
+    if (quoted && i > 0 && args[i - 1] == '"')
+        args[i - 1] = 0;
+    char *rest = args + i;
+    if (*rest)
+        *rest++ = 0;
+    while (isspace((unsigned char)*rest))
+        rest++;
+    return rest;
+}
+
+/* ---- stores ---- */
+
 static int store_disksize(struct uz_dev *dev, const char *value)
 {
-    uint64_t size;
-    int rc = uz_parse_size(value, &size);
-    if (rc || !size)
-        return -EINVAL;
+    const char *end;
+    uint64_t size = k_memparse(value, &end);
+    if (!size)
+        return -EINVAL; /* zram: also "junk" (nothing parsed reads as 0) */
+    if (size > UINT64_MAX - UZ_PAGE_SIZE + 1)
+        return -ENOMEM; /* no table that large: zram's vzalloc() fails the same way */
     size = UZ_DIV_ROUND_UP(size, UZ_PAGE_SIZE) * UZ_PAGE_SIZE; /* PAGE_ALIGN, as zram */
-    if ((rc = uz_dev_exclusive_begin(dev)))
+    int rc = uz_dev_exclusive_begin(dev);
+    if (rc)
         return rc;
     rc = dev->disksize ? -EBUSY : uz_dev_init_storage(dev, size);
     uz_dev_exclusive_end(dev);
     return rc;
 }
 
-/* Changes the codec; only while no page is stored (the stored pages would become unreadable). */
-static int change_codec(struct uz_dev *dev, const char *algo, int level, const char *dict)
+static bool known_algorithm(const char *name)
+{
+    for (const char *const *a = uz_comp_algorithms(); *a; a++)
+        if (!strcmp(*a, name))
+            return true;
+    return false;
+}
+
+/* Installs a codec built unlocked, unless pages were stored or the codec changed meanwhile
+ * (its parameters were read under generation `gen`). Frees whichever codec is left over. */
+static int install_codec(struct uz_dev *dev, struct uz_dev_codec *c, uint64_t gen)
 {
     int rc = uz_dev_exclusive_begin(dev);
-    if (rc)
+    if (rc) {
+        uz_dev_codec_free(c);
         return rc;
-    rc = uz_dev_is_empty(dev) ? uz_dev_set_codec(dev, algo, level, dict) : -EBUSY;
+    }
+    rc = !uz_dev_is_empty(dev) || dev->codec_gen != gen ? -EBUSY : 0;
+    if (!rc)
+        uz_dev_codec_swap(dev, c);
     uz_dev_exclusive_end(dev);
+    uz_dev_codec_free(c);
     return rc;
 }
 
+/* zram's __comp_algorithm_store(): names of 128 bytes or more are -E2BIG, one trailing newline
+ * is dropped, an unknown name is -EINVAL. The parameters set so far carry over to the new
+ * algorithm, as they do in the kernel (params[prio] is not per algorithm). */
 static int store_comp_algorithm(struct uz_dev *dev, const char *value)
 {
-    char name[32];
-    if (trimmed(value, name, sizeof(name)) || !*name)
+    char name[128];
+    size_t n = strlen(value);
+    if (n >= sizeof(name))
+        return -E2BIG;
+    memcpy(name, value, n + 1);
+    if (n && name[n - 1] == '\n')
+        name[n - 1] = 0;
+    if (!known_algorithm(name))
         return -EINVAL;
-    return change_codec(dev, name, 0, NULL);
+
+    /* Copy the parameters under the read lock; build with none held. */
+    struct uz_comp_params p;
+    void *dict = NULL;
+    char *dict_path = NULL;
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    int rc = uz_dev_is_empty(dev) ? 0 : -EBUSY;
+    uint64_t gen = dev->codec_gen;
+    if (!rc) {
+        uz_comp_get_params(dev->comp, &p);
+        if (p.dict && !(dict = malloc(p.dict_len)))
+            rc = -ENOMEM;
+        else if (p.dict)
+            memcpy(dict, p.dict, p.dict_len);
+        if (!rc && dev->dict_path && !(dict_path = strdup(dev->dict_path)))
+            rc = -ENOMEM;
+    }
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    struct uz_dev_codec c;
+    if (!rc) {
+        p.dict = dict;
+        rc = uz_dev_codec_build(dev, name, &p, dict_path, &c);
+    }
+    free(dict);
+    free(dict_path);
+    return rc ? rc : install_codec(dev, &c, gen);
 }
 
-/* "algo=NAME level=N dict=PATH" in any order (kernel 6.12+ algorithm_params). */
+/* zram's algorithm_params_store() (6.16+): "key=value ..." with priority, level, algo, dict and
+ * deflate.winbits; unknown keys are ignored and a key without a value is -EINVAL. Each write sets
+ * all the parameters: what it does not name goes back to the default. priority selects the
+ * compressor (0, the primary; 1..3 are the kernel's recompression secondaries, which uzram does
+ * not have: -EINVAL); algo=NAME selects the configured compressor of that name instead (-EINVAL
+ * when none is). The dictionary is read here, before any lock, as a regular file of at most
+ * UZ_COMP_DICT_MAX bytes; zram turns every failure to read it into -EINVAL, and so does this. */
 static int store_algorithm_params(struct uz_dev *dev, const char *value)
 {
-    char buf[4096], algo[32] = "", dict[4096] = "";
-    int level = 0;
-    if (trimmed(value, buf, sizeof(buf)))
-        return -EINVAL;
-    char *save = NULL;
-    for (char *tok = strtok_r(buf, " \t\n", &save); tok; tok = strtok_r(NULL, " \t\n", &save)) {
-        char *eq = strchr(tok, '=');
-        if (!eq)
-            return -EINVAL;
-        *eq++ = 0;
-        if (!strcmp(tok, "algo")) {
-            if (snprintf(algo, sizeof(algo), "%s", eq) >= (int)sizeof(algo))
-                return -EINVAL;
-        } else if (!strcmp(tok, "level")) {
-            char *end;
-            errno = 0;
-            long l = strtol(eq, &end, 10);
-            if (errno || *end || end == eq || l < -1000 || l > 1000)
-                return -EINVAL;
-            level = (int)l;
-        } else if (!strcmp(tok, "dict")) {
-            if (snprintf(dict, sizeof(dict), "%s", eq) >= (int)sizeof(dict))
-                return -EINVAL;
-        } else if (strcmp(tok, "priority")) {
-            return -EINVAL; /* priority is accepted and ignored: there is one algorithm */
-        }
+    char *buf = strdup(value);
+    if (!buf)
+        return -ENOMEM;
+    int prio = 0, level = 0, winbits = 0, rc = 0;
+    const char *algo = NULL, *dict_path = NULL;
+    char *args = buf;
+    while (isspace((unsigned char)*args))
+        args++;
+    while (*args && !rc) {
+        char *key, *val;
+        args = next_word(args, &key, &val);
+        if (!val || !*val)
+            rc = -EINVAL;
+        else if (!strcmp(key, "priority"))
+            rc = k_strtoint(val, &prio);
+        else if (!strcmp(key, "level"))
+            rc = k_strtoint(val, &level);
+        else if (!strcmp(key, "algo"))
+            algo = val;
+        else if (!strcmp(key, "dict"))
+            dict_path = val;
+        else if (!strcmp(key, "deflate.winbits") && !(rc = k_strtoint(val, &winbits)) && !winbits)
+            rc = -EINVAL; /* no window; here 0 means "not set" (the kernel fails at init) */
     }
-    return change_codec(dev, *algo ? algo : dev->algorithm, level, *dict ? dict : NULL);
+
+    /* The compressor it is for: algo= wins over priority=, as in the kernel. */
+    uint64_t gen = 0;
+    char name[sizeof(dev->algorithm)];
+    if (!rc) {
+        unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+        if (algo)
+            prio = strcmp(algo, dev->algorithm) ? -1 : 0;
+        if (prio != 0)
+            rc = -EINVAL;
+        else if (!uz_dev_is_empty(dev))
+            rc = -EBUSY;
+        memcpy(name, dev->algorithm, sizeof(name));
+        gen = dev->codec_gen;
+        uz_brlock_read_unlock(&dev->init_lock, shard);
+    }
+
+    void *dict = NULL;
+    size_t dict_len = 0;
+    if (!rc && dict_path && uz_comp_dict_read(dict_path, &dict, &dict_len))
+        rc = -EINVAL;
+    struct uz_dev_codec c;
+    if (!rc) {
+        struct uz_comp_params p = {
+            .level = level, .deflate_winbits = winbits, .dict = dict, .dict_len = dict_len};
+        rc = uz_dev_codec_build(dev, name, &p, dict_path, &c);
+        if (rc == -EOPNOTSUPP || rc == -ENOENT)
+            rc = -EINVAL;
+    }
+    free(dict);
+    free(buf);
+    return rc ? rc : install_codec(dev, &c, gen);
 }
 
+/* zram: memparse(), -EINVAL only when nothing was parsed ("1M junk" is 1M); PAGE_ALIGN. */
 static int store_mem_limit(struct uz_dev *dev, const char *value)
 {
-    uint64_t limit;
-    if (uz_parse_size(value, &limit))
+    const char *end;
+    uint64_t limit = k_memparse(value, &end);
+    if (end == value)
         return -EINVAL;
     atomic_store(&dev->limit_pages, UZ_DIV_ROUND_UP(limit, UZ_PAGE_SIZE));
     return 0;
 }
 
+/* zram: kstrtoul(), and only 0 ("0", "0\n", "+0", "00"; not " 0"): anything else is -EINVAL. */
 static int store_mem_used_max(struct uz_dev *dev, const char *value)
 {
-    uint64_t v;
-    if (uz_parse_size(value, &v) || v != 0)
+    unsigned long long v;
+    if (k_strtoull(value, &v) || v != 0)
         return -EINVAL;
     unsigned shard = uz_brlock_read_lock(&dev->init_lock);
     atomic_store(&dev->max_used_pages, dev->pool ? uz_pool_total_pages(dev->pool) : 0);
@@ -252,22 +457,36 @@ static int store_mem_used_max(struct uz_dev *dev, const char *value)
 
 static int store_compact(struct uz_dev *dev, const char *value)
 {
+    (void)value;
     int rc = uz_dev_compact(dev); /* zram: -EINVAL when not initialised */
     return rc < 0 ? rc : 0;
 }
 
+/* zram's reset_store(): kstrtou16() (its -EINVAL or -ERANGE), then 0 is -EINVAL. The device
+ * goes back to what zram_reset_device() leaves: no storage, disksize 0, mem_limit 0, the default
+ * algorithm (lz4) with no parameters and no dictionary. */
 static int store_reset(struct uz_dev *dev, const char *value)
 {
-    uint64_t v;
-    if (uz_parse_size(value, &v))
-        return -EINVAL;
-    if (!v)
-        return 0; /* "0" is accepted and does nothing, as in zram */
-    int rc = uz_dev_exclusive_begin(dev);
+    unsigned long long v;
+    int rc = k_strtoull(value, &v);
     if (rc)
         return rc;
+    if (v > 0xffff)
+        return -ERANGE;
+    if (!v)
+        return -EINVAL;
+    struct uz_dev_codec c;
+    if ((rc = uz_dev_codec_build(dev, "lz4", NULL, NULL, &c)))
+        return rc;
+    if ((rc = uz_dev_exclusive_begin(dev))) {
+        uz_dev_codec_free(&c);
+        return rc;
+    }
     uz_dev_free_storage(dev);
+    atomic_store(&dev->limit_pages, 0);
+    uz_dev_codec_swap(dev, &c);
     uz_dev_exclusive_end(dev);
+    uz_dev_codec_free(&c);
     return 0;
 }
 
@@ -332,5 +551,9 @@ int uz_dev_attr_write(struct uz_dev *dev, const char *name, const char *value)
         return -ENOENT;
     if (!a->store)
         return -EACCES;
-    return a->store(dev, value);
+    /* sysfs: a write longer than a page is -E2BIG, an empty one does nothing. */
+    size_t n = strnlen(value, UZ_PAGE_SIZE + 1);
+    if (n > UZ_PAGE_SIZE)
+        return -E2BIG;
+    return n ? a->store(dev, value) : 0;
 }

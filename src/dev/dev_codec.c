@@ -2,6 +2,8 @@
 /*
  * dev_codec.c - the device's codec and its compression streams: a pool of streams, each with a
  * worst-case output buffer and a page of scratch, taken by whoever compresses or decompresses.
+ * A new codec is built whole (codec, dictionary, streams) with no device lock held and only
+ * swapped in under the exclusive lock; the old one is freed after the lock is dropped.
  */
 #include "dev_internal.h"
 
@@ -31,20 +33,24 @@ void uz_dev_stream_put(struct uz_dev_stream *st)
     pthread_mutex_unlock(&st->lock);
 }
 
+static void streams_free(struct uz_dev_stream *v, unsigned n)
+{
+    for (unsigned i = 0; v && i < n; i++) {
+        uz_comp_stream_destroy(v[i].cs);
+        free(v[i].page);
+        pthread_mutex_destroy(&v[i].lock);
+    }
+    free(v);
+}
+
 void uz_dev_streams_free(struct uz_dev *dev)
 {
-    for (unsigned i = 0; i < dev->nstreams; i++) {
-        uz_comp_stream_destroy(dev->streams[i].cs);
-        free(dev->streams[i].page);
-        pthread_mutex_destroy(&dev->streams[i].lock);
-    }
-    free(dev->streams);
+    streams_free(dev->streams, dev->nstreams);
     dev->streams = NULL;
     dev->nstreams = 0;
 }
 
-static int streams_alloc(struct uz_dev *dev, struct uz_comp *comp, struct uz_dev_stream **out,
-                         unsigned n)
+static int streams_alloc(struct uz_comp *comp, struct uz_dev_stream **out, unsigned n)
 {
     struct uz_dev_stream *v = aligned_alloc(UZ_CACHELINE, sizeof(*v) * n);
     if (!v)
@@ -62,50 +68,76 @@ static int streams_alloc(struct uz_dev *dev, struct uz_comp *comp, struct uz_dev
         }
     }
     if (rc) {
-        while (i--) {
-            uz_comp_stream_destroy(v[i].cs);
-            free(v[i].page);
-            pthread_mutex_destroy(&v[i].lock);
-        }
-        free(v);
+        streams_free(v, i);
         return rc;
     }
     *out = v;
     return 0;
 }
 
-/* Replaces the codec (and its streams). Caller holds init_lock for writing, or is creating. */
-int uz_dev_set_codec(struct uz_dev *dev, const char *algorithm, int level, const char *dict_path)
+void uz_dev_codec_free(struct uz_dev_codec *c)
 {
-    struct uz_comp *comp;
-    int rc = uz_comp_create(algorithm, level, &comp);
+    streams_free(c->streams, c->nstreams);
+    uz_comp_destroy(c->comp);
+    free(c->dict_path);
+    *c = (struct uz_dev_codec){0};
+}
+
+int uz_dev_codec_build(const struct uz_dev *dev, const char *algorithm,
+                       const struct uz_comp_params *params, const char *dict_path,
+                       struct uz_dev_codec *out)
+{
+    *out = (struct uz_dev_codec){0};
+    int rc = uz_comp_create_params(algorithm, params, &out->comp);
     if (rc)
         return rc;
-    if (dict_path && *dict_path && (rc = uz_comp_load_dict(comp, dict_path))) {
-        uz_comp_destroy(comp);
-        return rc;
-    }
-    char *dict_copy = NULL;
-    if (dict_path && *dict_path && !(dict_copy = strdup(dict_path))) {
-        uz_comp_destroy(comp);
+    if (dict_path && !(out->dict_path = strdup(dict_path))) {
+        uz_dev_codec_free(out);
         return -ENOMEM;
     }
-    /* One stream per CPU plus one per worker, so a thread almost never waits for one. */
+    /* Two streams per CPU plus one per worker, so a thread almost never waits for one. */
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned n = (unsigned)(cpus > 0 ? cpus : 1) * 2 + dev->nworkers;
-    struct uz_dev_stream *streams;
-    if ((rc = streams_alloc(dev, comp, &streams, n))) {
-        free(dict_copy);
-        uz_comp_destroy(comp);
+    if ((rc = streams_alloc(out->comp, &out->streams, n))) {
+        uz_dev_codec_free(out);
         return rc;
     }
-    uz_dev_streams_free(dev);
-    uz_comp_destroy(dev->comp);
-    free(dev->dict_path);
-    dev->comp = comp;
-    dev->streams = streams;
-    dev->nstreams = n;
-    dev->dict_path = dict_copy;
-    snprintf(dev->algorithm, sizeof(dev->algorithm), "%s", uz_comp_name(comp));
+    out->nstreams = n;
+    return 0;
+}
+
+void uz_dev_codec_swap(struct uz_dev *dev, struct uz_dev_codec *c)
+{
+    struct uz_dev_codec old = {dev->comp, dev->streams, dev->nstreams, dev->dict_path};
+    dev->comp = c->comp;
+    dev->streams = c->streams;
+    dev->nstreams = c->nstreams;
+    dev->dict_path = c->dict_path;
+    snprintf(dev->algorithm, sizeof(dev->algorithm), "%s", uz_comp_name(dev->comp));
+    dev->codec_gen++;
+    *c = old;
+}
+
+int uz_dev_set_codec(struct uz_dev *dev, const char *algorithm, int level, const char *dict_path)
+{
+    /* uz_dev_create() refuses a level the codec has no use for (lzo), as it always has;
+     * uz_comp_create_params() would ignore it, as algorithm_params does. */
+    struct uz_comp *probe;
+    int rc = uz_comp_create(algorithm, level, &probe);
+    uz_comp_destroy(probe);
+    if (rc)
+        return rc;
+    struct uz_comp_params p = {.level = level};
+    void *dict = NULL;
+    rc = dict_path ? uz_comp_dict_read(dict_path, &dict, &p.dict_len) : 0;
+    p.dict = dict;
+    struct uz_dev_codec c;
+    if (!rc)
+        rc = uz_dev_codec_build(dev, algorithm, &p, dict_path, &c);
+    free(dict);
+    if (rc)
+        return rc;
+    uz_dev_codec_swap(dev, &c);
+    uz_dev_codec_free(&c);
     return 0;
 }

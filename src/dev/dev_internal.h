@@ -105,12 +105,13 @@ struct uz_dev {
     struct uz_slot *table; /* nr_pages slots, mmap'd */
     size_t table_bytes;
     struct uz_pool *pool;
-    size_t huge_size; /* compressed sizes >= this are stored raw */
-    struct uz_comp *comp;
-    char algorithm[16];
-    char *dict_path;
+    size_t huge_size;     /* compressed sizes >= this are stored raw */
+    struct uz_comp *comp; /* also holds the algorithm_params as set (uz_comp_get_params()) */
+    char algorithm[16];   /* == uz_comp_name(comp) */
+    char *dict_path;      /* the dict= of the last algorithm_params, or NULL */
     struct uz_dev_stream *streams;
     unsigned nstreams;
+    uint64_t codec_gen; /* bumped at every codec swap: a change built unlocked checks it */
 
     _Atomic uint64_t limit_pages;    /* 0: unlimited */
     _Atomic uint64_t max_used_pages; /* high-water mark of uz_pool_total_pages() */
@@ -121,6 +122,23 @@ struct uz_dev {
 };
 
 /* dev_codec.c */
+/* A codec and its streams, built with no device lock held and then swapped in under
+ * uz_dev_exclusive_begin() (no lock across the allocations, nor across reading a dictionary). */
+struct uz_dev_codec {
+    struct uz_comp *comp;
+    struct uz_dev_stream *streams;
+    unsigned nstreams;
+    char *dict_path; /* malloc'd, or NULL */
+};
+/* Builds `out` for `algorithm` with `params` (copied); reads only dev->nworkers. */
+UZ_HIDDEN int uz_dev_codec_build(const struct uz_dev *dev, const char *algorithm,
+                                 const struct uz_comp_params *params, const char *dict_path,
+                                 struct uz_dev_codec *out);
+/* Caller holds init_lock for writing (or is creating): installs *c and hands back the old codec
+ * in *c, to be freed with uz_dev_codec_free() once the lock is dropped. */
+UZ_HIDDEN void uz_dev_codec_swap(struct uz_dev *dev, struct uz_dev_codec *c);
+UZ_HIDDEN void uz_dev_codec_free(struct uz_dev_codec *c);
+/* Builds and installs a codec without a dictionary; for uz_dev_create(), with no lock. */
 UZ_HIDDEN int uz_dev_set_codec(struct uz_dev *dev, const char *algorithm, int level,
                                const char *dict_path);
 /* Takes a stream (trylock round-robin from the thread's own, then waits on it). */
