@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
  * plugin_ctl.c - the ctl socket of nbdkit-uzram-plugin: one thread that accepts connections on
- * a Unix socket and answers get/set/list/version requests (tools/ctl_proto.h) with
+ * a Unix socket and answers get/set/list/version requests (support/ctl/ctl_proto.h) with
  * uz_dev_attr_read() and uz_dev_attr_write().
  *
  * Clients are served one at a time: requests are tiny, and one slow client is cut off after

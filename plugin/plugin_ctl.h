@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * plugin_ctl.h - the plugin's ctl socket: a thread serving a device's zram attributes to
- * uzramctl over the line protocol of tools/ctl_proto.h.
+ * uzramctl over the line protocol of support/ctl/ctl_proto.h.
  *
  * Split in two steps to fit nbdkit's life cycle: bind in .get_ready (errors still reach the
  * user), start the thread in .after_fork (threads do not survive nbdkit's fork).
