@@ -810,7 +810,7 @@ static void usage(FILE *f)
                "\n"
                "Columns:\n");
     for (int k = 0; k < NCOLUMNS; k++)
-        fprintf(f, "  %11s  %s\n", columns[k].name, columns[k].help);
+        fprintf(f, "  %-11s  %s\n", columns[k].name, columns[k].help);
     fprintf(f, "\n"
                "Attributes have the kernel zram names and formats: disksize, comp_algorithm,\n"
                "algorithm_params, mem_limit, mem_used_max, mm_stat, io_stat, debug_stat,\n"

@@ -89,6 +89,37 @@ assert d["algorithm"] == "lz4" and d["disksize"] == 64 << 20, d
 assert d["data"] >= 2 << 20 and 0 < d["total"] < d["data"] and d["comp-ratio"] > 1, d
 '
 UZRAMCTL_SOCKET=$ctl "$UZRAMCTL" get disksize | grep -qx 67108864 || fail "get disksize"
+# zramctl's interface: -o, --output-all, -n, --raw, -b, the extra columns.
+"$UZRAMCTL" --output-all "$ctl" >"$tmp/all"
+head -1 "$tmp/all" | grep -q "^NAME *DISKSIZE *DATA *COMPR *ALGORITHM *STREAMS *ZERO-PAGES *TOTAL \
+*MEM-LIMIT *MEM-USED *MIGRATED *HUGE-PAGES *COMP-RATIO$" || { cat "$tmp/all"; fail "--output-all"; }
+set -- $("$UZRAMCTL" -b --raw -n -o name,disksize,zero-pages,mem-limit,mem-used,huge-pages,data "$ctl")
+[ "$1 $2 $4" = "$ctl 67108864 0" ] || fail "--raw -n -b -o: $*"
+mm=$("$UZRAMCTL" --socket "$ctl" get mm_stat)
+[ "$3 $5 $6 $7" = "$(echo $mm | awk '{print $6, $5, $8, $1}')" ] ||
+    fail "ZERO-PAGES MEM-USED HUGE-PAGES DATA ($*) do not match mm_stat ($mm)"
+[ "$3" -ge 256 ] || fail "ZERO-PAGES: the zeroed MiB is $3 pages"
+[ "$("$UZRAMCTL" -n -o +MEM-LIMIT "$ctl" | awk '{print NF}')" = 9 ] || fail "-o +COLUMN"
+"$UZRAMCTL" -o DATA,BOGUS "$ctl" >/dev/null 2>&1 && fail "-o with an unknown column"
+"$UZRAMCTL" -J -o name,huge-pages "$ctl" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["uzramctl"][0]
+assert sorted(d) == ["huge-pages", "name"] and d["huge-pages"] >= 0, d
+'
+# -t: a server that accepts and never answers is given up on, exit status 4.
+python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)
+c, _ = s.accept(); time.sleep(10)
+' "$tmp/mute.ctl" &
+mute=$!
+while [ ! -S "$tmp/mute.ctl" ]; do sleep 0.05; done
+t0=$(date +%s%N)
+rc=0; "$UZRAMCTL" -t 0.5 "$tmp/mute.ctl" 2>"$tmp/err" || rc=$?
+t1=$(date +%s%N)
+kill $mute 2>/dev/null || true
+[ $rc = 4 ] && grep -q "no answer within" "$tmp/err" || fail "timeout: rc $rc $(cat "$tmp/err")"
+[ $(((t1 - t0) / 1000000)) -lt 2000 ] || fail "-t 0.5 took $(((t1 - t0) / 1000000)) ms"
 "$UZRAMCTL" --socket "$ctl" get comp_algorithm | grep -q '\[lz4\]' || fail "get comp_algorithm"
 "$UZRAMCTL" --socket "$ctl" get mm_stat | awk '{ exit !($1 >= 2097152 && NF >= 9) }' || fail "mm_stat"
 "$UZRAMCTL" --socket "$ctl" get pool_stat >/dev/null || fail "get pool_stat"
@@ -140,7 +171,14 @@ r = subprocess.run(ctl + ["0"], capture_output=True, text=True)
 assert "busy" not in r.stderr, r     # "0" is no reset: the library answers EINVAL
 assert h.pread(4096, 0)[:4] == b"line"                  # the data is still there
 '
-"$UZRAMCTL" --socket "$ctl" set reset 1 || fail "reset after the client left"
+"$UZRAMCTL" -r "$ctl" || fail "reset (-r) after the client left"
+[ "$("$UZRAMCTL" --socket "$ctl" get initstate)" = 0 ] || fail "-r did not reset"
+"$UZRAMCTL" -s 16M -a zstd "$ctl" || fail "-s 16M -a zstd"
+"$UZRAMCTL" --socket "$ctl" get comp_algorithm | grep -q '\[zstd\]' || fail "-a zstd"
+[ "$("$UZRAMCTL" --socket "$ctl" get disksize)" = 16777216 ] || fail "-s 16M"
+rc=0; "$UZRAMCTL" -r -s 1M "$ctl" 2>/dev/null || rc=$?
+[ $rc = 2 ] || fail "-r with -s: rc $rc"
+"$UZRAMCTL" --socket "$ctl" set reset 1
 "$UZRAMCTL" --socket "$ctl" set disksize 8M
 [ "$(nbdinfo --size "$uri")" = 8388608 ] || fail "size after reset + disksize"
 nbdinfo --map "$uri" | grep -q "^ *0 *8388608 *3" || fail "map after reset"
