@@ -6,7 +6,6 @@
 #                            keys: on nbdkit < 1.34 the requests of a connection are serialized
 #   uzram-lz4-par            uzram-lz4 with parallel=on (what the serialization costs; this
 #                            nbdkit may abort when a client disconnects abruptly, not here)
-#   uzram-lz4-w2             uzram-lz4 with workers=2 (the device's compression threads)
 #   memory-sparse            nbdkit memory 1G                  (the baseline)
 #   memory-zstd              nbdkit memory 1G allocator=zstd
 # Each repetition starts every server afresh and runs them in turn, so machine noise spreads
@@ -71,7 +70,6 @@ serve() {
     uzram-lz4) set -- "$plugin" size=1G algorithm=lz4 $opts ;;
     uzram-zstd) set -- "$plugin" size=1G algorithm=zstd $opts ;;
     uzram-lz4-par) set -- "$plugin" size=1G algorithm=lz4 parallel=on $opts ;;
-    uzram-lz4-w2) set -- "$plugin" size=1G algorithm=lz4 workers=2 $opts ;;
     memory-sparse) set -- memory size=1G ;;
     memory-zstd) set -- memory size=1G allocator=zstd ;;
     *) echo "nbd-bench: unknown server $1" >&2; exit 2 ;;
@@ -140,7 +138,7 @@ for s in servers:
         z = med["memory-zstd"]
         line += (f" write_vs_memzstd={m['w'] / z['w']:.2f} read_vs_memzstd={m['r'] / z['r']:.2f}"
                  f" rss_vs_memzstd={m['rss'] / z['rss']:.2f}")
-    if s in ("uzram-lz4-w2", "uzram-lz4") and "uzram-lz4-par" in med and s != "uzram-lz4-par":
+    if s == "uzram-lz4" and "uzram-lz4-par" in med:
         p = med["uzram-lz4-par"]
         line += f" write_vs_parallel={m['w'] / p['w']:.2f} read_vs_parallel={m['r'] / p['r']:.2f}"
     print(line, flush=True)

@@ -11,8 +11,9 @@
  * visible to every connection once its reply is sent (the device has no cache to flush).
  *
  *   pread/pwrite   uz_dev_pread / uz_dev_pwrite (partial pages: an atomic read-modify-write);
- *                  with workers=N, the whole pages of a write go through the device's workers
- *                  (the reply waits for all of them, so FUA needs nothing more)
+ *                  compressed in nbdkit's request thread (workers=N, which queued whole pages
+ *                  to the device's zramd threads, measured no faster: docs/nbd.md; the key is
+ *                  still accepted and ignored)
  *   trim           uz_dev_discard: whole pages become holes, partial pages are left alone
  *   zero           uz_dev_zero: zeros in partial pages; whole pages become holes (may_trim) or
  *                  same-filled zero pages, which hold no pool memory; always fast
@@ -126,6 +127,7 @@ static int uzram_config(const char *key, const char *value)
             nbdkit_error("workers=%u: at most 256", cfg.workers);
             return -1;
         }
+        nbdkit_debug("workers=%u: ignored (writes compress in the request threads)", cfg.workers);
     } else if (!strcmp(key, "parallel")) {
         if (!strcmp(value, "auto")) {
             cfg.parallel = PARALLEL_AUTO;
@@ -152,13 +154,12 @@ static uint64_t device_bytes(void)
     return ((uint64_t)cfg.size + UZ_PAGE_SIZE - 1) / UZ_PAGE_SIZE * UZ_PAGE_SIZE;
 }
 
-static struct uz_dev_config dev_config(uint64_t disksize, unsigned workers)
+static struct uz_dev_config dev_config(uint64_t disksize)
 {
     return (struct uz_dev_config){.disksize = disksize,
                                   .algorithm = cfg.algorithm,
                                   .level = cfg.level,
-                                  .mem_limit = cfg.mem_limit,
-                                  .workers = workers};
+                                  .mem_limit = cfg.mem_limit};
 }
 
 static int uzram_config_complete(void)
@@ -168,8 +169,8 @@ static int uzram_config_complete(void)
         return -1;
     }
     /* Check the algorithm and level now, while errors still reach the user: the real device is
-     * created in .after_fork because its workers are threads. */
-    struct uz_dev_config c = dev_config(UZ_PAGE_SIZE, 0);
+     * created in .after_fork, after nbdkit forks (a device may start threads). */
+    struct uz_dev_config c = dev_config(UZ_PAGE_SIZE);
     struct uz_dev *probe;
     int rc = uz_dev_create(&c, &probe);
     if (rc == -ENOENT) {
@@ -194,8 +195,8 @@ static int uzram_config_complete(void)
     "level=<N>             Compression level (0: the algorithm's default; lz4: acceleration).\n"   \
     "mem_limit=<SIZE>      Most memory the compressed pages may use; writes past it fail\n"        \
     "                      with ENOSPC (default 0: no limit).\n"                                   \
-    "workers=<N>           Compression threads per device (default 0: compress in nbdkit's\n"      \
-    "                      own request threads).\n"                                                \
+    "workers=<N>           Ignored (kept for old command lines): pages are compressed in\n"        \
+    "                      nbdkit's own request threads.\n"                                        \
     "ctl=<SOCKET>          Serve the device's zram attributes on this Unix socket (uzramctl).\n"   \
     "parallel=auto|on|off  Requests of one connection in parallel (on) or one at a time (off);\n"  \
     "                      auto (default): off on nbdkit < 1.34, which can abort otherwise."
@@ -212,7 +213,7 @@ static void uzram_dump_plugin(void)
     printf("uzram_key_algorithm=compressor (default lz4)\n");
     printf("uzram_key_level=compression level (default 0: the algorithm's own)\n");
     printf("uzram_key_mem_limit=pool memory limit, K/M/G/T suffixes (default 0: none)\n");
-    printf("uzram_key_workers=compression threads (default 0: inline)\n");
+    printf("uzram_key_workers=ignored: pages compress in the request threads\n");
     printf("uzram_key_ctl=Unix socket path for uzramctl (default: none)\n");
     printf("uzram_key_parallel=auto|on|off: parallel requests per connection (default auto)\n");
     printf("uzram_nbdkit_aborts_on_disconnect=%d\n", UZ_NBDKIT_ABORTS_ON_DISCONNECT);
@@ -277,7 +278,7 @@ static int uzram_get_ready(void)
 
 static int uzram_after_fork(void)
 {
-    struct uz_dev_config c = dev_config(device_bytes(), cfg.workers);
+    struct uz_dev_config c = dev_config(device_bytes());
     int rc = uz_dev_create(&c, &dev);
     if (rc < 0) {
         nbdkit_error("cannot create the device: %s", errdesc(-rc));
@@ -388,83 +389,12 @@ static void uzram_load(void)
     mallopt(M_TRIM_THRESHOLD, 256 * 1024);
 }
 
-/* A write whose whole pages the device's workers compress. */
-struct pending {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    uint64_t left; /* queued pages not yet done, plus one while still queueing */
-    int err;       /* the first error, or 0 */
-};
-
-static void page_done(void *arg, int result)
-{
-    struct pending *p = arg;
-    pthread_mutex_lock(&p->lock);
-    if (result && !p->err)
-        p->err = result;
-    if (--p->left == 0)
-        pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-}
-
-/* Stores whole pages [first, first + n) from buf through the workers; returns when all are
- * stored. */
-static int write_pages_async(const uint8_t *buf, uint64_t first, uint64_t n)
-{
-    struct pending p = {
-        .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .left = n + 1};
-    for (uint64_t i = 0; i < n; i++) {
-        int rc = uz_dev_write_page_async(dev, first + i, buf + i * UZ_PAGE_SIZE, page_done, &p);
-        if (rc < 0) { /* done will not be called for this page nor for those after it */
-            pthread_mutex_lock(&p.lock);
-            p.left -= n - i;
-            if (!p.err)
-                p.err = rc;
-            pthread_mutex_unlock(&p.lock);
-            break;
-        }
-    }
-    pthread_mutex_lock(&p.lock);
-    p.left--;
-    while (p.left)
-        pthread_cond_wait(&p.cond, &p.lock);
-    int rc = p.err;
-    pthread_mutex_unlock(&p.lock);
-    pthread_cond_destroy(&p.cond);
-    pthread_mutex_destroy(&p.lock);
-    return rc;
-}
-
-/* Writes [offset, offset + count): with workers, the whole pages of a multi-page write through
- * them and any partial head or tail by uz_dev_pwrite; otherwise one uz_dev_pwrite.
- * @return : 0 or -errno. */
-static int write_range(const uint8_t *buf, uint64_t count, uint64_t offset)
-{
-    uint64_t head = (UZ_PAGE_SIZE - offset % UZ_PAGE_SIZE) % UZ_PAGE_SIZE;
-    if (!cfg.workers || count < head + 2 * UZ_PAGE_SIZE) {
-        ssize_t w = uz_dev_pwrite(dev, buf, count, offset);
-        return w < 0 ? (int)w : 0;
-    }
-    if (offset > uz_dev_disksize(dev) || count > uz_dev_disksize(dev) - offset)
-        return -EINVAL;
-    uint64_t pages = (count - head) / UZ_PAGE_SIZE, tail = count - head - pages * UZ_PAGE_SIZE;
-    ssize_t w = head ? uz_dev_pwrite(dev, buf, head, offset) : 0;
-    int rc = w < 0 ? (int)w : 0;
-    if (rc == 0)
-        rc = write_pages_async(buf + head, (offset + head) / UZ_PAGE_SIZE, pages);
-    if (rc == 0 && tail) {
-        w = uz_dev_pwrite(dev, buf + count - tail, tail, offset + count - tail);
-        rc = w < 0 ? (int)w : 0;
-    }
-    return rc;
-}
-
 static int uzram_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset,
                         uint32_t flags)
 {
     /* FUA needs nothing: when we return, every page is stored. */
-    int rc = write_range(buf, count, offset);
-    return rc < 0 ? fail("pwrite", count, offset, rc) : 0;
+    ssize_t rc = uz_dev_pwrite(dev, buf, count, offset);
+    return rc < 0 ? fail("pwrite", count, offset, (int)rc) : 0;
 }
 
 static int uzram_flush(void *handle, uint32_t flags)
