@@ -2,7 +2,10 @@
 # SPDX-License-Identifier: MIT
 # nbd-bench.sh - uzram's NBD benchmark: nbdcopy of an image into and back out of fresh 1 GiB
 # exports on Unix sockets, served by
-#   uzram-lz4, uzram-zstd    nbdkit + nbdkit-uzram-plugin.so (algorithm=lz4 / zstd)
+#   uzram-lz4, uzram-zstd    nbdkit + nbdkit-uzram-plugin.so (algorithm=lz4 / zstd), default
+#                            keys: on nbdkit < 1.34 the requests of a connection are serialized
+#   uzram-lz4-par            uzram-lz4 with parallel=on (what the serialization costs; this
+#                            nbdkit may abort when a client disconnects abruptly, not here)
 #   memory-sparse            nbdkit memory 1G                  (the baseline)
 #   memory-zstd              nbdkit memory 1G allocator=zstd
 # Each repetition starts every server afresh and runs them in turn, so machine noise spreads
@@ -10,14 +13,16 @@
 # flight). Read: nbd-read.py reads the image's bytes back the same way (nbdcopy out of the
 # 1 GiB export would need block status, which crashes memory-zstd). Per server it prints one
 # line: the medians over the repetitions, the nbdkit process's VmRSS after both, and the ratios
-# against memory-sparse (and, for uzram-zstd, memory-zstd) from the same run. The first
+# against memory-sparse (and, for uzram-zstd, memory-zstd) from the same run, then a line with
+# the targets for uzram-lz4 (write >= 0.7, read >= 0.9, RSS <= 0.5 of memory-sparse). The first
 # read-back of each server is also compared with the image (outside the timing).
 #
-#   bench/nbd-bench.sh [-r RUNS] [-p PLUGIN] [-s SERVERS] [-o OPTS] IMAGE...
+#   bench/nbd-bench.sh [-r RUNS] [-p PLUGIN] [-s SERVERS] [-o OPTS] [-c CONNECTIONS] IMAGE...
 #
 # IMAGE is raw pages or a .zst of them. PLUGIN defaults to build/plugin/nbdkit-uzram-plugin.so;
 # SERVERS is a space-separated subset of the names above; OPTS are extra plugin keys (e.g.
-# "workers=2").
+# "workers=2"); CONNECTIONS is the client's (default 4, nbdcopy's; 1 shows what serializing the
+# requests of one connection costs a single-connection client).
 set -eu
 PATH=/usr/bin:/bin:/usr/sbin:/sbin:$PATH # Debian's tools first
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,20 +30,22 @@ runs=5
 plugin=$here/build/plugin/nbdkit-uzram-plugin.so
 servers="uzram-lz4 memory-sparse memory-zstd uzram-zstd"
 opts=""
-while getopts r:p:s:o: o; do
+conns=4
+while getopts r:p:s:o:c: o; do
     case $o in
     r) runs=$OPTARG ;;
     p) plugin=$OPTARG ;;
     s) servers=$OPTARG ;;
     o) opts=$OPTARG ;;
+    c) conns=$OPTARG ;;
     *)
-        echo "usage: $0 [-r RUNS] [-p PLUGIN] [-s SERVERS] [-o OPTS] IMAGE..." >&2
+        echo "usage: $0 [-r RUNS] [-p PLUGIN] [-s SERVERS] [-o OPTS] [-c CONNECTIONS] IMAGE..." >&2
         exit 2
         ;;
     esac
 done
 shift $((OPTIND - 1))
-[ $# -ge 1 ] || { echo "usage: $0 [-r RUNS] [-p PLUGIN] [-s SERVERS] [-o OPTS] IMAGE..." >&2; exit 2; }
+[ $# -ge 1 ] || { echo "usage: $0 [-r RUNS] [-p PLUGIN] [-s SERVERS] [-o OPTS] [-c CONNECTIONS] IMAGE..." >&2; exit 2; }
 for t in nbdkit nbdcopy python3; do
     command -v $t >/dev/null || { echo "nbd-bench: $t is missing (scripts/install-deps)" >&2; exit 1; }
 done
@@ -54,6 +61,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 now() { date +%s.%N; }
+export UZ_BENCH_CONNECTIONS=$conns
 
 # serve NAME: starts that server on $tmp/s.sock; sets $pid and $uri.
 serve() {
@@ -61,6 +69,7 @@ serve() {
     case $1 in
     uzram-lz4) set -- "$plugin" size=1G algorithm=lz4 $opts ;;
     uzram-zstd) set -- "$plugin" size=1G algorithm=zstd $opts ;;
+    uzram-lz4-par) set -- "$plugin" size=1G algorithm=lz4 parallel=on $opts ;;
     memory-sparse) set -- memory size=1G ;;
     memory-zstd) set -- memory size=1G allocator=zstd ;;
     *) echo "nbd-bench: unknown server $1" >&2; exit 2 ;;
@@ -92,7 +101,7 @@ for image in "$@"; do
         for server in $servers; do
             serve "$server"
             t0=$(now)
-            nbdcopy "$src" "$uri"
+            nbdcopy --connections="$conns" "$src" "$uri"
             t1=$(now)
             secs=$(python3 "$here/bench/nbd-read.py" "$uri" "$bytes")
             rss=$(awk '/^VmRSS:/ { print $2 * 1024 }' "/proc/$pid/status")
@@ -105,9 +114,10 @@ for image in "$@"; do
             echo "$server $t0 $t1 $t2 $rss" >>"$tmp/results"
         done
     done
-    python3 - "$tmp/results" "$name" "$bytes" "$runs" "$servers" <<'PY'
+    python3 - "$tmp/results" "$name" "$bytes" "$runs" "$servers" "$conns" <<'PY'
 import statistics, sys
 path, image, nbytes, runs, servers = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5].split()
+conns = sys.argv[6]
 res = {}
 for line in open(path):
     s, t0, t1, t2, rss = line.split()
@@ -119,7 +129,7 @@ med = {s: {k: statistics.median(v) for k, v in r.items()} for s, r in res.items(
 base = med.get("memory-sparse")
 for s in servers:
     m = med[s]
-    line = (f"image={image} server={s} runs={runs} write_MBps={m['w']:.0f} "
+    line = (f"image={image} server={s} runs={runs} connections={conns} write_MBps={m['w']:.0f} "
             f"read_MBps={m['r']:.0f} rss_bytes={m['rss']:.0f}")
     if base:
         line += (f" write_vs_sparse={m['w'] / base['w']:.2f} read_vs_sparse={m['r'] / base['r']:.2f}"
@@ -128,6 +138,16 @@ for s in servers:
         z = med["memory-zstd"]
         line += (f" write_vs_memzstd={m['w'] / z['w']:.2f} read_vs_memzstd={m['r'] / z['r']:.2f}"
                  f" rss_vs_memzstd={m['rss'] / z['rss']:.2f}")
+    if s == "uzram-lz4" and "uzram-lz4-par" in med:
+        p = med["uzram-lz4-par"]
+        line += f" write_vs_parallel={m['w'] / p['w']:.2f} read_vs_parallel={m['r'] / p['r']:.2f}"
     print(line, flush=True)
+if base and "uzram-lz4" in med:
+    m = med["uzram-lz4"]
+    w, r, rss = m["w"] / base["w"], m["r"] / base["r"], m["rss"] / base["rss"]
+    print(f"image={image} targets=uzram-lz4 write_vs_sparse={w:.2f}>=0.70:"
+          f"{'met' if w >= 0.7 else 'MISSED'} read_vs_sparse={r:.2f}>=0.90:"
+          f"{'met' if r >= 0.9 else 'MISSED'} rss_vs_sparse={rss:.2f}<=0.50:"
+          f"{'met' if rss <= 0.5 else 'MISSED'}", flush=True)
 PY
 done

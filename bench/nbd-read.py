@@ -6,13 +6,15 @@
 # every server is read over exactly the image's bytes, without block-status requests (which
 # crash nbdkit 1.32's memory allocator=zstd over unwritten space).
 #   nbd-read.py URI LENGTH [--verify FILE]
+# $UZ_BENCH_CONNECTIONS sets the number of connections (default 4).
+import os
 import sys
 import threading
 import time
 
 import nbd
 
-CONNS, DEPTH, CHUNK = 4, 16, 256 << 10
+CONNS, DEPTH, CHUNK = int(os.environ.get("UZ_BENCH_CONNECTIONS", "4")), 16, 256 << 10
 
 
 def main():

@@ -3,23 +3,30 @@
  * nbdkit-uzram-plugin.c - serves one uzram compressed page device (struct uz_dev) over NBD.
  *
  *   nbdkit uzram size=1G [algorithm=lz4] [level=N] [mem_limit=SIZE] [workers=N] [ctl=SOCKET]
+ *                        [parallel=auto|on|off]
  *
  * nbdkit brings the protocol (handshake, structured replies, TLS, multi-conn); this file maps
- * each NBD command onto the public dev API. Every connection shares the one device created in
- * .after_fork, so the thread model is PARALLEL and multi-conn is safe: a write is visible to
- * every connection once its reply is sent (the device has no cache to flush).
+ * each NBD command onto one call of the public dev API, as nbdkit's memory plugin does. Every
+ * connection shares the one device created in .after_fork, so multi-conn is safe: a write is
+ * visible to every connection once its reply is sent (the device has no cache to flush).
  *
- *   pread/pwrite   uz_dev_pread; whole pages by uz_dev_pwrite, or with workers=N by the
- *                  device's workers (the reply waits for all of them, so FUA needs nothing
- *                  more), partial pages by uz_dev_pwrite (an atomic read-modify-write)
+ *   pread/pwrite   uz_dev_pread / uz_dev_pwrite (partial pages: an atomic read-modify-write);
+ *                  compressed in nbdkit's request thread (workers=N, which queued whole pages
+ *                  to the device's zramd threads, measured no faster: docs/nbd.md; the key is
+ *                  still accepted and ignored)
  *   trim           uz_dev_discard: whole pages become holes, partial pages are left alone
- *   zero           zeros in partial pages; whole pages are discarded (may_trim) or stored as
+ *   zero           uz_dev_zero: zeros in partial pages; whole pages become holes (may_trim) or
  *                  same-filled zero pages, which hold no pool memory; always fast
- *   extents        uz_dev_page_state: unwritten/discarded -> hole|zero, zero page -> zero
+ *   extents        uz_dev_extents: unwritten/discarded -> hole|zero, zero page -> zero
  *   cache          a no-op: everything is in memory already
  *
+ * Thread model: PARALLEL, except on the nbdkit versions that abort when a client disconnects
+ * with several requests of one connection in flight (parallel=auto, below): there
+ * SERIALIZE_REQUESTS, one request at a time per connection, connections still in parallel.
+ *
  * The export is `size` bytes; the device is that rounded up to whole pages. ctl=SOCKET starts
- * plugin_ctl.c's attribute server (uzramctl's peer).
+ * plugin_ctl.c's attribute server (uzramctl's peer); its `set reset` is refused with EBUSY while
+ * any NBD connection is open, as the kernel refuses to reset an open zram device.
  */
 #define NBDKIT_API_VERSION 2
 #include <nbdkit-plugin.h>
@@ -32,9 +39,11 @@
 #include <inttypes.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define THREAD_MODEL NBDKIT_THREAD_MODEL_PARALLEL
 
@@ -42,6 +51,21 @@
 #define UZ_NBD_MAX_BLOCK (32u << 20)
 /* At most this many extents per block-status reply: clients ask again for the rest. */
 #define UZ_NBD_MAX_EXTENTS 4096
+/* A reset waits this long for connections that are closing (a client that just disconnected
+ * is closed by nbdkit a moment later) before it answers EBUSY. */
+#define UZ_NBD_RESET_GRACE_MS 250
+
+/* nbdkit 1.32.x (at least 1.32.5, Debian 12's) aborts in raw_send_socket ("Assertion 'sock >=
+ * 0' failed") when a client drops its connection while several of its requests are in flight:
+ * a second request thread of the connection sends a reply on the socket the first one just
+ * closed. Serializing the requests of each connection avoids it (nbdkit -t 1 and the
+ * noparallel filter survive 2000 abrupt disconnects). Reproduced on 1.32.5; the versions after
+ * 1.32 were not available to test, so every version before 1.34, the next stable branch, is
+ * treated as affected. nbdkit 1.32 has no call telling the running version, so this is the
+ * version of the nbdkit headers the plugin was built with (the same package on distributions). */
+#define UZ_NBDKIT_ABORTS_ON_DISCONNECT (NBDKIT_VERSION_MAJOR == 1 && NBDKIT_VERSION_MINOR < 34)
+
+enum parallel_mode { PARALLEL_AUTO, PARALLEL_ON, PARALLEL_OFF };
 
 static struct {
     int64_t size; /* -1 until size= is given */
@@ -50,13 +74,18 @@ static struct {
     uint64_t mem_limit;
     unsigned workers;
     char *ctl_path; /* absolute, or NULL */
-} cfg = {.size = -1, .algorithm = "lz4"};
+    enum parallel_mode parallel;
+} cfg = {.size = -1, .algorithm = "lz4", .parallel = PARALLEL_AUTO};
 
 static struct uz_dev *dev;
 static struct uz_plugin_ctl *ctl;
 
-/* Two pages: a zero request with no whole page in it spans at most 8190 bytes. */
-static const uint8_t zero_page[2 * UZ_PAGE_SIZE] __attribute__((aligned(64)));
+/* Open NBD handles, for the ctl socket's reset. Lock order: handles_lock first, then the
+ * device's own locks (a reset runs under it); nothing takes handles_lock under a device lock.
+ * Its holder may sleep (a reset frees the whole device; the reset waits on handles_closed). */
+static pthread_mutex_t handles_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t handles_closed; /* CLOCK_MONOTONIC; signalled when open_handles hits 0 */
+static unsigned open_handles;         /* .open calls minus .close calls */
 
 /* strerror() is neither thread-safe nor lock-free (it translates, taking glibc's locale lock;
  * under ASan that lock was left corrupted): request threads use the untranslated text. */
@@ -98,6 +127,16 @@ static int uzram_config(const char *key, const char *value)
             nbdkit_error("workers=%u: at most 256", cfg.workers);
             return -1;
         }
+        nbdkit_debug("workers=%u: ignored (writes compress in the request threads)", cfg.workers);
+    } else if (!strcmp(key, "parallel")) {
+        if (!strcmp(value, "auto")) {
+            cfg.parallel = PARALLEL_AUTO;
+        } else {
+            int b = nbdkit_parse_bool(value);
+            if (b == -1)
+                return -1;
+            cfg.parallel = b ? PARALLEL_ON : PARALLEL_OFF;
+        }
     } else if (!strcmp(key, "ctl")) {
         free(cfg.ctl_path);
         cfg.ctl_path = nbdkit_absolute_path(value);
@@ -115,13 +154,12 @@ static uint64_t device_bytes(void)
     return ((uint64_t)cfg.size + UZ_PAGE_SIZE - 1) / UZ_PAGE_SIZE * UZ_PAGE_SIZE;
 }
 
-static struct uz_dev_config dev_config(uint64_t disksize, unsigned workers)
+static struct uz_dev_config dev_config(uint64_t disksize)
 {
     return (struct uz_dev_config){.disksize = disksize,
                                   .algorithm = cfg.algorithm,
                                   .level = cfg.level,
-                                  .mem_limit = cfg.mem_limit,
-                                  .workers = workers};
+                                  .mem_limit = cfg.mem_limit};
 }
 
 static int uzram_config_complete(void)
@@ -131,8 +169,8 @@ static int uzram_config_complete(void)
         return -1;
     }
     /* Check the algorithm and level now, while errors still reach the user: the real device is
-     * created in .after_fork because its workers are threads. */
-    struct uz_dev_config c = dev_config(UZ_PAGE_SIZE, 0);
+     * created in .after_fork, after nbdkit forks (a device may start threads). */
+    struct uz_dev_config c = dev_config(UZ_PAGE_SIZE);
     struct uz_dev *probe;
     int rc = uz_dev_create(&c, &probe);
     if (rc == -ENOENT) {
@@ -157,9 +195,11 @@ static int uzram_config_complete(void)
     "level=<N>             Compression level (0: the algorithm's default; lz4: acceleration).\n"   \
     "mem_limit=<SIZE>      Most memory the compressed pages may use; writes past it fail\n"        \
     "                      with ENOSPC (default 0: no limit).\n"                                   \
-    "workers=<N>           Compression threads per device (default 0: compress in nbdkit's\n"      \
-    "                      own request threads).\n"                                                \
-    "ctl=<SOCKET>          Serve the device's zram attributes on this Unix socket (uzramctl)."
+    "workers=<N>           Ignored (kept for old command lines): pages are compressed in\n"        \
+    "                      nbdkit's own request threads.\n"                                        \
+    "ctl=<SOCKET>          Serve the device's zram attributes on this Unix socket (uzramctl).\n"   \
+    "parallel=auto|on|off  Requests of one connection in parallel (on) or one at a time (off);\n"  \
+    "                      auto (default): off on nbdkit < 1.34, which can abort otherwise."
 
 static void uzram_dump_plugin(void)
 {
@@ -168,13 +208,59 @@ static void uzram_dump_plugin(void)
     for (const char *const *a = uz_comp_algorithms(); *a; a++)
         printf("%s%s", *a, a[1] ? " " : "\n");
     printf("uzram_page_size=%u\n", UZ_PAGE_SIZE);
-    printf("uzram_keys=size algorithm level mem_limit workers ctl\n");
+    printf("uzram_keys=size algorithm level mem_limit workers ctl parallel\n");
     printf("uzram_key_size=disk size in bytes, K/M/G/T suffixes (required; magic key)\n");
     printf("uzram_key_algorithm=compressor (default lz4)\n");
     printf("uzram_key_level=compression level (default 0: the algorithm's own)\n");
     printf("uzram_key_mem_limit=pool memory limit, K/M/G/T suffixes (default 0: none)\n");
-    printf("uzram_key_workers=compression threads (default 0: inline)\n");
+    printf("uzram_key_workers=ignored: pages compress in the request threads\n");
     printf("uzram_key_ctl=Unix socket path for uzramctl (default: none)\n");
+    printf("uzram_key_parallel=auto|on|off: parallel requests per connection (default auto)\n");
+    printf("uzram_nbdkit_aborts_on_disconnect=%d\n", UZ_NBDKIT_ABORTS_ON_DISCONNECT);
+}
+
+/* PARALLEL or SERIALIZE_REQUESTS (see UZ_NBDKIT_ABORTS_ON_DISCONNECT); nbdkit takes the
+ * stricter of this and THREAD_MODEL. Either way connections run in parallel with each other. */
+static int uzram_thread_model(void)
+{
+    bool parallel = cfg.parallel == PARALLEL_ON ||
+                    (cfg.parallel == PARALLEL_AUTO && !UZ_NBDKIT_ABORTS_ON_DISCONNECT);
+    return parallel ? NBDKIT_THREAD_MODEL_PARALLEL : NBDKIT_THREAD_MODEL_SERIALIZE_REQUESTS;
+}
+
+/* true when `value` is what the kernel's reset_store() acts on: kstrtoul(value, 0) != 0. */
+static bool reset_requested(const char *value)
+{
+    if (*value == '+')
+        value++;
+    if (*value < '0' || *value > '9')
+        return false;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(value, &end, 0);
+    if (*end == '\n')
+        end++;
+    return !errno && !*end && v != 0;
+}
+
+/* The ctl socket's set requests: reset is refused with EBUSY while NBD handles are open (after
+ * a short grace for those that are closing), and runs under handles_lock, so that no connection
+ * opens meanwhile. Bad values still get the device's own error (EINVAL). */
+static int ctl_write(void *arg, struct uz_dev *d, const char *name, const char *value)
+{
+    if (strcmp(name, "reset") || !reset_requested(value))
+        return uz_dev_attr_write(d, name, value);
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    until.tv_nsec += UZ_NBD_RESET_GRACE_MS * 1000000L;
+    until.tv_sec += until.tv_nsec / 1000000000L;
+    until.tv_nsec %= 1000000000L;
+    pthread_mutex_lock(&handles_lock);
+    while (open_handles && pthread_cond_timedwait(&handles_closed, &handles_lock, &until) == 0)
+        ;
+    int rc = open_handles ? -EBUSY : uz_dev_attr_write(d, name, value);
+    pthread_mutex_unlock(&handles_lock);
+    return rc;
 }
 
 static int uzram_get_ready(void)
@@ -192,14 +278,14 @@ static int uzram_get_ready(void)
 
 static int uzram_after_fork(void)
 {
-    struct uz_dev_config c = dev_config(device_bytes(), cfg.workers);
+    struct uz_dev_config c = dev_config(device_bytes());
     int rc = uz_dev_create(&c, &dev);
     if (rc < 0) {
         nbdkit_error("cannot create the device: %s", errdesc(-rc));
         return -1;
     }
     if (ctl) {
-        rc = uz_plugin_ctl_start(ctl, dev);
+        rc = uz_plugin_ctl_start(ctl, dev, ctl_write, NULL);
         if (rc < 0) {
             nbdkit_error("ctl=%s: cannot start its thread: %s", cfg.ctl_path, errdesc(-rc));
             return -1;
@@ -218,7 +304,18 @@ static void uzram_cleanup(void)
 
 static void *uzram_open(int readonly)
 {
+    pthread_mutex_lock(&handles_lock);
+    open_handles++;
+    pthread_mutex_unlock(&handles_lock);
     return NBDKIT_HANDLE_NOT_NEEDED;
+}
+
+static void uzram_close(void *handle)
+{
+    pthread_mutex_lock(&handles_lock);
+    if (--open_handles == 0)
+        pthread_cond_broadcast(&handles_closed);
+    pthread_mutex_unlock(&handles_lock);
 }
 
 static int64_t uzram_get_size(void *handle)
@@ -280,6 +377,11 @@ static int uzram_pread(void *handle, void *buf, uint32_t count, uint64_t offset,
 
 static void uzram_load(void)
 {
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&handles_closed, &ca);
+    pthread_condattr_destroy(&ca);
     /* nbdkit mallocs a buffer per request (nbdcopy sends 256 KiB); glibc's sliding mmap
      * threshold soon keeps such buffers in per-thread arenas, resident for good. A memory
      * saving device wants them returned: fix the thresholds (which stops the sliding). */
@@ -287,101 +389,12 @@ static void uzram_load(void)
     mallopt(M_TRIM_THRESHOLD, 256 * 1024);
 }
 
-/* Writes len bytes (0 < len < 4096) at byte `off` of page `index`: the device
- * read-modify-writes the page atomically, so disjoint partial writes to one page (e.g. from two
- * connections) never lose each other's bytes. */
-static int write_partial(uint64_t index, const uint8_t *buf, size_t off, size_t len)
-{
-    ssize_t rc = uz_dev_pwrite(dev, buf, len, index * UZ_PAGE_SIZE + off);
-    return rc < 0 ? (int)rc : 0;
-}
-
-/* A write whose whole pages the device's workers compress. */
-struct pending {
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
-    uint64_t left; /* queued pages not yet done, plus one while still queueing */
-    int err;       /* the first error, or 0 */
-};
-
-static void page_done(void *arg, int result)
-{
-    struct pending *p = arg;
-    pthread_mutex_lock(&p->lock);
-    if (result && !p->err)
-        p->err = result;
-    if (--p->left == 0)
-        pthread_cond_signal(&p->cond);
-    pthread_mutex_unlock(&p->lock);
-}
-
-/* Stores whole pages [first, first + n) from buf through the workers; returns when all are
- * stored. */
-static int write_pages_async(const uint8_t *buf, uint64_t first, uint64_t n)
-{
-    struct pending p = {
-        .lock = PTHREAD_MUTEX_INITIALIZER, .cond = PTHREAD_COND_INITIALIZER, .left = n + 1};
-    for (uint64_t i = 0; i < n; i++) {
-        int rc = uz_dev_write_page_async(dev, first + i, buf + i * UZ_PAGE_SIZE, page_done, &p);
-        if (rc < 0) { /* done will not be called for this page nor for those after it */
-            pthread_mutex_lock(&p.lock);
-            p.left -= n - i;
-            if (!p.err)
-                p.err = rc;
-            pthread_mutex_unlock(&p.lock);
-            break;
-        }
-    }
-    pthread_mutex_lock(&p.lock);
-    p.left--;
-    while (p.left)
-        pthread_cond_wait(&p.cond, &p.lock);
-    int rc = p.err;
-    pthread_mutex_unlock(&p.lock);
-    pthread_cond_destroy(&p.cond);
-    pthread_mutex_destroy(&p.lock);
-    return rc;
-}
-
-/* Writes [offset, offset + count) from buf: the partial head and tail pages by
- * read-modify-write, the whole pages in between inline or through the workers.
- * @return : 0 or -errno. */
-static int write_range(const uint8_t *buf, uint64_t count, uint64_t offset)
-{
-    if (offset > uz_dev_disksize(dev) || count > uz_dev_disksize(dev) - offset)
-        return -EINVAL;
-    int rc = 0;
-    size_t in = offset % UZ_PAGE_SIZE;
-    if (in && count) { /* head */
-        size_t n = count < UZ_PAGE_SIZE - in ? count : UZ_PAGE_SIZE - in;
-        rc = write_partial(offset / UZ_PAGE_SIZE, buf, in, n);
-        buf += n;
-        offset += n;
-        count -= n;
-    }
-    uint64_t pages = count / UZ_PAGE_SIZE;
-    if (rc == 0 && pages) {
-        if (cfg.workers && pages > 1) {
-            rc = write_pages_async(buf, offset / UZ_PAGE_SIZE, pages);
-        } else {
-            ssize_t w = uz_dev_pwrite(dev, buf, pages * UZ_PAGE_SIZE, offset); /* aligned */
-            rc = w < 0 ? (int)w : 0;
-        }
-        buf += pages * UZ_PAGE_SIZE;
-        offset += pages * UZ_PAGE_SIZE;
-        count -= pages * UZ_PAGE_SIZE;
-    }
-    if (rc == 0 && count) /* tail */
-        rc = write_partial(offset / UZ_PAGE_SIZE, buf, 0, count);
-    return rc;
-}
-
 static int uzram_pwrite(void *handle, const void *buf, uint32_t count, uint64_t offset,
                         uint32_t flags)
 {
     /* FUA needs nothing: when we return, every page is stored. */
-    int rc = write_range(buf, count, offset);
-    return rc < 0 ? fail("pwrite", count, offset, rc) : 0;
+    ssize_t rc = uz_dev_pwrite(dev, buf, count, offset);
+    return rc < 0 ? fail("pwrite", count, offset, (int)rc) : 0;
 }
 
 static int uzram_flush(void *handle, uint32_t flags)
@@ -399,28 +412,8 @@ static int uzram_trim(void *handle, uint32_t count, uint64_t offset, uint32_t fl
 static int uzram_zero(void *handle, uint32_t count, uint64_t offset, uint32_t flags)
 {
     /* Never slower than the write it replaces, so NBDKIT_FLAG_FAST_ZERO needs no check. */
-    uint64_t end = offset + count;
-    uint64_t first = (offset + UZ_PAGE_SIZE - 1) / UZ_PAGE_SIZE; /* first whole page */
-    uint64_t last = end / UZ_PAGE_SIZE;                          /* one past the last */
-    if (end > uz_dev_disksize(dev))
-        return fail("zero", count, offset, -EINVAL);
-    if (first >= last) { /* no whole page: at most 8190 bytes over one or two pages */
-        int rc = write_range(zero_page, count, offset);
-        return rc < 0 ? fail("zero", count, offset, rc) : 0;
-    }
-    int rc = 0;
-    if (offset < first * UZ_PAGE_SIZE)
-        rc = write_range(zero_page, first * UZ_PAGE_SIZE - offset, offset);
-    if (rc == 0 && end > last * UZ_PAGE_SIZE)
-        rc = write_range(zero_page, end - last * UZ_PAGE_SIZE, last * UZ_PAGE_SIZE);
-    if (rc == 0 && (flags & NBDKIT_FLAG_MAY_TRIM)) {
-        rc = uz_dev_discard(dev, first * UZ_PAGE_SIZE, (last - first) * UZ_PAGE_SIZE);
-    } else {
-        /* Allocated zeros: a same-filled page costs a slot and no pool memory. */
-        for (uint64_t i = first; rc == 0 && i < last; i++)
-            if (uz_dev_page_state(dev, i) != UZ_DEV_PAGE_ZERO)
-                rc = uz_dev_write_page(dev, i, zero_page);
-    }
+    unsigned zf = (flags & NBDKIT_FLAG_MAY_TRIM) ? UZ_DEV_ZERO_TRIM : 0;
+    int rc = uz_dev_zero(dev, offset, count, zf);
     return rc < 0 ? fail("zero", count, offset, rc) : 0;
 }
 
@@ -444,29 +437,23 @@ static uint32_t extent_type(int state)
 static int uzram_extents(void *handle, uint32_t count, uint64_t offset, uint32_t flags,
                          struct nbdkit_extents *extents)
 {
-    uint64_t disksize = uz_dev_disksize(dev);
+    struct uz_dev_extent ext[64];
     uint64_t end = offset + count;
-    if (end > disksize)
-        return fail("extents", count, offset, -EINVAL);
-    if (count == 0)
-        return 0;
-    uint64_t index = offset / UZ_PAGE_SIZE;
-    uint64_t last = (end + UZ_PAGE_SIZE - 1) / UZ_PAGE_SIZE;
     unsigned added = 0;
-    while (index < last) {
-        int state = uz_dev_page_state(dev, index);
-        if (state < 0)
-            return fail("extents", count, offset, state);
-        uint64_t run = index + 1;
-        while (run < last && uz_dev_page_state(dev, run) == state)
-            run++;
-        if (nbdkit_add_extent(extents, index * UZ_PAGE_SIZE, (run - index) * UZ_PAGE_SIZE,
-                              extent_type(state)) == -1)
-            return -1;
-        index = run;
-        if ((flags & NBDKIT_FLAG_REQ_ONE) || ++added == UZ_NBD_MAX_EXTENTS)
+    size_t max = (flags & NBDKIT_FLAG_REQ_ONE) ? 1 : sizeof(ext) / sizeof(ext[0]);
+    do {
+        int n = uz_dev_extents(dev, offset, end - offset, ext, max);
+        if (n < 0)
+            return fail("extents", count, offset, n);
+        for (int i = 0; i < n; i++)
+            if (nbdkit_add_extent(extents, ext[i].offset, ext[i].length,
+                                  extent_type(ext[i].state)) == -1)
+                return -1;
+        if (n == 0)
             break;
-    }
+        offset = ext[n - 1].offset + ext[n - 1].length;
+        added += (unsigned)n;
+    } while (offset < end && max > 1 && added < UZ_NBD_MAX_EXTENTS);
     return 0;
 }
 
@@ -485,7 +472,9 @@ static struct nbdkit_plugin plugin = {
     .get_ready = uzram_get_ready,
     .after_fork = uzram_after_fork,
     .cleanup = uzram_cleanup,
+    .thread_model = uzram_thread_model,
     .open = uzram_open,
+    .close = uzram_close,
     .get_size = uzram_get_size,
     .export_description = uzram_export_description,
     .block_size = uzram_block_size,

@@ -3,14 +3,17 @@
  * uzramctl.c - uzramctl: reads and writes the zram attributes of uzram devices served by
  * nbdkit-uzram-plugin with ctl=SOCKET, like util-linux zramctl does for /dev/zramN.
  *
- *   uzramctl [--socket PATH]... [--bytes] [--json]     table of devices
- *   uzramctl [--socket PATH] [--json] get ATTR          one attribute (kernel text format)
- *   uzramctl [--socket PATH] set ATTR VALUE...          write one attribute
- *   uzramctl [--socket PATH] [--json] list              attribute names and modes
+ *   uzramctl [options] [SOCKET...]                    table of devices (zramctl's columns)
+ *   uzramctl [-s SIZE] [-a ALGO] [-p PARAMS] SOCKET   set a device up (reset first, as zramctl)
+ *   uzramctl -r SOCKET                                reset it
+ *   uzramctl [options] [--socket PATH] get ATTR       one attribute (kernel text format)
+ *   uzramctl [options] [--socket PATH] set ATTR VALUE...
+ *   uzramctl [options] [--socket PATH] list           attribute names and modes
  *
- * Without --socket: $UZRAMCTL_SOCKET, else every /run/uzram/ *.ctl. The protocol is
- * ctl_proto.h. Exit codes: 0 success, 1 the device refused the request, 2 usage, 3 no device
- * could be reached (or it spoke nonsense).
+ * Without a socket: $UZRAMCTL_SOCKET, else every /run/uzram/ *.ctl. The protocol is
+ * support/ctl/ctl_proto.h. Every device must answer within -t SECONDS (default 5). Exit codes:
+ * 0 success, 1 the device refused the request, 2 usage, 3 no device could be reached (or it
+ * spoke nonsense), 4 a device did not answer in time.
  */
 #include "ctl_proto.h"
 
@@ -20,46 +23,23 @@
 #include <getopt.h>
 #include <glob.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <time.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #define DEFAULT_GLOB "/run/uzram/*.ctl"
 
-enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3 };
+enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_TIMEOUT = 4 };
 
 static bool opt_json, opt_bytes;
-
-static void usage(FILE *f)
-{
-    fprintf(f, "Usage:\n"
-               "  uzramctl [--socket PATH]... [--bytes] [--json]\n"
-               "  uzramctl [--socket PATH] [--json] get ATTR\n"
-               "  uzramctl [--socket PATH] set ATTR VALUE...\n"
-               "  uzramctl [--socket PATH] [--json] list\n"
-               "\n"
-               "Shows and changes uzram devices served by nbdkit-uzram-plugin with ctl=SOCKET.\n"
-               "\n"
-               "Options:\n"
-               "  -s, --socket PATH  the device's ctl socket (default: $UZRAMCTL_SOCKET, else\n"
-               "                     every " DEFAULT_GLOB ")\n"
-               "  -b, --bytes        print sizes in bytes rather than in human-readable form\n"
-               "  -J, --json         JSON output\n"
-               "  -h, --help         this help\n"
-               "  -V, --version      the version\n"
-               "\n"
-               "Attributes have the kernel zram names and formats: disksize, comp_algorithm,\n"
-               "algorithm_params, mem_limit, mem_used_max, mm_stat, io_stat, debug_stat,\n"
-               "max_comp_streams, pool_stat, initstate; write-only: compact, reset.\n"
-               "\n"
-               "Exit status: 0 success, 1 the device refused the request, 2 usage error,\n"
-               "3 no device could be reached.\n");
-}
 
 static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void warn(const char *fmt, ...)
@@ -74,30 +54,78 @@ static void warn(const char *fmt, ...)
 
 /* ---- the connection ---- */
 
+/* Every request of one device must be answered by this CLOCK_MONOTONIC time (-t). */
+static double opt_timeout = 5.0;
+
+enum { RQ_BROKEN = -1, RQ_TIMEOUT = -2 };
+
 struct conn {
     int fd;
     const char *path;
+    int64_t deadline; /* ms */
     char buf[UZ_CTL_LINE_MAX];
     size_t have, at; /* buf[at..have) is received and not yet consumed */
 };
 
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until fd is ready for `events` or the deadline passes. 0, or RQ_TIMEOUT. */
+static int conn_wait(struct conn *c, short events)
+{
+    for (;;) {
+        int64_t left = c->deadline - now_ms();
+        if (left <= 0)
+            return RQ_TIMEOUT;
+        struct pollfd p = {.fd = c->fd, .events = events};
+        int r = poll(&p, 1, left > INT32_MAX ? INT32_MAX : (int)left);
+        if (r > 0)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return RQ_BROKEN;
+    }
+}
+
+static void conn_timed_out(const struct conn *c)
+{
+    warn("%s: no answer within %g s (-t/--timeout)", c->path, opt_timeout);
+}
+
+/* 0, RQ_BROKEN or RQ_TIMEOUT (reported). */
 static int conn_open(struct conn *c, const char *path)
 {
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     c->path = path;
     c->have = c->at = 0;
+    c->deadline = now_ms() + (int64_t)(opt_timeout * 1000);
     if (strlen(path) >= sizeof(sa.sun_path)) {
         warn("%s: socket path too long", path);
-        return -1;
+        return RQ_BROKEN;
     }
     strcpy(sa.sun_path, path);
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (c->fd < 0 || connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
-        warn("%s: cannot connect: %s", path, strerror(errno));
-        if (c->fd >= 0)
-            close(c->fd);
+    if (c->fd < 0) {
+        warn("%s: socket: %s", path, strerror(errno));
+        return RQ_BROKEN;
+    }
+    /* A Unix connect() waits while the server's backlog is full, for at most SO_SNDTIMEO. */
+    int64_t left = c->deadline - now_ms();
+    struct timeval tv = {.tv_sec = left / 1000, .tv_usec = (left % 1000) * 1000};
+    setsockopt(c->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (connect(c->fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+        int err = errno;
+        close(c->fd);
         c->fd = -1;
-        return -1;
+        if (err == EAGAIN || err == EINPROGRESS || err == ETIMEDOUT) {
+            conn_timed_out(c);
+            return RQ_TIMEOUT;
+        }
+        warn("%s: cannot connect: %s", path, strerror(err));
+        return RQ_BROKEN;
     }
     return 0;
 }
@@ -109,6 +137,7 @@ static void conn_close(struct conn *c)
     c->fd = -1;
 }
 
+/* 0, RQ_BROKEN (EOF or error) or RQ_TIMEOUT. */
 static int conn_fill(struct conn *c)
 {
     if (c->at == c->have)
@@ -118,18 +147,23 @@ static int conn_fill(struct conn *c)
         c->have -= c->at;
         c->at = 0;
     }
-    ssize_t n;
-    do
-        n = recv(c->fd, c->buf + c->have, sizeof(c->buf) - c->have, 0);
-    while (n < 0 && errno == EINTR);
-    if (n <= 0)
-        return -1;
-    c->have += (size_t)n;
-    return 0;
+    for (;;) {
+        int rc = conn_wait(c, POLLIN);
+        if (rc)
+            return rc;
+        ssize_t n = recv(c->fd, c->buf + c->have, sizeof(c->buf) - c->have, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        if (n <= 0)
+            return RQ_BROKEN;
+        c->have += (size_t)n;
+        return 0;
+    }
 }
 
 /* Sends one request; on "ok", *out gets the malloc'd NUL-terminated payload and 0 is returned;
- * on "err", the positive errno; on a broken connection or protocol, -1 (already reported). */
+ * on "err", the positive errno; on a broken connection or protocol RQ_BROKEN, past the deadline
+ * RQ_TIMEOUT (both already reported). */
 static int request(struct conn *c, char **out, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int request(struct conn *c, char **out, const char *fmt, ...)
@@ -141,16 +175,19 @@ static int request(struct conn *c, char **out, const char *fmt, ...)
     va_end(ap);
     if (n < 0 || n >= UZ_CTL_LINE_MAX) {
         warn("request too long");
-        return -1;
+        return RQ_BROKEN;
     }
     line[n++] = '\n';
+    int rc = 0;
     for (int sent = 0; sent < n;) {
-        ssize_t w = send(c->fd, line + sent, (size_t)(n - sent), MSG_NOSIGNAL);
-        if (w < 0 && errno == EINTR)
+        if ((rc = conn_wait(c, POLLOUT)))
+            goto failed;
+        ssize_t w = send(c->fd, line + sent, (size_t)(n - sent), MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (w < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (w <= 0) {
             warn("%s: send: %s", c->path, strerror(errno));
-            return -1;
+            return RQ_BROKEN;
         }
         sent += (int)w;
     }
@@ -158,8 +195,8 @@ static int request(struct conn *c, char **out, const char *fmt, ...)
     /* The status line. */
     char *nl;
     while (!(nl = memchr(c->buf + c->at, '\n', c->have - c->at)))
-        if (conn_fill(c) < 0)
-            goto broken;
+        if ((rc = conn_fill(c)))
+            goto failed;
     *nl = '\0';
     char *status = c->buf + c->at;
     c->at = (size_t)(nl + 1 - c->buf);
@@ -169,13 +206,13 @@ static int request(struct conn *c, char **out, const char *fmt, ...)
         char *p = malloc(len + 1);
         if (!p) {
             warn("out of memory");
-            return -1;
+            return RQ_BROKEN;
         }
         size_t got = 0;
         while (got < len) {
-            if (c->at == c->have && conn_fill(c) < 0) {
+            if (c->at == c->have && (rc = conn_fill(c))) {
                 free(p);
-                goto broken;
+                goto failed;
             }
             size_t k = c->have - c->at;
             if (k > len - got)
@@ -194,10 +231,19 @@ static int request(struct conn *c, char **out, const char *fmt, ...)
     if (sscanf(status, "err %d", &err) == 1 && err > 0)
         return err;
     warn("%s: unexpected reply '%.60s'", c->path, status);
-    return -1;
-broken:
-    warn("%s: connection closed by the device", c->path);
-    return -1;
+    return RQ_BROKEN;
+failed:
+    if (rc == RQ_TIMEOUT)
+        conn_timed_out(c);
+    else
+        warn("%s: connection closed by the device", c->path);
+    return rc;
+}
+
+/* The exit status for a request's result. */
+static int status_of(int rc)
+{
+    return rc == 0 ? 0 : rc > 0 ? EXIT_REFUSED : rc == RQ_TIMEOUT ? EXIT_TIMEOUT : EXIT_UNREACHABLE;
 }
 
 /* ---- output helpers ---- */
@@ -279,21 +325,111 @@ static const char *refusal(int err)
 
 /* ---- the table ---- */
 
+/* One device: what its attributes say. */
 struct row {
     const char *name;
     char algorithm[32];
-    uint64_t disksize, data, compr, total, streams;
+    uint64_t disksize, streams;
+    uint64_t mm[9]; /* mm_stat, in the kernel's order (enum mm) */
 };
+
+enum mm {
+    MM_ORIG_DATA_SIZE,
+    MM_COMPR_DATA_SIZE,
+    MM_MEM_USED_TOTAL,
+    MM_MEM_LIMIT,
+    MM_MEM_USED_MAX,
+    MM_SAME_PAGES,
+    MM_PAGES_COMPACTED,
+    MM_HUGE_PAGES,
+    MM_HUGE_PAGES_SINCE,
+};
+
+enum col_kind { COL_TEXT, COL_SIZE, COL_NUMBER, COL_RATIO };
+
+/* zramctl(8)'s columns (same names and meanings; no MOUNTPOINT) plus HUGE-PAGES. */
+static const struct column {
+    const char *name, *json, *help;
+    enum col_kind kind;
+} columns[] = {
+    {"NAME", "name", "the device's ctl socket", COL_TEXT},
+    {"DISKSIZE", "disksize", "limit on the uncompressed amount of data", COL_SIZE},
+    {"DATA", "data", "uncompressed size of stored data", COL_SIZE},
+    {"COMPR", "compr", "compressed size of stored data", COL_SIZE},
+    {"ALGORITHM", "algorithm", "the selected compression algorithm", COL_TEXT},
+    {"STREAMS", "streams", "number of concurrent compress operations", COL_NUMBER},
+    {"ZERO-PAGES", "zero-pages", "empty pages with no allocated memory", COL_NUMBER},
+    {"TOTAL", "total", "all memory including allocator fragmentation and metadata overhead",
+     COL_SIZE},
+    {"MEM-LIMIT", "mem-limit", "memory limit used to store compressed data", COL_SIZE},
+    {"MEM-USED", "mem-used", "memory the device has used at most to store compressed data",
+     COL_SIZE},
+    {"MIGRATED", "migrated", "number of pool pages freed by compaction", COL_NUMBER},
+    {"HUGE-PAGES", "huge-pages", "incompressible pages stored raw", COL_NUMBER},
+    {"COMP-RATIO", "comp-ratio", "compression ratio: DATA/TOTAL", COL_RATIO},
+};
+#define NCOLUMNS (int)(sizeof(columns) / sizeof(columns[0]))
+enum {
+    C_NAME,
+    C_DISKSIZE,
+    C_DATA,
+    C_COMPR,
+    C_ALGORITHM,
+    C_STREAMS,
+    C_ZERO_PAGES,
+    C_TOTAL,
+    C_MEM_LIMIT,
+    C_MEM_USED,
+    C_MIGRATED,
+    C_HUGE_PAGES,
+    C_COMP_RATIO
+};
+static const int default_columns[] = {C_NAME,  C_ALGORITHM, C_DISKSIZE, C_DATA,
+                                      C_COMPR, C_TOTAL,     C_STREAMS,  C_COMP_RATIO};
+
+static int out_cols[NCOLUMNS * 4]; /* the columns to print, in order (repeats allowed) */
+static int n_out_cols;
+static bool opt_noheadings, opt_raw;
+
+/* Parses -o LIST ("NAME,DATA" or "+ZERO-PAGES" to add to the defaults). false: bad name. */
+static bool parse_columns(const char *list)
+{
+    if (*list == '+')
+        list++;
+    else
+        n_out_cols = 0;
+    while (*list) {
+        size_t len = strcspn(list, ",");
+        int found = -1;
+        for (int k = 0; k < NCOLUMNS && found < 0; k++)
+            if (strlen(columns[k].name) == len && !strncasecmp(columns[k].name, list, len))
+                found = k;
+        if (found < 0) {
+            warn("unknown column: %.*s", (int)len, list);
+            return false;
+        }
+        if (n_out_cols == (int)(sizeof(out_cols) / sizeof(out_cols[0]))) {
+            warn("too many columns");
+            return false;
+        }
+        out_cols[n_out_cols++] = found;
+        list += len;
+        if (*list == ',')
+            list++;
+    }
+    return true;
+}
 
 static int fetch_row(const char *path, struct row *r)
 {
     struct conn c;
-    if (conn_open(&c, path) < 0)
-        return EXIT_UNREACHABLE;
     memset(r, 0, sizeof(*r));
     r->name = path;
+    int rc = conn_open(&c, path);
+    if (rc)
+        return status_of(rc);
     char *alg = NULL, *size = NULL, *mm = NULL, *streams = NULL;
-    int rc = request(&c, &alg, "get comp_algorithm");
+    rc = request(&c, &alg, "get comp_algorithm");
     if (rc == 0)
         rc = request(&c, &size, "get disksize");
     if (rc == 0)
@@ -301,26 +437,23 @@ static int fetch_row(const char *path, struct row *r)
     if (rc == 0)
         rc = request(&c, &streams, "get max_comp_streams");
     conn_close(&c);
-    int status = 0;
+    int status = status_of(rc);
     if (rc > 0) {
         warn("%s: %s", path, refusal(rc));
-        status = EXIT_REFUSED;
-    } else if (rc < 0) {
-        status = EXIT_UNREACHABLE;
-    } else {
+    } else if (rc == 0) {
         /* comp_algorithm reads "lzo [lz4] zstd": the selected one is bracketed. */
         char *open = strchr(alg, '['), *close = open ? strchr(open, ']') : NULL;
         if (open && close && close - open - 1 < (long)sizeof(r->algorithm))
             snprintf(r->algorithm, sizeof(r->algorithm), "%.*s", (int)(close - open - 1), open + 1);
-        unsigned long long d = 0, cd = 0, t = 0;
-        if (!parse_u64(size, &r->disksize) || sscanf(mm, "%llu %llu %llu", &d, &cd, &t) != 3 ||
-            !parse_u64(streams, &r->streams)) {
+        unsigned long long v[9] = {0};
+        int got = sscanf(mm, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
+                         &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]);
+        if (!parse_u64(size, &r->disksize) || got < 8 || !parse_u64(streams, &r->streams)) {
             warn("%s: malformed attributes", path);
             status = EXIT_UNREACHABLE;
         }
-        r->data = d;
-        r->compr = cd;
-        r->total = t;
+        for (int k = 0; k < 9; k++)
+            r->mm[k] = v[k];
     }
     free(alg);
     free(size);
@@ -331,12 +464,154 @@ static int fetch_row(const char *path, struct row *r)
 
 static double ratio(const struct row *r)
 {
-    return r->total ? (double)r->data / (double)r->total : 0.0;
+    return r->mm[MM_MEM_USED_TOTAL]
+               ? (double)r->mm[MM_ORIG_DATA_SIZE] / (double)r->mm[MM_MEM_USED_TOTAL]
+               : 0.0;
+}
+
+/* The numeric value of a size or number column. */
+static uint64_t cell_value(const struct row *r, int col)
+{
+    switch (col) {
+    case C_DISKSIZE:
+        return r->disksize;
+    case C_DATA:
+        return r->mm[MM_ORIG_DATA_SIZE];
+    case C_COMPR:
+        return r->mm[MM_COMPR_DATA_SIZE];
+    case C_STREAMS:
+        return r->streams;
+    case C_ZERO_PAGES:
+        return r->mm[MM_SAME_PAGES];
+    case C_TOTAL:
+        return r->mm[MM_MEM_USED_TOTAL];
+    case C_MEM_LIMIT:
+        return r->mm[MM_MEM_LIMIT];
+    case C_MEM_USED:
+        return r->mm[MM_MEM_USED_MAX];
+    case C_MIGRATED:
+        return r->mm[MM_PAGES_COMPACTED];
+    case C_HUGE_PAGES:
+        return r->mm[MM_HUGE_PAGES];
+    default:
+        return 0;
+    }
+}
+
+/* The text of one cell, as the table shows it. */
+static void cell_text(const struct row *r, int col, char *out, size_t len)
+{
+    switch (columns[col].kind) {
+    case COL_TEXT:
+        snprintf(out, len, "%s", col == C_NAME ? r->name : r->algorithm);
+        break;
+    case COL_SIZE:
+        if (opt_bytes)
+            snprintf(out, len, "%" PRIu64, cell_value(r, col));
+        else
+            human_size(cell_value(r, col), out, len);
+        break;
+    case COL_NUMBER:
+        snprintf(out, len, "%" PRIu64, cell_value(r, col));
+        break;
+    case COL_RATIO:
+        if (r->mm[MM_MEM_USED_TOTAL])
+            snprintf(out, len, "%.2f", ratio(r));
+        else
+            snprintf(out, len, "-");
+        break;
+    }
+}
+
+/* libsmartcols' raw output: whitespace, backslashes and control characters as \xHH. */
+static void raw_print(const char *s)
+{
+    for (; *s; s++) {
+        unsigned char ch = (unsigned char)*s;
+        if (ch <= ' ' || ch == '\\' || ch == 0x7f)
+            printf("\\x%02x", ch);
+        else
+            putchar(ch);
+    }
+}
+
+static void print_json(const struct row *rows, int n)
+{
+    printf("{\n   \"uzramctl\": [");
+    for (int i = 0; i < n; i++) {
+        const struct row *r = &rows[i];
+        printf("%s\n      {", i ? "," : "");
+        for (int k = 0; k < n_out_cols; k++) {
+            int col = out_cols[k];
+            printf("%s\"%s\": ", k ? ", " : "", columns[col].json);
+            switch (columns[col].kind) {
+            case COL_TEXT:
+                json_string(col == C_NAME ? r->name : r->algorithm);
+                break;
+            case COL_SIZE: /* always bytes: scripts want numbers */
+            case COL_NUMBER:
+                printf("%" PRIu64, cell_value(r, col));
+                break;
+            case COL_RATIO:
+                if (r->mm[MM_MEM_USED_TOTAL])
+                    printf("%.3f", ratio(r));
+                else
+                    printf("null");
+                break;
+            }
+        }
+        printf("}");
+    }
+    printf("%s]\n}\n", n ? "\n   " : "");
+}
+
+static void print_table(const struct row *rows, int n)
+{
+    typedef char cell[32];
+    cell *text = calloc((size_t)n * (size_t)n_out_cols + 1, sizeof(cell));
+    int w[NCOLUMNS * 4];
+    if (!text) {
+        warn("out of memory");
+        return;
+    }
+    for (int k = 0; k < n_out_cols; k++)
+        w[k] = opt_noheadings ? 0 : (int)strlen(columns[out_cols[k]].name);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < n_out_cols; k++) {
+            char *t = text[i * n_out_cols + k];
+            int col = out_cols[k];
+            if (col == C_NAME) /* names are longer than a cell: printed from the row */
+                t[0] = '\0';
+            else
+                cell_text(&rows[i], col, t, sizeof(cell));
+            int l = (int)strlen(col == C_NAME ? rows[i].name : t);
+            w[k] = l > w[k] ? l : w[k];
+        }
+    for (int i = opt_noheadings ? 0 : -1; i < n; i++) {
+        for (int k = 0; k < n_out_cols; k++) {
+            int col = out_cols[k];
+            const char *t = i < 0           ? columns[col].name
+                            : col == C_NAME ? rows[i].name
+                                            : text[i * n_out_cols + k];
+            if (opt_raw) {
+                if (k)
+                    putchar(' ');
+                raw_print(t);
+            } else if (columns[col].kind == COL_TEXT) {
+                /* left-aligned; the last column is not padded */
+                printf("%s%-*s", k ? " " : "", k == n_out_cols - 1 ? 0 : w[k], t);
+            } else {
+                printf("%s%*s", k ? " " : "", w[k], t);
+            }
+        }
+        putchar('\n');
+    }
+    free(text);
 }
 
 static int cmd_table(char **sockets, int n)
 {
-    struct row *rows = calloc((size_t)n, sizeof(*rows));
+    struct row *rows = calloc((size_t)n + 1, sizeof(*rows));
     int status = 0, good = 0;
     if (!rows) {
         warn("out of memory");
@@ -349,72 +624,47 @@ static int cmd_table(char **sockets, int n)
         else if (s > status)
             status = s;
     }
-    if (opt_json) {
-        printf("{\n   \"uzramctl\": [");
-        for (int i = 0; i < good; i++) {
-            const struct row *r = &rows[i];
-            printf("%s\n      {\"name\": ", i ? "," : "");
-            json_string(r->name);
-            printf(", \"algorithm\": ");
-            json_string(r->algorithm);
-            printf(", \"disksize\": %" PRIu64 ", \"data\": %" PRIu64 ", \"compr\": %" PRIu64
-                   ", \"total\": %" PRIu64 ", \"streams\": %" PRIu64 ", \"comp-ratio\": ",
-                   r->disksize, r->data, r->compr, r->total, r->streams);
-            if (r->total)
-                printf("%.3f}", ratio(r));
-            else
-                printf("null}");
-        }
-        printf("%s]\n}\n", good ? "\n   " : "");
-    } else if (good) {
-        char cell[6][32];
-        const char *head[8] = {"NAME",  "ALGORITHM", "DISKSIZE", "DATA",
-                               "COMPR", "TOTAL",     "STREAMS",  "COMP-RATIO"};
-        int w[8];
-        for (int k = 0; k < 8; k++)
-            w[k] = (int)strlen(head[k]);
-        char(*text)[6][32] = calloc((size_t)good, sizeof(*text));
-        if (!text) {
-            free(rows);
-            return EXIT_UNREACHABLE;
-        }
-        for (int i = 0; i < good; i++) {
-            const struct row *r = &rows[i];
-            uint64_t v[4] = {r->disksize, r->data, r->compr, r->total};
-            for (int k = 0; k < 4; k++) {
-                if (opt_bytes)
-                    snprintf(cell[k], sizeof(cell[k]), "%" PRIu64, v[k]);
-                else
-                    human_size(v[k], cell[k], sizeof(cell[k]));
-            }
-            snprintf(cell[4], sizeof(cell[4]), "%" PRIu64, r->streams);
-            if (r->total)
-                snprintf(cell[5], sizeof(cell[5]), "%.2f", ratio(r));
-            else
-                snprintf(cell[5], sizeof(cell[5]), "-");
-            memcpy(text[i], cell, sizeof(cell));
-            int l0 = (int)strlen(r->name), l1 = (int)strlen(r->algorithm);
-            w[0] = l0 > w[0] ? l0 : w[0];
-            w[1] = l1 > w[1] ? l1 : w[1];
-            for (int k = 0; k < 6; k++) {
-                int l = (int)strlen(cell[k]);
-                w[k + 2] = l > w[k + 2] ? l : w[k + 2];
-            }
-        }
-        printf("%-*s %-*s", w[0], head[0], w[1], head[1]);
-        for (int k = 2; k < 8; k++)
-            printf(" %*s", w[k], head[k]);
-        putchar('\n');
-        for (int i = 0; i < good; i++) {
-            printf("%-*s %-*s", w[0], rows[i].name, w[1], rows[i].algorithm);
-            for (int k = 0; k < 6; k++)
-                printf(" %*s", w[k + 2], text[i][k]);
-            putchar('\n');
-        }
-        free(text);
-    }
+    if (opt_json)
+        print_json(rows, good);
+    else if (good)
+        print_table(rows, good);
     free(rows);
     return status;
+}
+
+/* ---- setup: -r, -s, -a, -p (zramctl's) ---- */
+
+/* zramctl's order: reset first (-r alone, or -s, which sets a device up afresh), then the
+ * algorithm, its parameters, and the disk size. */
+static int cmd_setup(const char *path, bool reset, const char *size, const char *algorithm,
+                     const char *params)
+{
+    struct conn c;
+    int rc = conn_open(&c, path);
+    if (rc)
+        return status_of(rc);
+    const struct {
+        const char *attr, *value;
+    } steps[] = {
+        {"reset", reset || size ? "1" : NULL},
+        {"comp_algorithm", algorithm},
+        {"algorithm_params", params},
+        {"disksize", size},
+    };
+    for (size_t i = 0; rc == 0 && i < sizeof(steps) / sizeof(steps[0]); i++) {
+        if (!steps[i].value)
+            continue;
+        if (strchr(steps[i].value, '\n')) {
+            warn("%s: the value may not contain a newline", steps[i].attr);
+            conn_close(&c);
+            return EXIT_USAGE;
+        }
+        rc = request(&c, NULL, "set %s %s", steps[i].attr, steps[i].value);
+        if (rc > 0)
+            warn("%s: set %s %s: %s", path, steps[i].attr, steps[i].value, refusal(rc));
+    }
+    conn_close(&c);
+    return status_of(rc);
 }
 
 /* ---- get, set, list ---- */
@@ -447,7 +697,7 @@ static int cmd_get(struct conn *c, const char *attr)
     if (rc) {
         if (rc > 0)
             warn("get %s: %s", attr, refusal(rc));
-        return rc > 0 ? EXIT_REFUSED : EXIT_UNREACHABLE;
+        return status_of(rc);
     }
     if (!opt_json) {
         fputs(text, stdout);
@@ -492,7 +742,7 @@ static int cmd_set(struct conn *c, const char *attr, char **words, int n)
     int rc = request(c, NULL, "set %s %s", attr, value);
     if (rc > 0)
         warn("set %s %s: %s", attr, value, refusal(rc));
-    return rc > 0 ? EXIT_REFUSED : rc < 0 ? EXIT_UNREACHABLE : 0;
+    return status_of(rc);
 }
 
 static int cmd_list(struct conn *c)
@@ -502,7 +752,7 @@ static int cmd_list(struct conn *c)
     if (rc) {
         if (rc > 0)
             warn("list: %s", refusal(rc));
-        return rc > 0 ? EXIT_REFUSED : EXIT_UNREACHABLE;
+        return status_of(rc);
     }
     if (!opt_json) {
         fputs(text, stdout);
@@ -525,54 +775,171 @@ static int cmd_list(struct conn *c)
     return 0;
 }
 
+static void usage(FILE *f)
+{
+    fprintf(f, "Usage:\n"
+               "  uzramctl [options] [SOCKET...]\n"
+               "  uzramctl [-s SIZE] [-a ALGORITHM] [-p PARAMS] SOCKET\n"
+               "  uzramctl -r SOCKET...\n"
+               "  uzramctl [options] [--socket PATH] get ATTR\n"
+               "  uzramctl [options] [--socket PATH] set ATTR VALUE...\n"
+               "  uzramctl [options] [--socket PATH] list\n"
+               "\n"
+               "Shows and sets up uzram devices served by nbdkit-uzram-plugin with ctl=SOCKET,\n"
+               "as zramctl does for /dev/zramN.\n"
+               "\n"
+               "Options:\n"
+               "  -a, --algorithm ALGO        set the compression algorithm (set comp_algorithm)\n"
+               "  -p, --algorithm-params P    set its parameters (set algorithm_params)\n"
+               "  -s, --size SIZE             reset the device, then set its disk size (with -a\n"
+               "                              and -p between the two, as zramctl does)\n"
+               "  -r, --reset                 reset the device (set reset 1)\n"
+               "  -o, --output LIST           columns to show (NAME,DATA,... or +COLUMN to add)\n"
+               "      --output-all            every column\n"
+               "  -n, --noheadings            no header line\n"
+               "      --raw                   unaligned output, one space between columns\n"
+               "  -b, --bytes                 sizes in bytes rather than in human-readable form\n"
+               "  -J, --json                  JSON output\n"
+               "      --socket PATH           the device's ctl socket (default: the SOCKET\n"
+               "                              arguments, else $UZRAMCTL_SOCKET, else every\n"
+               "                              " DEFAULT_GLOB ")\n"
+               "  -t, --timeout SECONDS       give up on a device that has not answered after\n"
+               "                              SECONDS (default 5)\n"
+               "  -h, --help                  this help\n"
+               "  -V, --version               the version\n"
+               "\n"
+               "Columns:\n");
+    for (int k = 0; k < NCOLUMNS; k++)
+        fprintf(f, "  %-11s  %s\n", columns[k].name, columns[k].help);
+    fprintf(f, "\n"
+               "Attributes have the kernel zram names and formats: disksize, comp_algorithm,\n"
+               "algorithm_params, mem_limit, mem_used_max, mm_stat, io_stat, debug_stat,\n"
+               "max_comp_streams, pool_stat, initstate; write-only: compact, reset.\n"
+               "\n"
+               "Exit status: 0 success, 1 the device refused the request, 2 usage error,\n"
+               "3 no device could be reached, 4 a device did not answer within the timeout.\n");
+}
+
+static bool is_command(const char *w)
+{
+    return !strcmp(w, "get") || !strcmp(w, "set") || !strcmp(w, "list");
+}
+
 int main(int argc, char **argv)
 {
-    static const struct option longopts[] = {
-        {"socket", required_argument, NULL, 's'}, {"bytes", no_argument, NULL, 'b'},
-        {"json", no_argument, NULL, 'J'},         {"help", no_argument, NULL, 'h'},
-        {"version", no_argument, NULL, 'V'},      {NULL, 0, NULL, 0}};
+    enum { OPT_OUTPUT_ALL = 256, OPT_RAW, OPT_SOCKET };
+    static const struct option longopts[] = {{"algorithm", required_argument, NULL, 'a'},
+                                             {"algorithm-params", required_argument, NULL, 'p'},
+                                             {"size", required_argument, NULL, 's'},
+                                             {"reset", no_argument, NULL, 'r'},
+                                             {"output", required_argument, NULL, 'o'},
+                                             {"output-all", no_argument, NULL, OPT_OUTPUT_ALL},
+                                             {"noheadings", no_argument, NULL, 'n'},
+                                             {"raw", no_argument, NULL, OPT_RAW},
+                                             {"bytes", no_argument, NULL, 'b'},
+                                             {"json", no_argument, NULL, 'J'},
+                                             {"socket", required_argument, NULL, OPT_SOCKET},
+                                             {"timeout", required_argument, NULL, 't'},
+                                             {"help", no_argument, NULL, 'h'},
+                                             {"version", no_argument, NULL, 'V'},
+                                             {NULL, 0, NULL, 0}};
     char **sockets = calloc((size_t)argc + 1, sizeof(char *));
     int nsockets = 0, opt;
+    const char *size = NULL, *algorithm = NULL, *params = NULL;
+    bool reset = false;
     if (!sockets)
         return EXIT_UNREACHABLE;
-    /* '+': options end at the subcommand, so "set mem_limit -1" passes -1 through. */
-    while ((opt = getopt_long(argc, argv, "+s:bJhV", longopts, NULL)) != -1) {
-        switch (opt) {
-        case 's':
-            sockets[nsockets++] = optarg;
-            break;
-        case 'b':
-            opt_bytes = true;
-            break;
-        case 'J':
-            opt_json = true;
-            break;
-        case 'h':
-            usage(stdout);
-            return 0;
-        case 'V':
-            printf("uzramctl from uzram %s (ctl protocol %d)\n", UZ_VERSION_STRING, UZ_CTL_PROTO);
-            return 0;
-        default:
-            usage(stderr);
-            return EXIT_USAGE;
+    memcpy(out_cols, default_columns, sizeof(default_columns));
+    n_out_cols = (int)(sizeof(default_columns) / sizeof(default_columns[0]));
+    /* '+': options end at the command, so "set mem_limit -1" passes -1 through; a SOCKET
+     * argument before it does not end them ("uzramctl /run/uzram/a.ctl -o NAME"). */
+    for (;;) {
+        while ((opt = getopt_long(argc, argv, "+a:p:s:ro:nbJt:hV", longopts, NULL)) != -1) {
+            switch (opt) {
+            case 'a':
+                algorithm = optarg;
+                break;
+            case 'p':
+                params = optarg;
+                break;
+            case 's':
+                size = optarg;
+                break;
+            case 'r':
+                reset = true;
+                break;
+            case 'o':
+                if (!parse_columns(optarg))
+                    return EXIT_USAGE;
+                break;
+            case OPT_OUTPUT_ALL:
+                for (n_out_cols = 0; n_out_cols < NCOLUMNS; n_out_cols++)
+                    out_cols[n_out_cols] = n_out_cols;
+                break;
+            case 'n':
+                opt_noheadings = true;
+                break;
+            case OPT_RAW:
+                opt_raw = true;
+                break;
+            case 'b':
+                opt_bytes = true;
+                break;
+            case 'J':
+                opt_json = true;
+                break;
+            case OPT_SOCKET:
+                sockets[nsockets++] = optarg;
+                break;
+            case 't': {
+                char *end;
+                errno = 0;
+                opt_timeout = strtod(optarg, &end);
+                if (errno || end == optarg || *end || !(opt_timeout > 0) || opt_timeout > 1e6) {
+                    warn("--timeout %s: not a number of seconds above 0", optarg);
+                    return EXIT_USAGE;
+                }
+                break;
+            }
+            case 'h':
+                usage(stdout);
+                return 0;
+            case 'V':
+                printf("uzramctl from uzram %s (ctl protocol %d)\n", UZ_VERSION_STRING,
+                       UZ_CTL_PROTO);
+                return 0;
+            default:
+                usage(stderr);
+                return EXIT_USAGE;
+            }
         }
+        /* A SOCKET is a path: another word is a command (or a mistyped one). */
+        if (optind >= argc || is_command(argv[optind]) ||
+            (!strchr(argv[optind], '/') && !strstr(argv[optind], ".ctl")))
+            break;
+        sockets[nsockets++] = argv[optind++];
     }
     const char *cmd = optind < argc ? argv[optind] : NULL;
     int nargs = cmd ? argc - optind - 1 : 0;
     char **args = argv + optind + 1;
     if (cmd && !((!strcmp(cmd, "get") && nargs == 1) || (!strcmp(cmd, "set") && nargs >= 2) ||
                  (!strcmp(cmd, "list") && nargs == 0))) {
-        warn(!strcmp(cmd, "get") || !strcmp(cmd, "set") || !strcmp(cmd, "list")
-                 ? "%s: wrong number of arguments"
-                 : "unknown command '%s'",
-             cmd);
+        warn(is_command(cmd) ? "%s: wrong number of arguments" : "unknown command '%s'", cmd);
         usage(stderr);
+        return EXIT_USAGE;
+    }
+    bool setup = size || algorithm || params;
+    if ((setup || reset) && cmd) {
+        warn("%s: not with -s, -a, -p or -r", cmd);
+        return EXIT_USAGE;
+    }
+    if (reset && setup) {
+        warn("--reset and --size, --algorithm, --algorithm-params are mutually exclusive");
         return EXIT_USAGE;
     }
 
     glob_t g = {0};
-    if (!nsockets) {
+    if (!nsockets && !setup && !reset) {
         const char *env = getenv("UZRAMCTL_SOCKET");
         if (env && *env) {
             sockets[nsockets++] = (char *)env;
@@ -582,8 +949,24 @@ int main(int argc, char **argv)
             nsockets = (int)g.gl_pathc;
         }
     }
-    int status;
-    if (!cmd) {
+    int status = 0;
+    if (reset) {
+        if (!nsockets) {
+            warn("--reset: name the devices (SOCKET arguments or --socket)");
+            status = EXIT_USAGE;
+        }
+        for (int i = 0; i < nsockets; i++) { /* like zramctl -r, every device named */
+            int s = cmd_setup(sockets[i], true, NULL, NULL, NULL);
+            status = s > status ? s : status;
+        }
+    } else if (setup) {
+        if (nsockets != 1) {
+            warn("-s, -a, -p: name exactly one device (SOCKET argument or --socket)");
+            status = EXIT_USAGE;
+        } else {
+            status = cmd_setup(sockets[0], false, size, algorithm, params);
+        }
+    } else if (!cmd) {
         status = nsockets ? cmd_table(sockets, nsockets) : 0; /* no devices: empty, like zramctl */
         if (!nsockets && opt_json)
             printf("{\n   \"uzramctl\": []\n}\n");
@@ -594,8 +977,9 @@ int main(int argc, char **argv)
         status = nsockets ? EXIT_USAGE : EXIT_UNREACHABLE;
     } else {
         struct conn c;
-        if (conn_open(&c, sockets[0]) < 0) {
-            status = EXIT_UNREACHABLE;
+        int rc = conn_open(&c, sockets[0]);
+        if (rc) {
+            status = status_of(rc);
         } else {
             if (!strcmp(cmd, "get"))
                 status = cmd_get(&c, args[0]);

@@ -11,11 +11,21 @@ need nbdinfo nbdsh python3
 # ---- --dump-plugin, --help, configuration errors
 dump=$(nbdkit "$UZ_PLUGIN" --dump-plugin)
 help=$(nbdkit "$UZ_PLUGIN" --help)
-for key in size algorithm level mem_limit workers ctl; do
+for key in size algorithm level mem_limit workers ctl parallel; do
     echo "$dump" | grep -q "^uzram_key_$key=" || fail "--dump-plugin does not describe $key"
     echo "$help" | grep -q "^$key=" || fail "--help does not describe $key"
 done
-echo "$dump" | grep -q '^thread_model=parallel$' || fail "thread model is not parallel"
+# parallel=auto: serialized per connection where nbdkit aborts on abrupt disconnects (nbd_abort.sh)
+echo "$dump" | grep -q '^max_thread_model=parallel$' || fail "max thread model is not parallel"
+if echo "$dump" | grep -q '^uzram_nbdkit_aborts_on_disconnect=1$'; then
+    echo "$dump" | grep -q '^thread_model=serialize_requests$' || fail "auto: not serialized"
+else
+    echo "$dump" | grep -q '^thread_model=parallel$' || fail "auto: thread model is not parallel"
+fi
+nbdkit "$UZ_PLUGIN" size=1M parallel=on --dump-plugin | grep -q '^thread_model=parallel$' ||
+    fail "parallel=on"
+nbdkit "$UZ_PLUGIN" size=1M parallel=off --dump-plugin |
+    grep -q '^thread_model=serialize_requests$' || fail "parallel=off"
 echo "$dump" | grep -q '^uzram_algorithms=.*zstd' || fail "no algorithm list"
 
 bad() { # expected-message args...: nbdkit must refuse to start and say why
@@ -31,6 +41,7 @@ bad "unknown algorithm" size=1M algorithm=snappy
 bad "out of range" size=1M algorithm=zstd level=99
 bad "could not parse" size=1Q
 bad "unknown parameter" size=1M colour=blue
+bad "could not decipher\|boolean" size=1M parallel=maybe
 touch "$tmp/notasocket"
 bad "not a socket\|exists" size=1M ctl="$tmp/notasocket"
 
@@ -78,31 +89,62 @@ assert d["algorithm"] == "lz4" and d["disksize"] == 64 << 20, d
 assert d["data"] >= 2 << 20 and 0 < d["total"] < d["data"] and d["comp-ratio"] > 1, d
 '
 UZRAMCTL_SOCKET=$ctl "$UZRAMCTL" get disksize | grep -qx 67108864 || fail "get disksize"
-"$UZRAMCTL" -s "$ctl" get comp_algorithm | grep -q '\[lz4\]' || fail "get comp_algorithm"
-"$UZRAMCTL" -s "$ctl" get mm_stat | awk '{ exit !($1 >= 2097152 && NF >= 9) }' || fail "mm_stat"
-"$UZRAMCTL" -s "$ctl" get pool_stat >/dev/null || fail "get pool_stat"
-"$UZRAMCTL" -s "$ctl" --json get mm_stat | python3 -c '
+# zramctl's interface: -o, --output-all, -n, --raw, -b, the extra columns.
+"$UZRAMCTL" --output-all "$ctl" >"$tmp/all"
+head -1 "$tmp/all" | grep -q "^NAME *DISKSIZE *DATA *COMPR *ALGORITHM *STREAMS *ZERO-PAGES *TOTAL \
+*MEM-LIMIT *MEM-USED *MIGRATED *HUGE-PAGES *COMP-RATIO$" || { cat "$tmp/all"; fail "--output-all"; }
+set -- $("$UZRAMCTL" -b --raw -n -o name,disksize,zero-pages,mem-limit,mem-used,huge-pages,data "$ctl")
+[ "$1 $2 $4" = "$ctl 67108864 0" ] || fail "--raw -n -b -o: $*"
+mm=$("$UZRAMCTL" --socket "$ctl" get mm_stat)
+[ "$3 $5 $6 $7" = "$(echo $mm | awk '{print $6, $5, $8, $1}')" ] ||
+    fail "ZERO-PAGES MEM-USED HUGE-PAGES DATA ($*) do not match mm_stat ($mm)"
+[ "$3" -ge 256 ] || fail "ZERO-PAGES: the zeroed MiB is $3 pages"
+[ "$("$UZRAMCTL" -n -o +MEM-LIMIT "$ctl" | awk '{print NF}')" = 9 ] || fail "-o +COLUMN"
+"$UZRAMCTL" -o DATA,BOGUS "$ctl" >/dev/null 2>&1 && fail "-o with an unknown column"
+"$UZRAMCTL" -J -o name,huge-pages "$ctl" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["uzramctl"][0]
+assert sorted(d) == ["huge-pages", "name"] and d["huge-pages"] >= 0, d
+'
+# -t: a server that accepts and never answers is given up on, exit status 4.
+python3 -c '
+import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.bind(sys.argv[1]); s.listen(1)
+c, _ = s.accept(); time.sleep(10)
+' "$tmp/mute.ctl" &
+mute=$!
+while [ ! -S "$tmp/mute.ctl" ]; do sleep 0.05; done
+t0=$(date +%s%N)
+rc=0; "$UZRAMCTL" -t 0.5 "$tmp/mute.ctl" 2>"$tmp/err" || rc=$?
+t1=$(date +%s%N)
+kill $mute 2>/dev/null || true
+[ $rc = 4 ] && grep -q "no answer within" "$tmp/err" || fail "timeout: rc $rc $(cat "$tmp/err")"
+[ $(((t1 - t0) / 1000000)) -lt 2000 ] || fail "-t 0.5 took $(((t1 - t0) / 1000000)) ms"
+"$UZRAMCTL" --socket "$ctl" get comp_algorithm | grep -q '\[lz4\]' || fail "get comp_algorithm"
+"$UZRAMCTL" --socket "$ctl" get mm_stat | awk '{ exit !($1 >= 2097152 && NF >= 9) }' || fail "mm_stat"
+"$UZRAMCTL" --socket "$ctl" get pool_stat >/dev/null || fail "get pool_stat"
+"$UZRAMCTL" --socket "$ctl" --json get mm_stat | python3 -c '
 import json, sys
 d = json.load(sys.stdin)
 assert d["fields"]["orig_data_size"] >= 2 << 20, d
 '
-"$UZRAMCTL" -s "$ctl" set mem_limit 100M || fail "set mem_limit"
-[ "$("$UZRAMCTL" -s "$ctl" get mem_limit)" = 104857600 ] || fail "mem_limit did not stick"
-"$UZRAMCTL" -s "$ctl" set mem_limit 0
-"$UZRAMCTL" -s "$ctl" set compact 1 || fail "set compact"
-"$UZRAMCTL" -s "$ctl" list | grep -qx "mm_stat r" || fail "list"
-"$UZRAMCTL" -s "$ctl" --json list | python3 -c 'import json, sys; json.load(sys.stdin)'
-rc=0; "$UZRAMCTL" -s "$ctl" get no_such_attr 2>"$tmp/err" || rc=$?
+"$UZRAMCTL" --socket "$ctl" set mem_limit 100M || fail "set mem_limit"
+[ "$("$UZRAMCTL" --socket "$ctl" get mem_limit)" = 104857600 ] || fail "mem_limit did not stick"
+"$UZRAMCTL" --socket "$ctl" set mem_limit 0
+"$UZRAMCTL" --socket "$ctl" set compact 1 || fail "set compact"
+"$UZRAMCTL" --socket "$ctl" list | grep -qx "mm_stat r" || fail "list"
+"$UZRAMCTL" --socket "$ctl" --json list | python3 -c 'import json, sys; json.load(sys.stdin)'
+rc=0; "$UZRAMCTL" --socket "$ctl" get no_such_attr 2>"$tmp/err" || rc=$?
 [ $rc = 1 ] && grep -q "no such attribute" "$tmp/err" || fail "get unknown: rc $rc"
-rc=0; "$UZRAMCTL" -s "$ctl" set disksize 1G 2>"$tmp/err" || rc=$?
+rc=0; "$UZRAMCTL" --socket "$ctl" set disksize 1G 2>"$tmp/err" || rc=$?
 [ $rc = 1 ] && grep -q "busy" "$tmp/err" || fail "set disksize while in use: rc $rc"
-rc=0; "$UZRAMCTL" -s "$ctl" get reset 2>/dev/null || rc=$?
+rc=0; "$UZRAMCTL" --socket "$ctl" get reset 2>/dev/null || rc=$?
 [ $rc = 1 ] || fail "get write-only: rc $rc"
-rc=0; "$UZRAMCTL" -s "$ctl" frobnicate 2>/dev/null || rc=$?
+rc=0; "$UZRAMCTL" --socket "$ctl" frobnicate 2>/dev/null || rc=$?
 [ $rc = 2 ] || fail "unknown command: rc $rc"
-rc=0; "$UZRAMCTL" -s "$ctl" get 2>/dev/null || rc=$?
+rc=0; "$UZRAMCTL" --socket "$ctl" get 2>/dev/null || rc=$?
 [ $rc = 2 ] || fail "get without ATTR: rc $rc"
-rc=0; "$UZRAMCTL" -s "$tmp/nothing.ctl" get mm_stat 2>/dev/null || rc=$?
+rc=0; "$UZRAMCTL" --socket "$tmp/nothing.ctl" get mm_stat 2>/dev/null || rc=$?
 [ $rc = 3 ] || fail "missing socket: rc $rc"
 # A raw client speaking the protocol badly is answered, and the server lives on.
 python3 - "$ctl" <<'PY'
@@ -116,11 +158,28 @@ assert data.startswith(b"err "), data
 assert b"ok " in data and b"uzram-ctl 1" in data, data
 s.sendall(b"x" * 5000)
 PY
-"$UZRAMCTL" -s "$ctl" get initstate | grep -qx 1 || fail "ctl died after a bad client"
+"$UZRAMCTL" --socket "$ctl" get initstate | grep -qx 1 || fail "ctl died after a bad client"
 
-# reset through ctl: the device empties, then new connections see the new size.
-"$UZRAMCTL" -s "$ctl" set reset 1
-"$UZRAMCTL" -s "$ctl" set disksize 8M
+# reset through ctl is refused while an NBD client is connected (as the kernel refuses to reset
+# an open zram device), then empties the device; new connections see the new size.
+UZ_CTL=$ctl nbdsh -u "$uri" -c '
+import os, subprocess
+ctl = [os.environ["UZRAMCTL"], "--socket", os.environ["UZ_CTL"], "set", "reset"]
+r = subprocess.run(ctl + ["1"], capture_output=True, text=True)
+assert r.returncode == 1 and "busy" in r.stderr, r
+r = subprocess.run(ctl + ["0"], capture_output=True, text=True)
+assert "busy" not in r.stderr, r     # "0" is no reset: the library answers EINVAL
+assert h.pread(4096, 0)[:4] == b"line"                  # the data is still there
+'
+"$UZRAMCTL" -r "$ctl" || fail "reset (-r) after the client left"
+[ "$("$UZRAMCTL" --socket "$ctl" get initstate)" = 0 ] || fail "-r did not reset"
+"$UZRAMCTL" -s 16M -a zstd "$ctl" || fail "-s 16M -a zstd"
+"$UZRAMCTL" --socket "$ctl" get comp_algorithm | grep -q '\[zstd\]' || fail "-a zstd"
+[ "$("$UZRAMCTL" --socket "$ctl" get disksize)" = 16777216 ] || fail "-s 16M"
+rc=0; "$UZRAMCTL" -r -s 1M "$ctl" 2>/dev/null || rc=$?
+[ $rc = 2 ] || fail "-r with -s: rc $rc"
+"$UZRAMCTL" --socket "$ctl" set reset 1
+"$UZRAMCTL" --socket "$ctl" set disksize 8M
 [ "$(nbdinfo --size "$uri")" = 8388608 ] || fail "size after reset + disksize"
 nbdinfo --map "$uri" | grep -q "^ *0 *8388608 *3" || fail "map after reset"
 stop main

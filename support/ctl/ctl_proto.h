@@ -11,15 +11,24 @@
  * Each reply is either
  *   "ok LEN\n" followed by exactly LEN bytes of payload (empty for set), or
  *   "err ERRNO MESSAGE\n" with ERRNO a positive errno value and MESSAGE its strerror text.
- * A connection carries any number of request/reply pairs; the server closes it at EOF, after a
- * line that is too long, or after UZ_CTL_IDLE_MS without a complete request.
+ * A connection carries any number of request/reply pairs, answered in order, one at a time: the
+ * server reads the next request only once the previous reply is sent.
+ *
+ * Bounds (the server serves every client at once, none can hold it up):
+ *   - each request line must arrive whole within UZ_CTL_DEADLINE_MS of the connection or of the
+ *     previous reply, and each reply must be taken by the client within UZ_CTL_DEADLINE_MS of
+ *     being ready: absolute deadlines, which trickling bytes do not extend; past one the server
+ *     closes the connection;
+ *   - a line longer than UZ_CTL_LINE_MAX is answered "err E2BIG" and the connection closed;
+ *   - at most UZ_CTL_CLIENTS_MAX connections at once: more are answered "err EUSERS" and closed.
  */
 #ifndef UZ_CTL_PROTO_H
 #define UZ_CTL_PROTO_H
 
-#define UZ_CTL_PROTO    1
-#define UZ_CTL_LINE_MAX 4096
-#define UZ_CTL_IDLE_MS  10000
+#define UZ_CTL_PROTO       1
+#define UZ_CTL_LINE_MAX    4096
+#define UZ_CTL_DEADLINE_MS 3000
+#define UZ_CTL_CLIENTS_MAX 16
 /* Largest reply payload the server produces (pool_stat is the longest attribute). */
 #define UZ_CTL_REPLY_MAX (256 * 1024)
 
