@@ -4,8 +4,9 @@
  * verify and free their own objects for ~2 s while a 5th compacts in a loop and a 6th maps and
  * verifies a shared set of objects and runs uz_pool_check() on the live pool. At the end every
  * object must be intact and the pool consistent. Then prints a throughput figure with 1 and 2
- * threads (not asserted). Meant to run under TSan and ASan too. A white-box case first checks
- * that a map waits while the compactor has the object's zspage frozen.
+ * threads (not asserted). Meant to run under TSan and ASan too. White-box cases first check
+ * that a map waits while the compactor has the object's zspage frozen, and that a thread
+ * waiting on a class lock held for long sleeps instead of spinning.
  */
 #include "harness.h"
 
@@ -274,6 +275,47 @@ static void test_frozen_map(void)
     uz_pool_destroy(pool);
 }
 
+/* ---- a class lock held for long puts its waiters to sleep -------------------------------- */
+
+static atomic_bool waiter_done;
+static double waiter_cpu_ms;
+
+static void *lock_waiter(void *arg)
+{
+    uz_handle_t h;
+    struct timespec c0, c1;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c0);
+    CHECK_EQ(uz_pool_malloc(pool, 1000, &h), 0); /* waits for the held class lock */
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &c1);
+    waiter_cpu_ms = (double)(c1.tv_sec - c0.tv_sec) * 1e3 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e6;
+    uz_pool_free(pool, h);
+    atomic_store(&waiter_done, true);
+    return NULL;
+}
+
+static void test_lock_sleeps(void)
+{
+    CHECK_EQ(uz_pool_create(&pool), 0);
+    uz_handle_t h;
+    CHECK_EQ(uz_pool_malloc(pool, 1000, &h), 0);
+    struct uz_class *c = &pool->cls[h >> 32];
+    /* What compaction or the checker may do: hold the class lock for a long time. */
+    uz_plock_lock(&c->lock);
+    atomic_store(&waiter_done, false);
+    pthread_t t;
+    CHECK_EQ(pthread_create(&t, NULL, lock_waiter, NULL), 0);
+    struct timespec ts = {0, 300000000};
+    nanosleep(&ts, NULL);
+    CHECK(!atomic_load(&waiter_done));
+    uz_plock_unlock(&c->lock);
+    CHECK_EQ(pthread_join(t, NULL), 0);
+    printf("lock: a waiter on a class lock held 300 ms used %.2f ms of CPU\n", waiter_cpu_ms);
+    CHECK(waiter_cpu_ms < 30); /* it slept: a spinner would burn ~300 ms */
+    uz_pool_free(pool, h);
+    CHECK_EQ(uz_pool_check(pool), 0);
+    uz_pool_destroy(pool);
+}
+
 /* ---- throughput: malloc + write + map/read + free per op, each thread on its own ring ---- */
 
 #define RING 1024
@@ -335,6 +377,7 @@ static double bench(unsigned threads)
 int main(void)
 {
     test_frozen_map();
+    test_lock_sleeps();
     stress();
     double one = bench(1), two = bench(2);
     printf("pool_scaling threads=1 ops_per_s=%.0f\n", one);
