@@ -8,8 +8,10 @@
  * Callers hold a handle, not an address: compaction moves objects between zspages and updates
  * the handle, so an object is only addressable between uz_pool_map() and uz_pool_unmap().
  *
- * Memory accounting is exact: a zspage's pages are counted (and resident) only once an object
- * has been placed in them; an emptied zspage goes back to the OS at once (MADV_DONTNEED).
+ * Memory accounting is exact: total_pages counts every page the pool holds resident. A zspage's
+ * pages are populated as its objects reach them, a few at a time for busy classes (the pool's
+ * batch pages: at most a few dozen, pool-wide); an emptied zspage goes to a small cache of
+ * freed zspages (at most 64 pages, reused first) or back to the OS (MADV_DONTNEED).
  */
 #ifndef UZRAM_POOL_H
 #define UZRAM_POOL_H
@@ -35,7 +37,8 @@ extern "C" {
 typedef uint64_t uz_handle_t;
 
 /* The pool. Thread-safety: every function is safe to call from any thread concurrently;
- * locking is per size class, so threads allocating in different classes never contend. */
+ * allocation and free lock one size class (threads in different classes only share the
+ * arena's lock when a zspage is created or emptied); map and unmap take no lock. */
 struct uz_pool;
 
 /* uz_pool_create() : @return : 0 or -ENOMEM. */
@@ -81,19 +84,12 @@ UZ_API size_t uz_pool_huge_size(const struct uz_pool *pool);
  *  mem_used_total, divided by 4096). Cheap: one atomic load. */
 UZ_API uint64_t uz_pool_total_pages(const struct uz_pool *pool);
 
-/* uz_pool_prefault() :
- *  Starts (on) or stops (off) a background thread that faults in, ahead of need, the next page
- *  each class's newest objects will reach, so allocations rarely take a page fault in the
- *  caller's thread. Costs at most one resident page per class, counted in total_pages.
- *  Off by default. Not thread-safe against itself (call it from one thread at a time).
- *  @return : 0, or -errno of pthread_create. */
-UZ_API int uz_pool_prefault(struct uz_pool *pool, bool on);
-
 /* uz_pool_compact() :
  *  Moves objects from sparse zspages into dense ones in every class, frees the emptied zspages
  *  and packs each class's last partial zspage from its start, giving back the pages above its
- *  last object, so a class ends at its fewest possible pages. Runs concurrently with every
- *  other call; mapped objects are not moved (their zspages are skipped).
+ *  last object, so a class ends at its fewest possible pages, and empties the cache of freed
+ *  zspages. Runs concurrently with every other call; mapped objects are not moved (their
+ *  zspages are skipped).
  *  @return : the number of 4 KiB pages freed (>= 0). */
 UZ_API long uz_pool_compact(struct uz_pool *pool);
 
@@ -120,6 +116,8 @@ struct uz_pool_stat {
     uint64_t zspages;         /* zspages in use */
     uint64_t pages_compacted; /* pages freed by compaction since creation */
     uint64_t meta_bytes;      /* bookkeeping outside the pool pages (handles, zspage headers) */
+    uint64_t batch_pages;     /* of total_pages: populated ahead of the objects of their zspages */
+    uint64_t cached_pages;    /* of total_pages: held by the cache of freed zspages */
 };
 
 /* uz_pool_class_stats() :
@@ -127,13 +125,14 @@ struct uz_pool_stat {
  *  @return : the number of distinct classes (may exceed n). */
 UZ_API int uz_pool_class_stats(struct uz_pool *pool, struct uz_pool_class_stat *rows, size_t n);
 
-/* uz_pool_stats() : @return : 0. */
+/* uz_pool_stats() : @return : 0. Thread-safety: safe; a sum of per-class snapshots. */
 UZ_API int uz_pool_stats(struct uz_pool *pool, struct uz_pool_stat *st);
 
 /* uz_pool_check() :
  *  Walks every invariant (fullness lists, bitmaps against inuse counts, handle <-> object back
- *  references, page accounting, class totals against the pool total). Holds every class lock
- *  for the walk, so it is exact even while other threads run (which it stalls meanwhile).
+ *  references, page accounting with batch pages, the free lists and the zspage cache, class
+ *  totals against the pool total). Holds every class lock and the arena lock for the walk, so
+ *  it is exact even while other threads run (which sleep on the locks meanwhile).
  *  @return : 0, or -EUCLEAN on the first violation found. */
 UZ_API int uz_pool_check(struct uz_pool *pool);
 

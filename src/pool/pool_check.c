@@ -2,7 +2,8 @@
 /*
  * pool_check.c - uz_pool_check(): walks every invariant of pool_internal.h with all class
  * locks held (ascending index, then the arena lock), so the pool-wide totals are compared on a
- * consistent snapshot even while other threads run. Stops at the first violation.
+ * consistent snapshot even while other threads run: every change of total_pages, ahead,
+ * in_flight and reserved happens under one of those locks. Stops at the first violation.
  */
 #include "pool_internal.h"
 
@@ -22,7 +23,7 @@ static int check_zspage(const struct uz_pool *pool, struct uz_class *c, struct u
     BAD(!zs->live || zs->cls != c->index || zs->group != g);
     BAD(zs->inuse == 0 || zs->inuse > c->objs || uz_group(zs->inuse, c->objs) != g);
     BAD(zs->hwm > c->objs || zs->touched != uz_touched(zs->hwm, c->size));
-    BAD(zs->touched > c->pages);
+    BAD(zs->touched > zs->resident || zs->resident > c->pages);
     BAD(atomic_load_explicit(&zs->pins, memory_order_relaxed) < 0); /* frozen outside a lock */
     BAD(uz_zspage_of(pool, zs->slot) != zs);
     BAD(uz_arena_chunk(pool, zs->slot)->pages != c->pages);
@@ -46,9 +47,10 @@ static int check_zspage(const struct uz_pool *pool, struct uz_class *c, struct u
     return 0;
 }
 
-static int check_class(const struct uz_pool *pool, struct uz_class *c)
+/* *ahead += the class's batch pages. */
+static int check_class(const struct uz_pool *pool, struct uz_class *c, uint64_t *ahead)
 {
-    uint64_t zspages = 0, inuse = 0, touched = 0;
+    uint64_t zspages = 0, inuse = 0, resident = 0;
     for (unsigned g = 0; g < UZ_POOL_NGROUPS; g++) {
         uint64_t n = 0;
         struct uz_zspage *prev = NULL;
@@ -58,26 +60,15 @@ static int check_class(const struct uz_pool *pool, struct uz_class *c)
             if (rc)
                 return rc;
             inuse += zs->inuse;
-            touched += zs->touched;
+            resident += zs->resident;
+            *ahead += zs->resident - zs->touched;
         }
         BAD(n != c->nzs[g]);
         BAD(g < UZ_POOL_FULL_GROUP && !!(c->nonempty & (1u << g)) != (n != 0));
         zspages += n;
     }
     BAD(c->nonempty >> UZ_POOL_FULL_GROUP);
-    /* A prefaulted page is the page right after the counted ones of a live zspage here. */
-    bool ahead_found = false;
-    if (c->ahead_slot) {
-        for (unsigned g = 0; g < UZ_POOL_NGROUPS && !ahead_found; g++)
-            for (struct uz_zspage *zs = uz_class_first(pool, c, g); zs; zs = zs->next)
-                if (zs->slot + 1 == c->ahead_slot) {
-                    BAD(c->ahead_page != zs->touched || zs->touched >= c->pages);
-                    ahead_found = true;
-                    break;
-                }
-        BAD(!ahead_found);
-    }
-    BAD(zspages != c->zspages || inuse != c->obj_used || touched + ahead_found != c->pages_used);
+    BAD(zspages != c->zspages || inuse != c->obj_used || resident != c->pages_used);
     /* Free cells: each tagged, in range, and with the live ones they make up every cell. */
     uint64_t nfree = 0;
     for (uint32_t f = c->cell_free; f; nfree++) {
@@ -90,30 +81,47 @@ static int check_class(const struct uz_pool *pool, struct uz_class *c)
     return 0;
 }
 
+/* A free or cache list of zspages of `p` pages: slots in range, not live, resident pages only
+ * on the cache. *pages += their resident pages. */
+static int check_list(const struct uz_pool *pool, unsigned p, uint32_t head, bool cached,
+                      uint64_t *pages)
+{
+    uint64_t n = 0;
+    for (uint32_t s = head; s; n++) {
+        BAD(((s - 1) >> UZ_ARENA_SLOT_BITS) >= pool->nchunks);
+        const struct uz_arena_chunk *ch = uz_arena_chunk(pool, s - 1);
+        BAD(ch->pages != p || ((s - 1) & UZ_ARENA_SLOT_MASK) >= ch->bump);
+        BAD(n > (uint64_t)pool->nchunks << UZ_ARENA_SLOT_BITS);
+        const struct uz_zspage *zs = &ch->hdr[(s - 1) & UZ_ARENA_SLOT_MASK];
+        BAD(zs->live || zs->slot != s - 1);
+        BAD(cached ? zs->resident == 0 || zs->resident > p : zs->resident != 0);
+        *pages += zs->resident;
+        s = zs->next_free;
+    }
+    return 0;
+}
+
 static int check_arena(const struct uz_pool *pool)
 {
+    uint64_t cached = 0;
     for (unsigned p = 1; p <= UZ_POOL_MAX_ZSPAGE_PAGES; p++) {
-        uint64_t n = 0;
-        for (uint32_t s = pool->free_slot[p]; s; n++) {
-            BAD(((s - 1) >> UZ_ARENA_SLOT_BITS) >= pool->nchunks);
-            const struct uz_arena_chunk *ch = uz_arena_chunk(pool, s - 1);
-            BAD(ch->pages != p || ((s - 1) & UZ_ARENA_SLOT_MASK) >= ch->bump);
-            BAD(n > (uint64_t)pool->nchunks << UZ_ARENA_SLOT_BITS);
-            const struct uz_zspage *zs = &ch->hdr[(s - 1) & UZ_ARENA_SLOT_MASK];
-            BAD(zs->live || zs->slot != s - 1);
-            s = zs->next_free;
-        }
+        int rc = check_list(pool, p, pool->free_slot[p], false, &cached);
+        if (!rc)
+            rc = check_list(pool, p, pool->cache[p], true, &cached);
+        if (rc)
+            return rc;
     }
+    BAD(cached != pool->cache_pages || cached > UZ_POOL_CACHE_PAGES);
     return 0;
 }
 
 int uz_pool_check(struct uz_pool *pool)
 {
     int rc = 0;
-    uint64_t pages = 0;
+    uint64_t pages = 0, ahead = 0;
     for (unsigned i = 0; i < UZ_POOL_NCLASSES; i++)
         if (pool->class_of[i] == i)
-            uz_spin_lock(&pool->cls[i].lock);
+            uz_plock_lock(&pool->cls[i].lock);
     pthread_mutex_lock(&pool->arena_lock);
     for (unsigned i = 0; i < UZ_POOL_NCLASSES && !rc; i++) {
         struct uz_class *c = &pool->cls[i];
@@ -122,20 +130,23 @@ int uz_pool_check(struct uz_pool *pool)
         if (c->index != i || c->objs != c->pages * UZ_PAGE_SIZE / c->size)
             rc = -EUCLEAN;
         else
-            rc = check_class(pool, c);
+            rc = check_class(pool, c, &ahead);
         pages += c->pages_used;
     }
     if (!rc)
         rc = check_arena(pool);
-    for (unsigned p = 1; p <= UZ_POOL_MAX_ZSPAGE_PAGES; p++)
-        pages += pool->reserve[p] != 0; /* prefaulted first pages of reserved slots */
-    /* Every change of total_pages happens under a class lock or the arena lock: all held, it
-     * must match. */
-    if (!rc && pages != atomic_load_explicit(&pool->total_pages, memory_order_relaxed))
-        rc = -EUCLEAN;
+    if (!rc) {
+        uint64_t in_flight = atomic_load_explicit(&pool->in_flight, memory_order_relaxed);
+        uint64_t reserved = atomic_load_explicit(&pool->reserved, memory_order_relaxed);
+        uint64_t total = atomic_load_explicit(&pool->total_pages, memory_order_relaxed);
+        uint64_t want = atomic_load_explicit(&pool->ahead, memory_order_relaxed);
+        if (pages + pool->cache_pages + in_flight + reserved != total || ahead + reserved != want ||
+            want > UZ_POOL_AHEAD_MAX)
+            rc = -EUCLEAN;
+    }
     pthread_mutex_unlock(&pool->arena_lock);
     for (unsigned i = UZ_POOL_NCLASSES; i-- > 0;)
         if (pool->class_of[i] == i)
-            uz_spin_unlock(&pool->cls[i].lock);
+            uz_plock_unlock(&pool->cls[i].lock);
     return rc;
 }

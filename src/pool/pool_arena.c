@@ -1,0 +1,229 @@
+// SPDX-License-Identifier: MIT
+/*
+ * pool_arena.c - where zspages live: 64 MiB chunks of reserved address space, one page count
+ * per chunk, cut into slots handed out by a bump index and recycled through per-page-count
+ * lists, plus a small cache of freed zspages that keep their pages.
+ *
+ * A zspage emptied by a free or by compaction is detached by its class (its pages stay counted,
+ * in in_flight) and handed here with no class lock held: while the cache holds fewer than
+ * UZ_POOL_CACHE_PAGES pages it keeps the zspage with its resident pages, so churn (a page
+ * rewritten, its old object freed, a new one allocated) does not pay MADV_DONTNEED and fresh
+ * page faults again; otherwise its pages are uncounted and then given back with MADV_DONTNEED,
+ * and only after that its slot goes on the free list (a new owner never sees them zeroed under
+ * its objects). A class needing a zspage takes a cached one first, while the pool's batch
+ * pages (ahead) have room for its pages, then a free slot, then a new one.
+ *
+ * Every function here runs with no class lock held and takes the arena lock (a mutex: mmap may
+ * block under it) only around the lists and counters.
+ */
+#include "pool_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+
+void *uz_arena_map_anon(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                   -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    madvise(p, bytes, MADV_NOHUGEPAGE); /* THP would make untouched pages resident */
+    return p;
+}
+
+/* Zeroed, on cache lines of its own: bitmaps and cells of different classes never share one. */
+void *uz_arena_zalloc(size_t bytes)
+{
+    bytes = UZ_DIV_ROUND_UP(bytes, UZ_CACHELINE) * UZ_CACHELINE;
+    void *p = aligned_alloc(UZ_CACHELINE, bytes);
+    if (p)
+        memset(p, 0, bytes);
+    return p;
+}
+
+void uz_arena_populate(void *addr, size_t len)
+{
+    madvise(addr, len, MADV_POPULATE_WRITE);
+}
+
+void uz_arena_release(void *addr, size_t len)
+{
+    madvise(addr, len, MADV_DONTNEED);
+}
+
+/* Adds a chunk cut into `pages`-page slots. Under the arena lock. @return : its index or -1. */
+static int arena_add_chunk(struct uz_pool *pool, unsigned pages)
+{
+    if (pool->nchunks == UZ_ARENA_MAX_CHUNKS)
+        return -1;
+    struct uz_arena_chunk *ch = aligned_alloc(UZ_CACHELINE, sizeof(*ch));
+    if (!ch)
+        return -1;
+    ch->pages = pages;
+    ch->nslots = (uint32_t)(UZ_ARENA_CHUNK_BYTES / UZ_PAGE_SIZE / pages);
+    ch->bump = 0;
+    ch->base = uz_arena_map_anon(UZ_ARENA_CHUNK_BYTES);
+    ch->hdr = uz_arena_map_anon(ch->nslots * sizeof(struct uz_zspage));
+    if (!ch->base || !ch->hdr) {
+        if (ch->base)
+            munmap(ch->base, UZ_ARENA_CHUNK_BYTES);
+        if (ch->hdr)
+            munmap(ch->hdr, ch->nslots * sizeof(struct uz_zspage));
+        free(ch);
+        return -1;
+    }
+    unsigned id = pool->nchunks++;
+    atomic_store_explicit(&pool->chunks[id], ch, memory_order_release);
+    return (int)id;
+}
+
+/* A slot with no resident page, from the free list or the bump chunk. Under the arena lock. */
+static struct uz_zspage *arena_take_slot(struct uz_pool *pool, unsigned pages)
+{
+    uint32_t s = pool->free_slot[pages];
+    if (s) {
+        struct uz_zspage *zs = uz_zspage_of(pool, s - 1);
+        pool->free_slot[pages] = zs->next_free;
+        return zs;
+    }
+    uint32_t cur = pool->cur_chunk[pages];
+    struct uz_arena_chunk *ch = cur ? uz_arena_chunk(pool, (cur - 1) << UZ_ARENA_SLOT_BITS) : NULL;
+    if (!ch || ch->bump == ch->nslots) {
+        int id = arena_add_chunk(pool, pages);
+        if (id < 0)
+            return NULL;
+        cur = pool->cur_chunk[pages] = (uint32_t)id + 1;
+        ch = uz_arena_chunk(pool, (uint32_t)id << UZ_ARENA_SLOT_BITS);
+    }
+    uint32_t slot = (cur - 1) << UZ_ARENA_SLOT_BITS | ch->bump++;
+    struct uz_zspage *zs = &ch->hdr[slot & UZ_ARENA_SLOT_MASK];
+    zs->slot = slot;
+    return zs;
+}
+
+bool uz_ahead_reserve(struct uz_pool *pool, unsigned n, unsigned max)
+{
+    uint64_t cur = atomic_load_explicit(&pool->ahead, memory_order_relaxed);
+    do {
+        if (cur + n > max)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(&pool->ahead, &cur, cur + n,
+                                                    memory_order_relaxed, memory_order_relaxed));
+    return true;
+}
+
+/* The cached zspage of `pages` pages if ahead has room for its pages. Under the arena lock. */
+static struct uz_zspage *cache_take(struct uz_pool *pool, unsigned pages)
+{
+    uint32_t s = pool->cache[pages];
+    if (!s)
+        return NULL;
+    struct uz_zspage *zs = uz_zspage_of(pool, s - 1);
+    if (!uz_ahead_reserve(pool, zs->resident, UZ_POOL_AHEAD_MAX))
+        return NULL;
+    pool->cache[pages] = zs->next_free;
+    pool->cache_pages -= zs->resident;
+    atomic_fetch_add_explicit(&pool->reserved, zs->resident, memory_order_relaxed);
+    return zs;
+}
+
+int uz_zspage_get(struct uz_pool *pool, struct uz_class *c, struct uz_zspage **out)
+{
+    pthread_mutex_lock(&pool->arena_lock);
+    struct uz_zspage *zs = cache_take(pool, c->pages);
+    if (!zs && (zs = arena_take_slot(pool, c->pages)))
+        zs->resident = 0;
+    pthread_mutex_unlock(&pool->arena_lock);
+    if (!zs)
+        return -ENOMEM;
+    /* Outside every lock: the metadata's allocation and the header's first touch. */
+    uint64_t *meta = uz_arena_zalloc(c->meta_obj);
+    if (!meta) {
+        zs->bitmap = NULL;
+        uz_zspage_put(pool, zs, UZ_PUT_RESERVED);
+        return -ENOMEM;
+    }
+    zs->cls = (uint16_t)c->index;
+    zs->inuse = 0;
+    zs->hwm = 0;
+    zs->touched = 0;
+    zs->hint = 0;
+    zs->live = 0;
+    atomic_store_explicit(&zs->filling, 0, memory_order_relaxed);
+    zs->bitmap = meta;
+    zs->backref = (uint32_t *)(meta + UZ_DIV_ROUND_UP(c->objs, 64));
+    *out = zs;
+    return 0;
+}
+
+void uz_zspage_put(struct uz_pool *pool, struct uz_zspage *zs, unsigned how)
+{
+    unsigned pages = uz_arena_chunk(pool, zs->slot)->pages, r = zs->resident;
+    bool reserved = how & UZ_PUT_RESERVED;
+    _Atomic uint64_t *from = reserved ? &pool->reserved : &pool->in_flight;
+    free(zs->bitmap);
+    zs->bitmap = NULL;
+    zs->backref = NULL;
+    pthread_mutex_lock(&pool->arena_lock);
+    if (reserved)
+        atomic_fetch_sub_explicit(&pool->ahead, r, memory_order_relaxed);
+    if (r && !(how & UZ_PUT_RELEASE) && pool->cache_pages + r <= UZ_POOL_CACHE_PAGES) {
+        zs->next_free = pool->cache[pages];
+        pool->cache[pages] = zs->slot + 1;
+        pool->cache_pages += r;
+        atomic_fetch_sub_explicit(from, r, memory_order_relaxed);
+        pthread_mutex_unlock(&pool->arena_lock);
+        return;
+    }
+    /* Uncounted first, then given back, then reusable: never resident and uncounted for long,
+     * never zeroed under a new owner's objects. */
+    atomic_fetch_sub_explicit(from, r, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&pool->total_pages, r, memory_order_relaxed);
+    pthread_mutex_unlock(&pool->arena_lock);
+    if (r)
+        uz_arena_release(uz_zspage_base(pool, zs->slot), (size_t)r * UZ_PAGE_SIZE);
+    zs->resident = 0;
+    pthread_mutex_lock(&pool->arena_lock);
+    zs->next_free = pool->free_slot[pages];
+    pool->free_slot[pages] = zs->slot + 1;
+    pthread_mutex_unlock(&pool->arena_lock);
+}
+
+long uz_arena_cache_drain(struct uz_pool *pool)
+{
+    long freed = 0;
+    for (unsigned p = 1; p <= UZ_POOL_MAX_ZSPAGE_PAGES; p++) {
+        for (;;) {
+            pthread_mutex_lock(&pool->arena_lock);
+            uint32_t s = pool->cache[p];
+            struct uz_zspage *zs = s ? uz_zspage_of(pool, s - 1) : NULL;
+            if (zs) {
+                pool->cache[p] = zs->next_free;
+                pool->cache_pages -= zs->resident;
+                atomic_fetch_add_explicit(&pool->in_flight, zs->resident, memory_order_relaxed);
+            }
+            pthread_mutex_unlock(&pool->arena_lock);
+            if (!zs)
+                break;
+            freed += zs->resident;
+            uz_zspage_put(pool, zs, UZ_PUT_RELEASE);
+        }
+    }
+    return freed;
+}
+
+void uz_arena_destroy(struct uz_pool *pool)
+{
+    for (unsigned i = 0; i < pool->nchunks; i++) {
+        struct uz_arena_chunk *ch = atomic_load_explicit(&pool->chunks[i], memory_order_relaxed);
+        munmap(ch->base, UZ_ARENA_CHUNK_BYTES);
+        munmap(ch->hdr, ch->nslots * sizeof(struct uz_zspage));
+        free(ch);
+    }
+}
