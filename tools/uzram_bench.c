@@ -47,7 +47,7 @@ static double now(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
-/* CPU seconds the whole process has used (every thread: callers, workers, prefault). */
+/* CPU seconds the whole process has used (every thread: callers and workers). */
 static double process_cpu(void)
 {
     struct rusage ru;

@@ -150,8 +150,8 @@ UZ_HIDDEN void uz_dev_streams_free(struct uz_dev *dev);
 UZ_HIDDEN int uz_dev_init_storage(struct uz_dev *dev, uint64_t disksize);
 UZ_HIDDEN void uz_dev_free_storage(struct uz_dev *dev);
 UZ_HIDDEN bool uz_dev_is_empty(struct uz_dev *dev);
-/* Raises mem_used_max to `used` pages if below. The pool also grows on its own (prefaulted
- * pages), so readers of the statistics call it too. */
+/* Raises mem_used_max to `used` pages if below. The pool also changes size outside writes
+ * (batch pages, the zspage cache, compaction), so readers of the statistics call it too. */
 UZ_HIDDEN void uz_dev_note_mem_used(struct uz_dev *dev, uint64_t used);
 /* uz_dev_stats() for a caller that holds init_lock (either way). */
 UZ_HIDDEN void uz_dev_stats_locked(struct uz_dev *dev, struct uz_dev_stats *st);
