@@ -29,19 +29,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "region_internal.h"
+#include "region_harness.h"
 
 #define PAGE UZ_PAGE_SIZE
-
-/* uz_region_check() prints nothing: say what it found. */
-static void check_region(struct uz_region *reg)
-{
-    struct uz_region_check_result res;
-    int rc = uz_region_check(reg, &res);
-    if (rc)
-        fprintf(stderr, "uz_region_check: %s\n", res.msg);
-    CHECK_EQ(rc, 0);
-}
 
 static uint64_t pattern(uint64_t page, uint64_t ver, uint64_t word)
 {

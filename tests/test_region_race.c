@@ -20,22 +20,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "region_internal.h"
+#include "region_harness.h"
 
 #define PAGE    UZ_PAGE_SIZE
 #define NPAGES  64u
 #define LIMIT   16u
 #define WRITERS 3u
-
-/* uz_region_check() prints nothing: say what it found. */
-static void check_region(struct uz_region *reg)
-{
-    struct uz_region_check_result res;
-    int rc = uz_region_check(reg, &res);
-    if (rc)
-        fprintf(stderr, "uz_region_check: %s\n", res.msg);
-    CHECK_EQ(rc, 0);
-}
 
 static struct uz_region *r;
 static unsigned char *base;

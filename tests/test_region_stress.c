@@ -16,23 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "region_internal.h"
+#include "region_harness.h"
 
 #define PAGE     UZ_PAGE_SIZE
 #define NPAGES   8192u /* 32 MiB */
 #define LIMIT    2048u /* 8 MiB resident: a quarter */
 #define NTHREADS 4
 #define SECONDS  4
-
-/* uz_region_check() prints nothing: say what it found. */
-static void check_region(struct uz_region *reg)
-{
-    struct uz_region_check_result res;
-    int rc = uz_region_check(reg, &res);
-    if (rc)
-        fprintf(stderr, "uz_region_check: %s\n", res.msg);
-    CHECK_EQ(rc, 0);
-}
 
 static struct uz_region *r;
 static unsigned char *base;

@@ -102,28 +102,13 @@ static ssize_t lzo_decompress(struct uz_comp_stream *s, const void *src, size_t 
     return rc == LZO_E_OK ? (ssize_t)n : -EBADMSG;
 }
 
-const struct uz_comp_ops uz_comp_lzo_ops = {
-    .name = "lzo",
-    .level_default = 0,
-    .level_min = 0,
-    .level_max = 0,
-    .max_srclen = (size_t)1 << 40,
-    .bound = lzo_bound,
-    .stream_init = lzo_stream_init,
-    .stream_fini = lzo_stream_fini,
-    .compress = lzo_compress,
-    .decompress = lzo_decompress,
-};
+/* lzo-rle is the kernel's default name; uzram serves it with the same lzo1x-1 (see comp.h). */
+#define LZO_OPS(NAME)                                                                              \
+    {                                                                                              \
+        .name = NAME, .level_default = 0, .level_min = 0, .level_max = 0,                          \
+        .max_srclen = (size_t)1 << 40, .bound = lzo_bound, .stream_init = lzo_stream_init,         \
+        .stream_fini = lzo_stream_fini, .compress = lzo_compress, .decompress = lzo_decompress,    \
+    }
 
-const struct uz_comp_ops uz_comp_lzorle_ops = {
-    .name = "lzo-rle",
-    .level_default = 0,
-    .level_min = 0,
-    .level_max = 0,
-    .max_srclen = (size_t)1 << 40,
-    .bound = lzo_bound,
-    .stream_init = lzo_stream_init,
-    .stream_fini = lzo_stream_fini,
-    .compress = lzo_compress,
-    .decompress = lzo_decompress,
-};
+const struct uz_comp_ops uz_comp_lzo_ops = LZO_OPS("lzo");
+const struct uz_comp_ops uz_comp_lzorle_ops = LZO_OPS("lzo-rle");
