@@ -39,7 +39,8 @@ struct uz_slot {
 };
 
 /* A compression stream with a page of scratch for read-modify-write. Owned by whoever holds
- * `lock`; there are more streams than threads usually, so trylock almost always succeeds. */
+ * `lock` (a mutex; lock order: under the slot lock, above the pool's locks; its holder runs the
+ * codec and may sleep). There are 2 per CPU plus one per worker, so trylock usually succeeds. */
 struct uz_dev_stream {
     pthread_mutex_t lock;
     struct uz_comp_stream *cs;
