@@ -508,6 +508,127 @@ static void test_async(unsigned workers)
     free(src);
 }
 
+/* ---- range calls: uz_dev_zero() and uz_dev_extents() against a model ---- */
+
+static int model_state(const unsigned char *page)
+{
+    for (size_t i = 0; i < PAGE; i++)
+        if (page[i])
+            return UZ_DEV_PAGE_DATA;
+    return UZ_DEV_PAGE_ZERO;
+}
+
+/* The extents of [off, off+len) computed from the model's page states. */
+static int model_extents(const int *state, uint64_t off, uint64_t len, struct uz_dev_extent *ext,
+                         size_t max)
+{
+    size_t n = 0;
+    for (uint64_t pos = off; pos < off + len;) {
+        uint64_t next = (pos / PAGE + 1) * PAGE;
+        if (next > off + len)
+            next = off + len;
+        int st = state[pos / PAGE];
+        if (n && ext[n - 1].state == st)
+            ext[n - 1].length += next - pos;
+        else if (n == max)
+            break;
+        else
+            ext[n++] = (struct uz_dev_extent){.offset = pos, .length = next - pos, .state = st};
+        pos = next;
+    }
+    return (int)n;
+}
+
+static void test_ranges(uint64_t seed, int ops)
+{
+    const uint64_t pages = 64, size = pages * PAGE;
+    struct uz_dev *dev = mkdev(size, "lz4", 0, 0);
+    unsigned char *model = calloc(pages, PAGE), *got = malloc(size), *buf = malloc(3 * PAGE);
+    int state[64];
+    for (uint64_t i = 0; i < pages; i++)
+        state[i] = UZ_DEV_PAGE_UNWRITTEN;
+    for (int op = 0; op < ops; op++) {
+        uint64_t r = uzt_rand(&seed) % 8;
+        uint64_t off = uzt_rand(&seed) % size, len = uzt_rand(&seed) % (5 * PAGE);
+        if (len > size - off)
+            len = size - off;
+        uint64_t first = (off + PAGE - 1) / PAGE, end = (off + len) / PAGE; /* whole pages */
+        if (r < 3) { /* bytes: data, or zeros written as data */
+            len = len > 3 * PAGE ? 3 * PAGE : len;
+            if (r == 0)
+                memset(buf, 0, len);
+            else
+                for (uint64_t i = 0; i < len; i++)
+                    buf[i] = (unsigned char)uzt_rand(&seed);
+            CHECK_EQ(uz_dev_pwrite(dev, buf, len, off), len);
+            memcpy(model + off, buf, len);
+            for (uint64_t p = off / PAGE; len && p <= (off + len - 1) / PAGE; p++)
+                state[p] = model_state(model + p * PAGE);
+        } else if (r < 6) { /* zero, trimming whole pages or not */
+            bool trim = r == 5;
+            CHECK_EQ(uz_dev_zero(dev, off, len, trim ? UZ_DEV_ZERO_TRIM : 0), 0);
+            memset(model + off, 0, len);
+            for (uint64_t p = off / PAGE; len && p <= (off + len - 1) / PAGE; p++)
+                state[p] = p >= first && p < end ? (trim ? UZ_DEV_PAGE_UNWRITTEN : UZ_DEV_PAGE_ZERO)
+                                                 : model_state(model + p * PAGE);
+        } else if (r == 6) { /* discard: whole pages only */
+            CHECK_EQ(uz_dev_discard(dev, off, len), 0);
+            for (uint64_t p = first; p < end; p++) {
+                memset(model + p * PAGE, 0, PAGE);
+                state[p] = UZ_DEV_PAGE_UNWRITTEN;
+            }
+        }
+        /* Extents of a random range, in pieces of at most 3 runs: the caller's loop. */
+        uint64_t eoff = uzt_rand(&seed) % size, elen = uzt_rand(&seed) % (size - eoff) + 1;
+        struct uz_dev_extent e[3], m[3];
+        for (uint64_t pos = eoff; pos < eoff + elen;) {
+            int n = uz_dev_extents(dev, pos, eoff + elen - pos, e, 3);
+            int k = model_extents(state, pos, eoff + elen - pos, m, 3);
+            CHECK_EQ(n, k);
+            CHECK(n > 0);
+            for (int i = 0; i < n; i++) {
+                CHECK_EQ(e[i].offset, m[i].offset);
+                CHECK_EQ(e[i].length, m[i].length);
+                CHECK_EQ(e[i].state, m[i].state);
+            }
+            pos = e[n - 1].offset + e[n - 1].length;
+        }
+        CHECK_EQ(uz_dev_pread(dev, got, size, 0), size);
+        CHECK(memcmp(got, model, size) == 0);
+    }
+    /* Zero and trimmed pages hold no pool memory. */
+    CHECK_EQ(uz_dev_zero(dev, 0, size, 0), 0);
+    struct uz_dev_stats st;
+    CHECK_EQ(uz_dev_stats(dev, &st), 0);
+    CHECK_EQ(st.compr_data_size, 0);
+    CHECK_EQ(st.same_pages, pages);
+    struct uz_dev_extent e[2];
+    CHECK_EQ(uz_dev_extents(dev, 0, size, e, 2), 1);
+    CHECK_EQ(e[0].state, UZ_DEV_PAGE_ZERO);
+    CHECK_EQ(uz_dev_zero(dev, 0, size, UZ_DEV_ZERO_TRIM), 0);
+    CHECK_EQ(uz_dev_stats(dev, &st), 0);
+    CHECK_EQ(st.orig_data_size, 0);
+    CHECK_EQ(uz_dev_extents(dev, 0, size, e, 2), 1);
+    CHECK_EQ(e[0].state, UZ_DEV_PAGE_UNWRITTEN);
+    /* Bad arguments change nothing. */
+    CHECK_EQ(uz_dev_zero(dev, size - PAGE, 2 * PAGE, 0), -EINVAL);
+    CHECK_EQ(uz_dev_zero(dev, 0, PAGE, 8), -EINVAL);
+    CHECK_EQ(uz_dev_extents(dev, 0, size + 1, e, 2), -EINVAL);
+    CHECK_EQ(uz_dev_extents(dev, 0, size, e, 0), -EINVAL);
+    CHECK_EQ(uz_dev_extents(dev, 0, 0, e, 2), 0);
+    /* notify_free counts every page of a discarded range, freed or not (as the kernel). */
+    CHECK_EQ(uz_dev_stats(dev, &st), 0);
+    uint64_t before = st.notify_free;
+    CHECK_EQ(uz_dev_discard(dev, 0, 8 * PAGE), 0);
+    CHECK_EQ(uz_dev_stats(dev, &st), 0);
+    CHECK_EQ(st.notify_free - before, 8);
+    check_pool(dev);
+    free(model);
+    free(got);
+    free(buf);
+    uz_dev_destroy(dev);
+}
+
 int main(void)
 {
     sample = uzt_load_image(UZT_SAMPLE, &sample_pages);
@@ -519,6 +640,7 @@ int main(void)
     test_async(0);
     test_async(1);
     test_async(3);
+    test_ranges(7, 3000);
     const char *const *algos = uz_comp_algorithms();
     for (int i = 0; algos[i]; i++)
         test_model(algos[i], 1000 + i, 6000);
