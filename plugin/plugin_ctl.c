@@ -58,10 +58,12 @@ static const struct {
     const char *mode;
 } attr_list[] = {
     {"algorithm_params", "rw"},
+    {"block_state", "r"},
     {"comp_algorithm", "rw"},
     {"compact", "w"},
     {"debug_stat", "r"},
     {"disksize", "rw"},
+    {"idle", "w"},
     {"initstate", "r"},
     {"io_stat", "r"},
     {"max_comp_streams", "r"},

@@ -180,15 +180,27 @@ struct uz_dev_extent {
 UZ_API int uz_dev_extents(struct uz_dev *dev, uint64_t offset, uint64_t len,
                           struct uz_dev_extent *ext, size_t max);
 
+/* uz_dev_block_state() :
+ *  The `block_state` listing in pieces, for devices whose whole listing is large: formats the
+ *  lines of the stored slots from slot *index on, as many whole lines as fit in buf (NUL-
+ *  terminated), and sets *index to the slot to continue from. One line per stored slot, as the
+ *  kernel's debugfs file: "%12zd %12u.%06d %c%c%c%c%c%c\n" - index, access time (seconds of
+ *  CLOCK_BOOTTIME; uzram keeps whole seconds), flags s (same-filled), w (written back), h (huge),
+ *  i (idle), r (recompressed), n (incompressible), '.' when clear.
+ *  @return : bytes written (0: no stored slot from *index on), -ERANGE when not even one line
+ *            fits, -EINVAL for NULL arguments. */
+UZ_API ssize_t uz_dev_block_state(struct uz_dev *dev, uint64_t *index, char *buf, size_t len);
+
 /* uz_dev_attr_read() :
  *  Formats attribute `name` into buf as the kernel's sysfs file would read, NUL-terminated.
  *  Readable: disksize, initstate, comp_algorithm ("lzo-rle lzo [lz4] lz4hc zstd deflate \n", the
  *  kernel's order), algorithm_params ("algo=NAME level=N[ deflate.winbits=W][ dict=PATH]\n",
  *  the level resolved), mem_limit, mem_used_max, mm_stat, io_stat, debug_stat,
- *  max_comp_streams, pool_stat. The kernel makes algorithm_params, mem_limit and mem_used_max
+ *  max_comp_streams, pool_stat, block_state (the kernel's debugfs file; see uz_dev_block_state()
+ *  for reading it in pieces). The kernel makes algorithm_params, mem_limit and mem_used_max
  *  write-only; reading them back is uzram's extension, as is pool_stat.
  *  @return : the text length, -ENOENT for an unknown name, -EACCES for a write-only attribute
- *            (compact, reset), -ERANGE when buf is too small. */
+ *            (compact, reset, idle), -ERANGE when buf is too small. */
 UZ_API int uz_dev_attr_read(struct uz_dev *dev, const char *name, char *buf, size_t len);
 
 /* uz_dev_attr_write() :
@@ -221,6 +233,10 @@ UZ_API int uz_dev_attr_read(struct uz_dev *dev, const char *name, char *buf, siz
  *  - mem_used_max: kstrtoul, and only 0 ("0", "0\n", "+0"; not " 0"): resets the high-water mark
  *    to the current use; anything else -EINVAL.
  *  - compact: any value; -EINVAL while uninitialised.
+ *  - idle: "all" (one trailing newline allowed) marks every stored slot idle; a number of
+ *    seconds (kstrtoull, base 0) marks the slots not read or written for at least that long and
+ *    clears the mark of the others (Linux 6.13+); same-filled slots are never idle; any read or
+ *    write clears a slot's mark. -EINVAL for anything else or while uninitialised.
  *  - reset: kstrtou16 (-EINVAL, -ERANGE), and 0 is -EINVAL; any other value frees every slot and
  *    restores zram's defaults: uninitialised (disksize 0 until written again), mem_limit 0,
  *    algorithm lz4 with no parameters and no dictionary. Refusing it while a frontend has the

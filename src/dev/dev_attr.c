@@ -185,6 +185,43 @@ static int k_strtoull(const char *s, unsigned long long *out)
     return 0;
 }
 
+/* kstrtoull(s, 0, ...): as k_strtoull(), but "0x"/"0X" selects hex and a leading 0 octal.
+ * Any failure is -EINVAL here (callers of the kernel's treat it so). */
+static int k_strtoull0(const char *s, unsigned long long *out)
+{
+    if (*s == '+')
+        s++;
+    unsigned base = 10;
+    if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X') && isxdigit((unsigned char)s[2])) {
+        base = 16;
+        s += 2;
+    } else if (s[0] == '0' && s[1] >= '0' && s[1] <= '9') {
+        base = 8;
+    }
+    const char *p = s;
+    unsigned long long v = 0;
+    for (;; p++) {
+        unsigned d;
+        if (*p >= '0' && *p <= '9')
+            d = (unsigned)(*p - '0');
+        else if (isxdigit((unsigned char)*p))
+            d = (unsigned)(tolower((unsigned char)*p) - 'a' + 10);
+        else
+            break;
+        if (d >= base || v > (ULLONG_MAX - d) / base)
+            return -EINVAL;
+        v = v * base + d;
+    }
+    if (p == s)
+        return -EINVAL;
+    if (*p == '\n')
+        p++;
+    if (*p)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
 /* kstrtoint(s, 10, ...): k_strtoull() with an optional '-' instead of '+'. */
 static int k_strtoint(const char *s, int *out)
 {
@@ -455,6 +492,36 @@ static int store_mem_used_max(struct uz_dev *dev, const char *value)
     return 0;
 }
 
+/* zram's idle_store(): "all" (sysfs_streq: one trailing newline allowed) marks every stored
+ * slot idle; a number (kstrtoull, base 0) marks the slots not accessed for at least that many
+ * seconds and clears the mark of the others (Linux 6.13+). Same-filled slots are never idle.
+ * Anything else, or an uninitialised device, is -EINVAL. */
+static int store_idle(struct uz_dev *dev, const char *value)
+{
+    bool all = !strcmp(value, "all") || !strcmp(value, "all\n");
+    unsigned long long age = 0;
+    if (!all && k_strtoull0(value, &age))
+        return -EINVAL;
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    int rc = uz_dev_mark_idle_locked(dev, all, age);
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    return rc;
+}
+
+/* The whole block_state listing (uz_dev_block_state() reads it in pieces). */
+static void show_block_state(struct uz_dev *dev, struct out *o)
+{
+    uint64_t index = 0;
+    ssize_t n = 0;
+    if (o->at < o->len)
+        o->buf[o->at] = 0; /* an empty listing is still a string */
+    while (!o->overflow && o->at < o->len &&
+           (n = uz_dev_block_state_locked(dev, &index, o->buf + o->at, o->len - o->at)) > 0)
+        o->at += (size_t)n;
+    if (n < 0 || (dev->table && index < dev->nr_pages))
+        o->overflow = true; /* stopped before the last stored slot */
+}
+
 static int store_compact(struct uz_dev *dev, const char *value)
 {
     (void)value;
@@ -500,10 +567,12 @@ struct attr {
 
 static const struct attr attrs[] = {
     {"algorithm_params", show_algorithm_params, store_algorithm_params},
+    {"block_state", show_block_state, NULL},
     {"comp_algorithm", show_comp_algorithm, store_comp_algorithm},
     {"compact", NULL, store_compact},
     {"debug_stat", show_debug_stat, NULL},
     {"disksize", show_disksize, store_disksize},
+    {"idle", NULL, store_idle},
     {"initstate", show_initstate, NULL},
     {"io_stat", show_io_stat, NULL},
     {"max_comp_streams", show_max_comp_streams, NULL},

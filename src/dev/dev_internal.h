@@ -2,7 +2,8 @@
 /*
  * dev_internal.h - private state of the compressed page device (the zram core), shared by
  * dev_io.c (slots and I/O paths), dev_codec.c (codec and streams), dev_lifecycle.c (create,
- * storage, statistics), dev_attr.c (sysfs-style attributes) and dev_queue.c (zramd workers).
+ * storage, statistics), dev_idle.c (access tracking), dev_attr.c (sysfs-style attributes) and
+ * dev_queue.c (zramd workers).
  *
  * Lock order (outermost first); every holder may sleep unless it says otherwise:
  *   gate (big-reader; read by async submitters, written by exclusive operations)
@@ -23,20 +24,26 @@
 
 #include "util.h"
 
-/* Slot flags. A slot with none of SAME/ALLOC set is empty and reads as zeros. */
-#define UZ_SLOT_LOCK      (1u << 31) /* slot lock bit (the holder may sleep: see dev_io.c) */
-#define UZ_SLOT_WAITERS   (1u << 27) /* with LOCK: a contender sleeps on the flags word */
-#define UZ_SLOT_LOCK_BITS (UZ_SLOT_LOCK | UZ_SLOT_WAITERS)
+/* Slot flags (the flags word). A slot with none of SAME/ALLOC set is empty and reads as zeros.
+ * Bits 0..12 hold the compressed size (<= 4096) when ALLOC, so the slot stays 16 bytes with a
+ * 32-bit access time beside the flags. */
+#define UZ_SLOT_LOCK      (1u << 31) /* slot lock bit (the holder may sleep: see below) */
 #define UZ_SLOT_SAME      (1u << 30) /* val is the 8-byte fill word; no pool memory */
 #define UZ_SLOT_ALLOC     (1u << 29) /* val is a pool handle of `size` bytes */
 #define UZ_SLOT_HUGE      (1u << 28) /* with ALLOC: the raw page, size == UZ_PAGE_SIZE */
+#define UZ_SLOT_WAITERS   (1u << 27) /* with LOCK: a contender sleeps on the flags word */
+#define UZ_SLOT_IDLE      (1u << 26) /* marked idle (the idle attribute); any access clears it */
+#define UZ_SLOT_LOCK_BITS (UZ_SLOT_LOCK | UZ_SLOT_WAITERS)
+#define UZ_SLOT_SIZE_MASK 0x1fffu
 
-/* One 4096-byte slot. 16 bytes; every field but `flags` is protected by UZ_SLOT_LOCK. */
+/* One 4096-byte slot: 16 bytes. `flags` is atomic; `atime` and `val` are protected by the slot
+ * lock. */
 struct uz_slot {
     _Atomic uint32_t flags;
-    uint32_t size; /* compressed length when ALLOC */
-    uint64_t val;  /* handle (ALLOC) or fill word (SAME) */
+    uint32_t atime; /* seconds of CLOCK_BOOTTIME at the last read or write (uz_dev_now()) */
+    uint64_t val;   /* handle (ALLOC) or fill word (SAME) */
 };
+_Static_assert(sizeof(struct uz_slot) == 16, "a slot is 16 bytes");
 
 /* A compression stream with a page of scratch for read-modify-write. Owned by whoever holds
  * `lock` (a mutex; lock order: under the slot lock, above the pool's locks; its holder runs the
@@ -114,13 +121,115 @@ struct uz_dev {
     unsigned nstreams;
     uint64_t codec_gen; /* bumped at every codec swap: a change built unlocked checks it */
 
-    _Atomic uint64_t limit_pages;    /* 0: unlimited */
+    _Atomic uint64_t limit_pages; /* 0: unlimited */
+    _Atomic int64_t clock_offset; /* seconds from CLOCK_MONOTONIC_COARSE to BOOTTIME (+ tests') */
     _Atomic uint64_t max_used_pages; /* high-water mark of uz_pool_total_pages() */
     struct uz_dev_counters st;
 
     unsigned nworkers;
     struct uz_dev_worker *workers;
 };
+
+/* ---- the slot lock, and access tracking (used by dev_io.c and dev_idle.c) ---- */
+
+#include <time.h>
+
+/*
+ * The slot lock: bit UZ_SLOT_LOCK of the slot's flags word, with UZ_SLOT_WAITERS set by a thread
+ * that sleeps on the word (futex). Its holder may sleep: it runs the codec, waits for a stream
+ * and calls the pool, so a contender spins only briefly (the common case is an uncontended CAS)
+ * and then sleeps instead of burning a core. Every other flag bit changes only under the lock.
+ */
+static inline void uz_slot_lock_slow(struct uz_slot *s)
+{
+    for (unsigned spins = 0; spins < 100; spins++) {
+        uz_cpu_relax();
+        uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
+        if (!(f & UZ_SLOT_LOCK) &&
+            atomic_compare_exchange_weak_explicit(&s->flags, &f, f | UZ_SLOT_LOCK,
+                                                  memory_order_acquire, memory_order_relaxed))
+            return;
+    }
+    for (;;) {
+        uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
+        if (!(f & UZ_SLOT_LOCK)) {
+            /* Taken from the sleeping path: keep WAITERS set, since others may still sleep. */
+            if (atomic_compare_exchange_weak_explicit(&s->flags, &f,
+                                                      f | UZ_SLOT_LOCK | UZ_SLOT_WAITERS,
+                                                      memory_order_acquire, memory_order_relaxed))
+                return;
+            continue;
+        }
+        if (!(f & UZ_SLOT_WAITERS) &&
+            !atomic_compare_exchange_weak_explicit(&s->flags, &f, f | UZ_SLOT_WAITERS,
+                                                   memory_order_relaxed, memory_order_relaxed))
+            continue;
+        uz_futex_wait(&s->flags, f | UZ_SLOT_WAITERS);
+    }
+}
+
+static inline void uz_slot_lock(struct uz_slot *s)
+{
+    uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
+    if (UZ_LIKELY(!(f & UZ_SLOT_LOCK)) &&
+        atomic_compare_exchange_weak_explicit(&s->flags, &f, f | UZ_SLOT_LOCK, memory_order_acquire,
+                                              memory_order_relaxed))
+        return;
+    uz_slot_lock_slow(s);
+}
+
+static inline void uz_slot_unlock(struct uz_slot *s)
+{
+    uint32_t old = atomic_fetch_and_explicit(&s->flags, ~(UZ_SLOT_LOCK | UZ_SLOT_WAITERS),
+                                             memory_order_release);
+    if (UZ_UNLIKELY(old & UZ_SLOT_WAITERS))
+        uz_futex_wake(&s->flags, 1);
+}
+
+static inline uint32_t uz_slot_flags(const struct uz_slot *s)
+{
+    return atomic_load_explicit(&s->flags, memory_order_relaxed) & ~UZ_SLOT_LOCK_BITS;
+}
+
+static inline void uz_slot_set_flags(struct uz_slot *s, uint32_t flags)
+{
+    /* The holder changes the data bits; contenders may set WAITERS meanwhile, so keep both
+     * lock bits as they are. */
+    uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
+    while (!atomic_compare_exchange_weak_explicit(&s->flags, &f, (f & UZ_SLOT_LOCK_BITS) | flags,
+                                                  memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
+/* Seconds of CLOCK_BOOTTIME (the kernel's clock for ac_time), plus the test clock offset. Read
+ * as CLOCK_MONOTONIC_COARSE (8 ns here, against 28 for CLOCK_BOOTTIME: this runs on every I/O)
+ * plus the boot-to-monotonic difference taken when the device was created; a suspend after that
+ * is not counted (the ages of an idle mark then run late by the suspended time). */
+static inline uint32_t uz_dev_now(const struct uz_dev *dev)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    return (uint32_t)((int64_t)ts.tv_sec +
+                      atomic_load_explicit(&dev->clock_offset, memory_order_relaxed));
+}
+
+/* A locked slot was read: record the access and clear its idle mark. */
+static inline void uz_slot_accessed(const struct uz_dev *dev, struct uz_slot *s)
+{
+    uint32_t f = uz_slot_flags(s);
+    if (!(f & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)))
+        return; /* nothing stored: nothing to track */
+    uint32_t now = uz_dev_now(dev);
+    if (s->atime != now)
+        s->atime = now;
+    if (f & UZ_SLOT_IDLE)
+        uz_slot_set_flags(s, f & ~UZ_SLOT_IDLE);
+}
+
+/* dev_idle.c: the callers hold init_lock for reading. */
+UZ_HIDDEN int uz_dev_mark_idle_locked(struct uz_dev *dev, bool all, uint64_t age);
+UZ_HIDDEN ssize_t uz_dev_block_state_locked(struct uz_dev *dev, uint64_t *index, char *buf,
+                                            size_t len);
 
 /* dev_codec.c */
 /* A codec and its streams, built with no device lock held and then swapped in under

@@ -23,83 +23,16 @@
 
 /* ---- slots ---- */
 
-/*
- * The slot lock: bit UZ_SLOT_LOCK of the slot's flags word, with UZ_SLOT_WAITERS set by a thread
- * that sleeps on the word (futex). Its holder may sleep: it runs the codec, waits for a stream
- * and calls the pool, so a contender spins only briefly (the common case is an uncontended CAS)
- * and then sleeps instead of burning a core. Every other flag bit changes only under the lock.
- */
-static void slot_lock_slow(struct uz_slot *s)
-{
-    for (unsigned spins = 0; spins < 100; spins++) {
-        uz_cpu_relax();
-        uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
-        if (!(f & UZ_SLOT_LOCK) &&
-            atomic_compare_exchange_weak_explicit(&s->flags, &f, f | UZ_SLOT_LOCK,
-                                                  memory_order_acquire, memory_order_relaxed))
-            return;
-    }
-    for (;;) {
-        uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
-        if (!(f & UZ_SLOT_LOCK)) {
-            /* Taken from the sleeping path: keep WAITERS set, since others may still sleep. */
-            if (atomic_compare_exchange_weak_explicit(&s->flags, &f,
-                                                      f | UZ_SLOT_LOCK | UZ_SLOT_WAITERS,
-                                                      memory_order_acquire, memory_order_relaxed))
-                return;
-            continue;
-        }
-        if (!(f & UZ_SLOT_WAITERS) &&
-            !atomic_compare_exchange_weak_explicit(&s->flags, &f, f | UZ_SLOT_WAITERS,
-                                                   memory_order_relaxed, memory_order_relaxed))
-            continue;
-        uz_futex_wait(&s->flags, f | UZ_SLOT_WAITERS);
-    }
-}
-
-static inline void slot_lock(struct uz_slot *s)
-{
-    uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
-    if (UZ_LIKELY(!(f & UZ_SLOT_LOCK)) &&
-        atomic_compare_exchange_weak_explicit(&s->flags, &f, f | UZ_SLOT_LOCK, memory_order_acquire,
-                                              memory_order_relaxed))
-        return;
-    slot_lock_slow(s);
-}
-
-static inline void slot_unlock(struct uz_slot *s)
-{
-    uint32_t old = atomic_fetch_and_explicit(&s->flags, ~(UZ_SLOT_LOCK | UZ_SLOT_WAITERS),
-                                             memory_order_release);
-    if (UZ_UNLIKELY(old & UZ_SLOT_WAITERS))
-        uz_futex_wake(&s->flags, 1);
-}
-
-static inline uint32_t slot_flags(const struct uz_slot *s)
-{
-    return atomic_load_explicit(&s->flags, memory_order_relaxed) & ~UZ_SLOT_LOCK_BITS;
-}
-
-static inline void slot_set_flags(struct uz_slot *s, uint32_t flags)
-{
-    /* The holder changes the data bits; contenders may set WAITERS meanwhile, so keep both
-     * lock bits as they are. */
-    uint32_t f = atomic_load_explicit(&s->flags, memory_order_relaxed);
-    while (!atomic_compare_exchange_weak_explicit(&s->flags, &f, (f & UZ_SLOT_LOCK_BITS) | flags,
-                                                  memory_order_relaxed, memory_order_relaxed))
-        ;
-}
-
 /* Empties a locked slot, freeing its pool object. */
 static void slot_free(struct uz_dev *dev, struct uz_slot *s)
 {
-    uint32_t f = slot_flags(s);
+    uint32_t f = uz_slot_flags(s);
     if (f & UZ_SLOT_SAME) {
         uz_counter_add(&dev->st.same_pages, -1);
         uz_counter_add(&dev->st.pages_stored, -1);
     } else if (f & UZ_SLOT_ALLOC) {
         uz_pool_free(dev->pool, s->val);
-        uz_counter_add(&dev->st.compr_data_size, -(int64_t)s->size);
+        uz_counter_add(&dev->st.compr_data_size, -(int64_t)(f & UZ_SLOT_SIZE_MASK));
         uz_counter_add(&dev->st.pages_stored, -1);
         if (f & UZ_SLOT_HUGE)
             uz_counter_add(&dev->st.huge_pages, -1);
@@ -107,8 +40,7 @@ static void slot_free(struct uz_dev *dev, struct uz_slot *s)
         return;
     }
     s->val = 0;
-    s->size = 0;
-    slot_set_flags(s, 0);
+    uz_slot_set_flags(s, 0);
 }
 
 /* ---- write path ---- */
@@ -194,8 +126,8 @@ static void slot_commit(struct uz_dev *dev, struct uz_slot *s, const struct stor
 {
     slot_free(dev, s);
     s->val = p->val;
-    s->size = p->size;
-    slot_set_flags(s, p->flags);
+    s->atime = uz_dev_now(dev);
+    uz_slot_set_flags(s, p->flags | p->size); /* the size lives in the flags word's low bits */
     uz_counter_add(&dev->st.pages_stored, 1);
     if (p->flags & UZ_SLOT_SAME) {
         uz_counter_add(&dev->st.same_pages, 1);
@@ -220,9 +152,9 @@ static int write_page(struct uz_dev *dev, uint64_t index, const void *page)
         return rc;
     }
     struct uz_slot *s = &dev->table[index];
-    slot_lock(s);
+    uz_slot_lock(s);
     slot_commit(dev, s, &p);
-    slot_unlock(s);
+    uz_slot_unlock(s);
     return 0;
 }
 
@@ -249,7 +181,7 @@ int uz_dev_write_page(struct uz_dev *dev, uint64_t index, const void *page)
  * one for the decompression): a thread never waits for a second stream while holding one. */
 static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page, struct uz_dev_stream *held)
 {
-    uint32_t f = slot_flags(s);
+    uint32_t f = uz_slot_flags(s);
     if (f & UZ_SLOT_SAME) {
         for (size_t i = 0; i < UZ_PAGE_SIZE / 8; i++)
             memcpy((char *)page + i * 8, &s->val, 8);
@@ -265,7 +197,7 @@ static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page, struct u
         memcpy(page, obj, UZ_PAGE_SIZE);
     } else {
         struct uz_dev_stream *st = held ? held : uz_dev_stream_get(dev);
-        ssize_t n = uz_comp_decompress(st->cs, obj, s->size, page, UZ_PAGE_SIZE);
+        ssize_t n = uz_comp_decompress(st->cs, obj, f & UZ_SLOT_SIZE_MASK, page, UZ_PAGE_SIZE);
         if (!held)
             uz_dev_stream_put(st);
         if (n != UZ_PAGE_SIZE)
@@ -280,9 +212,11 @@ static int read_page(struct uz_dev *dev, uint64_t index, void *page)
     if (index >= dev->nr_pages)
         return -EINVAL;
     struct uz_slot *s = &dev->table[index];
-    slot_lock(s);
+    uz_slot_lock(s);
     int rc = slot_read(dev, s, page, NULL);
-    slot_unlock(s);
+    if (!rc)
+        uz_slot_accessed(dev, s);
+    uz_slot_unlock(s);
     if (rc)
         uz_counter_add(&dev->st.failed_reads, 1);
     return rc;
@@ -306,12 +240,12 @@ int uz_dev_page_state(struct uz_dev *dev, uint64_t index)
     int rc = -EINVAL;
     if (index < dev->nr_pages) {
         struct uz_slot *s = &dev->table[index];
-        slot_lock(s);
-        uint32_t f = slot_flags(s);
+        uz_slot_lock(s);
+        uint32_t f = uz_slot_flags(s);
         rc = (f & UZ_SLOT_SAME)    ? (s->val ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_ZERO)
              : (f & UZ_SLOT_ALLOC) ? UZ_DEV_PAGE_DATA
                                    : UZ_DEV_PAGE_UNWRITTEN;
-        slot_unlock(s);
+        uz_slot_unlock(s);
     }
     uz_brlock_read_unlock(&dev->init_lock, shard);
     return rc;
@@ -339,7 +273,7 @@ static int write_partial(struct uz_dev *dev, uint64_t index, const void *buf, si
                          size_t len)
 {
     struct uz_slot *s = &dev->table[index];
-    slot_lock(s);
+    uz_slot_lock(s);
     struct uz_dev_stream *st = uz_dev_stream_get(dev);
     int rc = slot_read(dev, s, st->page, st);
     struct stored p;
@@ -350,7 +284,7 @@ static int write_partial(struct uz_dev *dev, uint64_t index, const void *buf, si
     uz_dev_stream_put(st);
     if (!rc)
         slot_commit(dev, s, &p);
-    slot_unlock(s);
+    uz_slot_unlock(s);
     if (rc)
         uz_counter_add(&dev->st.failed_writes, 1);
     return rc;
@@ -413,11 +347,11 @@ int uz_dev_discard(struct uz_dev *dev, uint64_t offset, uint64_t len)
         uint64_t end = (offset + len) / UZ_PAGE_SIZE;
         for (uint64_t i = first; i < end; i++) {
             struct uz_slot *s = &dev->table[i];
-            if (slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)) {
+            if (uz_slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)) {
                 /* else empty: nothing to free (racy peek, rechecked under the lock) */
-                slot_lock(s);
+                uz_slot_lock(s);
                 slot_free(dev, s);
-                slot_unlock(s);
+                uz_slot_unlock(s);
             }
         }
         /* The kernel counts every page of a discarded range, freed or not. */
@@ -433,17 +367,17 @@ static void zero_pages(struct uz_dev *dev, uint64_t first, uint64_t end, bool tr
 {
     for (uint64_t i = first; i < end; i++) {
         struct uz_slot *s = &dev->table[i];
-        if (trim && !(slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)))
+        if (trim && !(uz_slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)))
             continue; /* a hole already (racy peek at the atomic flags, rechecked below) */
-        slot_lock(s);
-        uint32_t f = slot_flags(s);
+        uz_slot_lock(s);
+        uint32_t f = uz_slot_flags(s);
         if (trim) {
             slot_free(dev, s);
         } else if (!(f & UZ_SLOT_SAME) || s->val) {
             struct stored p = {.flags = UZ_SLOT_SAME, .val = 0};
             slot_commit(dev, s, &p);
         }
-        slot_unlock(s);
+        uz_slot_unlock(s);
     }
 }
 
@@ -474,7 +408,7 @@ int uz_dev_zero(struct uz_dev *dev, uint64_t offset, uint64_t len, unsigned flag
 
 static int slot_state(struct uz_slot *s)
 {
-    uint32_t f = slot_flags(s);
+    uint32_t f = uz_slot_flags(s);
     if (f & UZ_SLOT_SAME)
         return s->val ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_ZERO;
     return (f & UZ_SLOT_ALLOC) ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_UNWRITTEN;
@@ -500,9 +434,9 @@ int uz_dev_extents(struct uz_dev *dev, uint64_t offset, uint64_t len, struct uz_
               (UZ_SLOT_SAME | UZ_SLOT_ALLOC | UZ_SLOT_LOCK))) {
             state = UZ_DEV_PAGE_UNWRITTEN; /* the common hole: no lock needed for a snapshot */
         } else {
-            slot_lock(s);
+            uz_slot_lock(s);
             state = slot_state(s);
-            slot_unlock(s);
+            uz_slot_unlock(s);
         }
         if (n && ext[n - 1].state == state) {
             ext[n - 1].length += next - pos;

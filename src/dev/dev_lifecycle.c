@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <time.h>
 
 /* ---- storage (table + pool) ---- */
 
@@ -88,6 +89,10 @@ int uz_dev_create(const struct uz_dev_config *cfg, struct uz_dev **out)
         return rc;
     }
     dev->nworkers = cfg->workers;
+    struct timespec boot, mono;
+    clock_gettime(CLOCK_BOOTTIME, &boot);
+    clock_gettime(CLOCK_MONOTONIC_COARSE, &mono);
+    atomic_store(&dev->clock_offset, (int64_t)boot.tv_sec - (int64_t)mono.tv_sec);
     atomic_store(&dev->limit_pages, UZ_DIV_ROUND_UP(cfg->mem_limit, UZ_PAGE_SIZE));
     if ((rc = uz_dev_set_codec(dev, cfg->algorithm, cfg->level, NULL)) ||
         (rc = uz_dev_init_storage(dev, cfg->disksize)) ||
