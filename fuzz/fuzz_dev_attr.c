@@ -16,19 +16,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const names[] = {"algorithm_params",
-                                        "comp_algorithm",
-                                        "compact",
-                                        "debug_stat",
-                                        "disksize",
-                                        "initstate",
-                                        "io_stat",
-                                        "max_comp_streams",
-                                        "mem_limit",
-                                        "mem_used_max",
-                                        "mm_stat",
-                                        "pool_stat",
-                                        "reset"};
+    static const char *const names[] = {
+        "algorithm_params", "block_state",  "comp_algorithm", "compact",   "debug_stat",
+        "disksize",         "idle",         "initstate",      "io_stat",   "max_comp_streams",
+        "mem_limit",        "mem_used_max", "mm_stat",        "pool_stat", "reset"};
     char *text = malloc(size + 1);
     if (!text)
         return 0;
