@@ -259,13 +259,15 @@ static void t_discard(void)
 
 #define PN_PAGES   1024u
 #define PN_LIMIT   64u
-#define PN_THREADS 6
+#define PN_THREADS 8
+#define PN_ROUNDS  600
 
 static struct {
     struct uz_region *r;
     unsigned char *base;
     atomic_bool stop;
     atomic_long ok, refused;
+    pthread_barrier_t start;
 } pn;
 
 static void *pn_pinner(void *arg)
@@ -274,9 +276,13 @@ static void *pn_pinner(void *arg)
     uint64_t seed = 0x9191 + t * 0x9e3779b97f4a7c15ull;
     /* Even threads share pages 0..63; odd ones each have 128 pages of their own. */
     uint32_t area = t % 2 ? 256 + (uint32_t)(t / 2) * 128 : 0, span = t % 2 ? 128 : 64;
-    while (!atomic_load(&pn.stop)) {
+    for (unsigned round = 0; round < PN_ROUNDS; round++) {
+        /* All start together (the old budget check raced exactly so); the second half of
+         * the rounds are random lengths, the first half are 16 pages. */
+        pthread_barrier_wait(&pn.start);
         uint64_t x = uzt_rand(&seed);
-        uint32_t len = 1 + (uint32_t)(x % 14), p = area + (uint32_t)((x >> 8) % (span - len));
+        uint32_t len = round < PN_ROUNDS / 2 ? 16 : 1 + (uint32_t)(x % 16);
+        uint32_t p = area + (uint32_t)((x >> 8) % (span - len));
         unsigned char *a = pn.base + (size_t)p * PAGE;
         int rc = uz_region_pin(pn.r, a, (size_t)len * PAGE);
         if (rc == -ENOMEM) {
@@ -287,6 +293,7 @@ static void *pn_pinner(void *arg)
         /* Pinned pages are resident and writable: a syscall into them works in any mode. */
         for (uint32_t k = 0; k < len; k++)
             a[(size_t)k * PAGE + (x % PAGE)] = (unsigned char)x;
+        usleep(50); /* held a while, as around a system call */
         CHECK_EQ(uz_region_unpin(pn.r, a, (size_t)len * PAGE), 0);
         atomic_fetch_add(&pn.ok, 1);
     }
@@ -310,21 +317,28 @@ static void t_pin(void)
     pn.r = make(PN_PAGES, PN_LIMIT);
     pn.base = uz_region_base(pn.r);
     pthread_t th[PN_THREADS + 1];
+    CHECK_EQ(pthread_barrier_init(&pn.start, NULL, PN_THREADS), 0);
+    /* Everything swapped out first: each pin needs room, and reclaim has to make it. */
+    for (uint32_t p = 0; p < PN_PAGES; p++)
+        pn.base[(size_t)p * PAGE] = 1;
+    CHECK(uz_region_swapout(pn.r, pn.base, (size_t)PN_PAGES * PAGE) > 0);
     for (uintptr_t t = 0; t < PN_THREADS; t++)
         CHECK_EQ(pthread_create(&th[t], NULL, pn_pinner, (void *)t), 0);
     CHECK_EQ(pthread_create(&th[PN_THREADS], NULL, pn_toucher, NULL), 0);
-    double t0 = now_s();
-    while (now_s() - t0 < 2.0) {
+    for (;;) {
         usleep(10000);
+        if (atomic_load(&pn.ok) + atomic_load(&pn.refused) >= (long)PN_THREADS * PN_ROUNDS)
+            break;
         struct uz_region_stat st = stat_of(pn.r);
         CHECK(st.pinned_pages <= PN_LIMIT / 2);
     }
     atomic_store(&pn.stop, true);
     for (int t = 0; t <= PN_THREADS; t++)
         CHECK_EQ(pthread_join(th[t], NULL), 0);
+    pthread_barrier_destroy(&pn.start);
     fprintf(stderr, "pin: %ld pinned and unpinned, %ld refused (-ENOMEM)\n", atomic_load(&pn.ok),
             atomic_load(&pn.refused));
-    CHECK(atomic_load(&pn.ok) > 100);
+    CHECK(atomic_load(&pn.ok) > PN_ROUNDS);
     CHECK_EQ(stat_of(pn.r).pinned_pages, 0);
     CHECK_EQ(stat_of(pn.r).failed, 0);
     /* All the budget is back: half the limit can be pinned at once again. */
