@@ -195,14 +195,15 @@ void uz_region_note_sample(struct uz_region *r, bool written)
 
 /* ---- create / destroy ---- */
 
-/* Maps memory for the library's own use and locks it, up to 64 MiB (the page words of a 32 GiB
- * region): beyond that they are left to fault in lazily rather than pinned all at once. */
-static void *map_locked(size_t bytes, bool *locked)
+/* Maps memory for the library's own use and locks it. `lazy` (the page words, 2 MiB per GiB of
+ * region): locked as it is first touched (MLOCK_ONFAULT), so that create neither populates
+ * nor locks the words of pages never used; a kernel without it leaves them unlocked. */
+static void *map_locked(size_t bytes, bool lazy, bool *locked)
 {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-    if (bytes > (64u << 20) || mlock(p, bytes))
+    if (lazy ? syscall(SYS_mlock2, p, bytes, MLOCK_ONFAULT) != 0 : mlock(p, bytes) != 0)
         *locked = false;
     return p;
 }
@@ -347,9 +348,9 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
         goto fail;
 
     r->pages_bytes = r->npages * sizeof(r->pages[0]);
-    r->pages = map_locked(r->pages_bytes, &r->locked);
-    r->bufs = map_locked((size_t)UZ_REGION_NREQ * UZ_PAGE_SIZE, &r->locked);
-    r->zeros = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, &r->locked);
+    r->pages = map_locked(r->pages_bytes, true, &r->locked);
+    r->bufs = map_locked((size_t)UZ_REGION_NREQ * UZ_PAGE_SIZE, false, &r->locked);
+    r->zeros = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, false, &r->locked);
     r->reqs = calloc(UZ_REGION_NREQ, sizeof(*r->reqs));
     r->ft = calloc(r->nfault, sizeof(*r->ft));
     rc = -ENOMEM;
@@ -364,7 +365,7 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     r->nfree = UZ_REGION_NREQ;
     for (unsigned t = 0; t < r->nfault; t++) {
         r->ft[t].r = r;
-        r->ft[t].staging = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, &r->locked);
+        r->ft[t].staging = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, false, &r->locked);
         r->ft[t].defer = calloc(UZ_FAULT_DEFER, sizeof(struct uffd_msg));
         if (!r->ft[t].staging || !r->ft[t].defer)
             goto fail;
