@@ -23,8 +23,16 @@
  *    with uz_region_pin() / uz_region_unpin(), which bring the pages in writable and keep them
  *    resident.
  *
- * Do not madvise(), mprotect(), mremap() or munmap() region memory yourself, and do not expect a
- * child process to see it: the region is not inherited across fork() (MADV_DONTFORK).
+ * The application's own memory calls on region memory:
+ *  - To drop a range (what MADV_DONTNEED / MADV_FREE / MADV_REMOVE do), call
+ *    uz_region_discard(): the range reads back as zeros and its stored copies are freed.
+ *    A raw madvise(MADV_DONTNEED) is safe (nothing hangs or crashes) but only half defined:
+ *    resident pages read back as zeros, swapped-out ones may keep their old contents.
+ *  - mprotect() is allowed: reclaim never reads a page it cannot read (PROT_NONE) and leaves it
+ *    resident; pages in read-only ranges are swapped as usual and read back read-only. Made
+ *    writable again, every page has its contents.
+ *  - Do not mremap() or munmap() region memory, and do not expect a child process to see it:
+ *    the region is not inherited across fork() (MADV_DONTFORK).
  */
 #ifndef UZRAM_REGION_H
 #define UZRAM_REGION_H
@@ -124,14 +132,28 @@ UZ_API void uz_region_destroy(struct uz_region *r);
  *  matching uz_region_unpin(). Pins nest (up to 65535 per page). Needed only in
  *  UZ_REGION_MODE_USER_ONLY, around system calls on region memory; harmless otherwise.
  *  @return : 0, -EINVAL (range outside the region), -ENOMEM (more than half of resident_limit
- *            would be pinned; nothing is pinned then), -EIO (a page the device cannot
- *            return or the kernel would not map, or the region has failed; nothing is pinned
- *            then). */
+ *            would be pinned, counting the ranges other threads' uz_region_pin() calls are
+ *            pinning meanwhile; nothing is pinned then: retry after an unpin), -EIO (a page
+ *            the device cannot return or the kernel would not map, or the region has failed;
+ *            nothing is pinned then).
+ *  Concurrent pinners each succeed or fail at once: the range is claimed against the budget
+ *  in one atomic step before any page is pinned, so they never wait for each other's room. */
 UZ_API int uz_region_pin(struct uz_region *r, void *addr, size_t len);
 
 /* uz_region_unpin() : releases one pin of every page overlapping [addr, addr+len).
  *  @return : 0, or -EINVAL (range outside the region, or a page not pinned). */
 UZ_API int uz_region_unpin(struct uz_region *r, void *addr, size_t len);
+
+/* uz_region_discard() :
+ *  Drops every page of [addr, addr+len) (len rounded up to pages), like MADV_DONTNEED on
+ *  anonymous memory: each reads back as zeros, its stored copy is freed and it no longer counts
+ *  as resident. A pinned page stays pinned and resident, and reads back as zeros too. Safe
+ *  while other threads use and the region reclaims the range (their accesses see the old
+ *  contents or zeros).
+ *  @return : 0, -EINVAL (addr not page-aligned, or the range outside the region), -EIO (the
+ *            region has failed), or -errno of madvise (the pages it could not drop keep
+ *            their contents). */
+UZ_API int uz_region_discard(struct uz_region *r, void *addr, size_t len);
 
 /* uz_region_swapout() :
  *  Swaps out every page overlapping [addr, addr+len) that is neither pinned nor written to

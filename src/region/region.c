@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,26 +99,58 @@ void uz_region_wake_reclaim(struct uz_region *r)
 
 /* ---- resident-memory reservation (the fault path's throttle) ---- */
 
-/* Reserves room for at least `min` and at most `want` pages to be mapped, waiting for reclaim
- * while the region is at its limit. Called holding no page lock. @return : pages reserved. */
-unsigned uz_region_reserve(struct uz_region *r, unsigned min, unsigned want)
+unsigned uz_region_reserve_try(struct uz_region *r, unsigned min, unsigned want)
 {
     if (!r->limit) {
         atomic_fetch_add(&r->resident, want);
         return want;
     }
-    bool waited = false;
     for (;;) {
         uint64_t res = atomic_load(&r->resident);
         uint64_t avail = res < r->limit ? r->limit - res : 0;
-        if (avail >= min || atomic_load(&r->stop) || uz_region_failed(r)) {
-            unsigned take = avail < want ? (avail > min ? (unsigned)avail : min) : want;
-            if (!atomic_compare_exchange_weak(&r->resident, &res, res + take))
-                continue;
-            if (res + take > r->start_wm)
-                uz_region_wake_reclaim(r);
+        if (avail < min && !atomic_load(&r->stop) && !uz_region_failed(r))
+            return 0;
+        unsigned take = avail < want ? (avail > min ? (unsigned)avail : min) : want;
+        if (!atomic_compare_exchange_weak(&r->resident, &res, res + take))
+            continue;
+        if (res + take > r->start_wm)
+            uz_region_wake_reclaim(r);
+        return take;
+    }
+}
+
+void uz_region_reserve_force(struct uz_region *r, unsigned n)
+{
+    if (atomic_fetch_add(&r->resident, n) + n > r->start_wm && r->limit)
+        uz_region_wake_reclaim(r);
+}
+
+void uz_region_room_wait(struct uz_region *r, unsigned min, long ms)
+{
+    pthread_mutex_lock(&r->lock);
+    atomic_fetch_add(&r->room_waiters, 1);
+    r->reclaim_kick = true;
+    pthread_cond_signal(&r->reclaim_cond);
+    if (atomic_load(&r->resident) + min > r->limit && !atomic_load(&r->stop) &&
+        !uz_region_failed(r)) {
+        struct timespec ts;
+        deadline_in(&ts, ms);
+        pthread_cond_timedwait(&r->room_cond, &r->lock, &ts);
+    }
+    atomic_fetch_sub(&r->room_waiters, 1);
+    pthread_mutex_unlock(&r->lock);
+}
+
+/* Reserves room for at least `min` and at most `want` pages to be mapped, waiting for reclaim
+ * while the region is at its limit. Called holding no page lock, and not from a fault thread
+ * (which waits with fault_reserve(), serving faults meanwhile). @return : pages reserved. */
+unsigned uz_region_reserve(struct uz_region *r, unsigned min, unsigned want)
+{
+    bool waited = false;
+    for (;;) {
+        unsigned take = uz_region_reserve_try(r, min, want);
+        if (take)
             return take;
-        }
         if (!waited)
             uz_counter_add(&r->st.throttled, 1);
         waited = true;
@@ -162,14 +195,15 @@ void uz_region_note_sample(struct uz_region *r, bool written)
 
 /* ---- create / destroy ---- */
 
-/* Maps memory for the library's own use and locks it, up to 64 MiB (the page words of a 32 GiB
- * region): beyond that they are left to fault in lazily rather than pinned all at once. */
-static void *map_locked(size_t bytes, bool *locked)
+/* Maps memory for the library's own use and locks it. `lazy` (the page words, 2 MiB per GiB of
+ * region): locked as it is first touched (MLOCK_ONFAULT), so that create neither populates
+ * nor locks the words of pages never used; a kernel without it leaves them unlocked. */
+static void *map_locked(size_t bytes, bool lazy, bool *locked)
 {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
         return NULL;
-    if (bytes > (64u << 20) || mlock(p, bytes))
+    if (lazy ? syscall(SYS_mlock2, p, bytes, MLOCK_ONFAULT) != 0 : mlock(p, bytes) != 0)
         *locked = false;
     return p;
 }
@@ -204,6 +238,8 @@ static void teardown(struct uz_region *r)
     for (unsigned t = 0; r->ft && t < r->nfault; t++)
         if (r->ft[t].staging)
             munmap(r->ft[t].staging, UZ_RA_MAX * UZ_PAGE_SIZE);
+    for (unsigned t = 0; r->ft && t < r->nfault; t++)
+        free(r->ft[t].defer);
     free(r->ft);
     if (r->pages)
         munmap(r->pages, r->pages_bytes);
@@ -252,7 +288,8 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     if (!r)
         return -ENOMEM;
     r->uffd = -1;
-    r->pidfd_own = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    r->pid = getpid();
+    r->pidfd_own = (int)syscall(SYS_pidfd_open, r->pid, 0);
     atomic_store(&r->pidfd, r->pidfd_own);
     r->size = cfg->size;
     r->npages = cfg->size / UZ_PAGE_SIZE;
@@ -311,9 +348,9 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
         goto fail;
 
     r->pages_bytes = r->npages * sizeof(r->pages[0]);
-    r->pages = map_locked(r->pages_bytes, &r->locked);
-    r->bufs = map_locked((size_t)UZ_REGION_NREQ * UZ_PAGE_SIZE, &r->locked);
-    r->zeros = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, &r->locked);
+    r->pages = map_locked(r->pages_bytes, true, &r->locked);
+    r->bufs = map_locked((size_t)UZ_REGION_NREQ * UZ_PAGE_SIZE, false, &r->locked);
+    r->zeros = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, false, &r->locked);
     r->reqs = calloc(UZ_REGION_NREQ, sizeof(*r->reqs));
     r->ft = calloc(r->nfault, sizeof(*r->ft));
     rc = -ENOMEM;
@@ -328,8 +365,9 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     r->nfree = UZ_REGION_NREQ;
     for (unsigned t = 0; t < r->nfault; t++) {
         r->ft[t].r = r;
-        r->ft[t].staging = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, &r->locked);
-        if (!r->ft[t].staging)
+        r->ft[t].staging = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, false, &r->locked);
+        r->ft[t].defer = calloc(UZ_FAULT_DEFER, sizeof(struct uffd_msg));
+        if (!r->ft[t].staging || !r->ft[t].defer)
             goto fail;
     }
 
@@ -381,6 +419,14 @@ struct uz_dev *uz_region_dev(struct uz_region *r)
 
 /* ---- statistics ---- */
 
+/* O(1): the counts uz_region_pg_unlock() keeps (a sum read while pages change state can be
+ * off by the changes in progress, never below 0). */
+static uint64_t state_count(struct uz_region *r, unsigned st)
+{
+    int64_t v = uz_counter_read(&r->nstate[st]);
+    return v > 0 ? (uint64_t)v : 0;
+}
+
 int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
 {
     if (!r || !st)
@@ -388,25 +434,23 @@ int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
     memset(st, 0, sizeof(*st));
     st->size = r->size;
     st->resident_limit = r->limit_bytes;
-    for (uint64_t i = 0; i < r->npages; i++) {
-        uint64_t w = uz_region_pg_settled(r, i);
-        switch (uz_pg_state(w)) {
-        case UZ_PG_DIRTY:
-            st->dirty_pages++;
-            break;
-        case UZ_PG_CLEAN:
-            st->clean_pages++;
-            break;
-        case UZ_PG_WB:
-            st->writeback_pages++;
-            break;
-        case UZ_PG_SWAPPED:
-            st->swapped_pages++;
-            break;
+    /* A fault thread publishes a page's new state just after the ioctl that woke the faulting
+     * thread: wait for the faults being handled now (bounded work), so that a thread back
+     * from a fault sees its effect here. */
+    for (unsigned t = 0; r->ft && t < r->nfault; t++) {
+        uint64_t b = atomic_load(&r->ft[t].busy);
+        for (unsigned spins = 0; (b & 1) && atomic_load(&r->ft[t].busy) == b; spins++) {
+            if (spins < 64)
+                uz_cpu_relax();
+            else
+                sched_yield();
         }
-        if (uz_pg_pins(w))
-            st->pinned_pages++;
     }
+    st->dirty_pages = state_count(r, UZ_PG_DIRTY);
+    st->clean_pages = state_count(r, UZ_PG_CLEAN);
+    st->writeback_pages = state_count(r, UZ_PG_WB);
+    st->swapped_pages = state_count(r, UZ_PG_SWAPPED);
+    st->pinned_pages = atomic_load(&r->pinned);
     st->resident_pages = st->dirty_pages + st->clean_pages + st->writeback_pages;
     struct uz_region_stats *c = &r->st;
     st->major_faults = (uint64_t)uz_counter_read(&c->major_faults);
@@ -448,6 +492,13 @@ static bool range_pages(struct uz_region *r, const void *addr, size_t len, uint6
     return true;
 }
 
+/* Gives back n pages of the pin budget (only kept with a resident limit). */
+static void budget_put(struct uz_region *r, uint64_t n)
+{
+    if (r->limit && n)
+        atomic_fetch_sub(&r->pin_budget, n);
+}
+
 static int unpin_range(struct uz_region *r, uint64_t first, uint64_t end)
 {
     int rc = 0;
@@ -457,8 +508,10 @@ static int unpin_range(struct uz_region *r, uint64_t first, uint64_t end)
             rc = -EINVAL;
         } else {
             w -= UZ_PG_PIN_ONE;
-            if (!uz_pg_pins(w))
+            if (!uz_pg_pins(w)) {
                 atomic_fetch_sub(&r->pinned, 1);
+                budget_put(r, 1);
+            }
         }
         uz_region_pg_unlock(r, i, w);
     }
@@ -500,8 +553,17 @@ int uz_region_pin(struct uz_region *r, void *addr, size_t len)
     if (uz_region_failed(r))
         return -EIO;
     uint64_t n = end - first;
-    if (r->limit && atomic_load(&r->pinned) + n > r->limit / 2)
-        return -ENOMEM;
+    if (r->limit) {
+        /* Claim the whole range against the budget first, in one CAS: pinners that pass
+         * together can never pin more than half the limit between them, so reclaim always has
+         * the other half to make room with and the reservations below always end. A page found
+         * pinned already gives its claim back. */
+        uint64_t b = atomic_load(&r->pin_budget);
+        do {
+            if (n > r->limit / 2 - (b < r->limit / 2 ? b : r->limit / 2))
+                return -ENOMEM;
+        } while (!atomic_compare_exchange_weak(&r->pin_budget, &b, b + n));
+    }
     for (uint64_t i = first; i < end; i++) {
         /* Reserve before locking (reclaim may need page locks to make room). */
         unsigned got = uz_region_reserve(r, 1, 1);
@@ -509,18 +571,22 @@ int uz_region_pin(struct uz_region *r, void *addr, size_t len)
         bool used = false;
         int rc = make_writable(r, i, &w, &used);
         if (!rc) {
-            if (!uz_pg_pins(w))
-                atomic_fetch_add(&r->pinned, 1);
-            if (uz_pg_pins(w) == 0xffff)
+            if (uz_pg_pins(w) == 0xffff) {
                 rc = -EINVAL;
-            else
+            } else {
+                if (!uz_pg_pins(w))
+                    atomic_fetch_add(&r->pinned, 1); /* the claim becomes the pin */
+                else
+                    budget_put(r, 1);
                 w += UZ_PG_PIN_ONE;
+            }
         }
         uz_region_pg_unlock(r, i, w);
         if (!used)
             uz_region_unreserve(r, got);
         if (rc) {
             unpin_range(r, first, i);
+            budget_put(r, end - i);
             return rc == -EINVAL ? rc : -EIO;
         }
     }
@@ -533,6 +599,90 @@ int uz_region_unpin(struct uz_region *r, void *addr, size_t len)
     if (!r || !range_pages(r, addr, len, &first, &end))
         return -EINVAL;
     return unpin_range(r, first, end);
+}
+
+/* ---- discard ---- */
+
+/* Discards locked pages idx..idx+n-1 (words[] their locked words): the resident ones are
+ * unmapped in one system call, and each page ends EMPTY with its stored copy freed, except a
+ * pinned page, mapped again writable with zeros. @return : 0 or the first error (the pages
+ * of a run that could not be unmapped keep their state). */
+static int discard_locked(struct uz_region *r, uint64_t idx, unsigned n, uint64_t *words)
+{
+    struct iovec iov[UZ_RECLAIM_BATCH];
+    unsigned run[UZ_RECLAIM_BATCH];
+    bool ok[UZ_RECLAIM_BATCH];
+    unsigned niov = 0;
+    for (unsigned k = 0; k < n; k++) {
+        if (!uz_pg_resident(uz_pg_state(words[k])))
+            continue;
+        unsigned char *a = r->base + (idx + k) * UZ_PAGE_SIZE;
+        if (niov && (unsigned char *)iov[niov - 1].iov_base + iov[niov - 1].iov_len == a) {
+            iov[niov - 1].iov_len += UZ_PAGE_SIZE;
+        } else {
+            iov[niov].iov_base = a;
+            iov[niov++].iov_len = UZ_PAGE_SIZE;
+        }
+        run[k] = niov - 1;
+    }
+    int rc = niov ? uz_region_sys_zap(r, iov, niov, ok) : 0, first_err = 0;
+    if (rc)
+        first_err = uz_region_error(r, rc);
+    uint64_t freed = 0;
+    for (unsigned k = 0; k < n; k++) {
+        uint64_t w = words[k];
+        unsigned st = uz_pg_state(w);
+        if (uz_pg_resident(st) && !ok[run[k]])
+            continue; /* still mapped: unchanged */
+        if (st == UZ_PG_EMPTY)
+            continue;
+        if (st == UZ_PG_CLEAN || st == UZ_PG_SWAPPED)
+            uz_region_discard_slot(r, idx + k);
+        /* A writeback in flight (WB, or DIRTY after a redirty) completes into an EMPTY page:
+         * its completion frees what it stored (wb_done). */
+        if (st == UZ_PG_WB)
+            w = uz_pg_next_gen(w);
+        w &= ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH);
+        if (uz_pg_pins(w)) {
+            /* Pinned pages stay resident and writable: zeros mapped back at once. */
+            unsigned done;
+            int crc = uz_region_sys_copy(r, idx + k, r->zeros, 1, false, &done);
+            if (crc && !first_err)
+                first_err = uz_region_error(r, crc);
+            words[k] = uz_pg_set_state(w, UZ_PG_DIRTY); /* a missing fault maps zeros too */
+            continue;
+        }
+        freed += uz_pg_resident(st);
+        words[k] = uz_pg_set_state(w, UZ_PG_EMPTY);
+    }
+    if (freed) {
+        atomic_fetch_sub(&r->resident, freed);
+        uz_region_room_freed(r);
+    }
+    return first_err;
+}
+
+int uz_region_discard(struct uz_region *r, void *addr, size_t len)
+{
+    uint64_t first, end;
+    if (!r || ((uintptr_t)addr & (UZ_PAGE_SIZE - 1)) || !range_pages(r, addr, len, &first, &end))
+        return -EINVAL;
+    if (uz_region_failed(r))
+        return -EIO;
+    uint64_t words[UZ_RECLAIM_BATCH];
+    int rc = 0;
+    for (uint64_t i = first; i < end;) {
+        unsigned n = end - i < UZ_RECLAIM_BATCH ? (unsigned)(end - i) : UZ_RECLAIM_BATCH;
+        for (unsigned k = 0; k < n; k++) /* ascending: the lock order */
+            words[k] = uz_region_pg_lock(r, i + k);
+        int brc = discard_locked(r, i, n, words);
+        if (brc && !rc)
+            rc = brc;
+        for (unsigned k = 0; k < n; k++)
+            uz_region_pg_unlock(r, i + k, words[k]);
+        i += n;
+    }
+    return rc ? (uz_region_failed(r) ? -EIO : rc) : 0;
 }
 
 /* ---- explicit swap-out ---- */

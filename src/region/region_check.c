@@ -6,8 +6,9 @@
  * /proc/self/pagemap (present; written, i.e. not write-protected) and compares it with each
  * page word: resident states are mapped and the others are not, CLEAN and WB pages are
  * write-protected, no lock is held, no writeback in flight, only DIRTY pages pinned; then the
- * resident and pinned counters against the words. It prints nothing: what it found goes back in
- * a struct uz_region_check_result, for the caller to print.
+ * resident, pinned and per-state counters (what uz_region_stat() reports) against the words.
+ * It prints nothing: what it found goes back in a struct uz_region_check_result, for the
+ * caller to print.
  */
 #include "region_internal.h"
 
@@ -97,11 +98,23 @@ int uz_region_check(struct uz_region *r, struct uz_region_check_result *out)
             res.first_problem = bad;
         }
         res.resident += uz_pg_resident(uz_pg_state(w));
+        res.dirty += uz_pg_state(w) == UZ_PG_DIRTY;
+        res.clean += uz_pg_state(w) == UZ_PG_CLEAN;
+        res.writeback += uz_pg_state(w) == UZ_PG_WB;
+        res.swapped += uz_pg_state(w) == UZ_PG_SWAPPED;
         res.pinned += uz_pg_pins(w) != 0;
     }
     res.pages = r->npages;
     res.resident_counter = atomic_load(&r->resident);
     res.pinned_counter = atomic_load(&r->pinned);
+    for (unsigned st = UZ_PG_DIRTY; st <= UZ_PG_SWAPPED; st++)
+        res.nstate[st] = (uint64_t)uz_counter_read(&r->nstate[st]);
+    const uint64_t counted[UZ_PG_SWAPPED + 1] = {0, res.dirty, res.clean, res.writeback,
+                                                 res.swapped};
+    unsigned bad_state = 0;
+    for (unsigned st = UZ_PG_DIRTY; st <= UZ_PG_SWAPPED && !bad_state; st++)
+        if (counted[st] != res.nstate[st])
+            bad_state = st;
     if (res.bad_pages)
         snprintf(res.msg, sizeof(res.msg), "page %llu (state %u, word %#llx): %s (%llu bad)",
                  (unsigned long long)res.first_bad, uz_pg_state(res.first_bad_word),
@@ -113,6 +126,10 @@ int uz_region_check(struct uz_region *r, struct uz_region_check_result *out)
     else if (res.pinned != res.pinned_counter)
         snprintf(res.msg, sizeof(res.msg), "%llu pinned pages, counter says %llu",
                  (unsigned long long)res.pinned, (unsigned long long)res.pinned_counter);
+    else if (bad_state)
+        snprintf(res.msg, sizeof(res.msg), "%llu pages in state %u, its counter says %lld",
+                 (unsigned long long)counted[bad_state], bad_state,
+                 (long long)res.nstate[bad_state]);
     rc = res.msg[0] ? -EUCLEAN : 0;
 out:
     free(kstate);

@@ -55,6 +55,13 @@ unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_
         /* The caller only runs EMPTY pages together. */
         rc = write ? uz_region_sys_copy(r, first, r->zeros, n, false, &done)
                    : uz_region_sys_zeropage(r, first, n, &done);
+        if (rc == -ENOENT && !done && n > 1) {
+            /* The window crosses a mapping boundary (the application mprotect'ed part of the
+             * region, which splits it): one page, which cannot. */
+            n = 1;
+            rc = write ? uz_region_sys_copy(r, first, r->zeros, 1, false, &done)
+                       : uz_region_sys_zeropage(r, first, 1, &done);
+        }
         for (unsigned k = 0; k < done; k++)
             words[k] = uz_pg_set_state(words[k] & ~clear, UZ_PG_DIRTY);
         if (done) {
@@ -90,6 +97,8 @@ unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_
     bool sample = false;
     bool wp = !write && keep_clean(r, &sample);
     rc = uz_region_sys_copy(r, first, staging, m, wp, &done);
+    if (rc == -ENOENT && !done && m > 1) /* across a mapping boundary, as above */
+        rc = uz_region_sys_copy(r, first, staging, 1, wp, &done);
     unsigned swapped = 0;
     for (unsigned k = 0; k < done; k++) {
         if (uz_pg_state(words[k]) == UZ_PG_SWAPPED) {
@@ -169,12 +178,115 @@ static void missing_on_resident(struct uz_region *r, uint64_t i, uint64_t w)
     uz_region_pg_unlock(r, i, uz_pg_set_state(w & ~UZ_PG_SAMPLE, UZ_PG_DIRTY));
 }
 
-static void handle_missing(struct uz_region_fault_thread *ft, uint64_t i, bool write)
+static void handle_reserved(struct uz_region_fault_thread *ft, uint64_t i, bool write,
+                            unsigned slot, unsigned got);
+static void handle_wp(struct uz_region *r, uint64_t i);
+
+/* Faults that need no room of their own: raised by reclaim itself (its snapshot copy of a page
+ * the application dropped behind the region's back, which reclaim needs served to make room),
+ * or on a page the words say is resident. */
+static bool needs_no_room(struct uz_region *r, const struct uffd_msg *m, uint64_t i)
+{
+    pid_t rt = atomic_load_explicit(&r->reclaim_tid, memory_order_relaxed);
+    if (rt && (pid_t)m->arg.pagefault.feat.ptid == rt)
+        return true;
+    return uz_pg_resident(uz_pg_state(atomic_load_explicit(&r->pages[i], memory_order_relaxed)));
+}
+
+/* Serves one page of a fault that needs no room, with a reservation taken even above the limit
+ * (by one page at most; given back at once when the page is resident). */
+static void handle_forced(struct uz_region_fault_thread *ft, uint64_t i, bool write)
+{
+    uz_region_reserve_force(ft->r, 1);
+    atomic_fetch_add(&ft->busy, 1);
+    handle_reserved(ft, i, write, UZ_RA_STREAMS, 1);
+    atomic_fetch_add(&ft->busy, 1);
+}
+
+/* The page index of a fault message on the region, or false. */
+static bool fault_page(struct uz_region *r, const struct uffd_msg *m, uint64_t *i)
+{
+    if (m->event != UFFD_EVENT_PAGEFAULT)
+        return false;
+    uintptr_t a = (uintptr_t)m->arg.pagefault.address, b = (uintptr_t)r->base;
+    if (a < b || a - b >= r->size)
+        return false;
+    *i = (a - b) / UZ_PAGE_SIZE;
+    return true;
+}
+
+/* While waiting for room: reads one fault message and serves it if it needs no room (a
+ * write-protect fault, see needs_no_room()), else keeps it for later (ft->defer). The fault
+ * thread thus never stops serving the faults reclaim depends on. @return : whether a message
+ * was read. */
+static bool serve_waiting(struct uz_region_fault_thread *ft)
 {
     struct uz_region *r = ft->r;
+    if (ft->ndefer == UZ_FAULT_DEFER)
+        return false;
+    struct uffd_msg msg;
+    if (read(r->uffd, &msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+        return false;
+    uint64_t i;
+    if (fault_page(r, &msg, &i)) {
+        if (msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+            atomic_fetch_add(&ft->busy, 1);
+            handle_wp(r, i);
+            atomic_fetch_add(&ft->busy, 1);
+            return true;
+        }
+        if (needs_no_room(r, &msg, i)) {
+            handle_forced(ft, i, msg.arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+            return true;
+        }
+    }
+    ft->defer[(ft->dhead + ft->ndefer++) % UZ_FAULT_DEFER] = msg; /* the doorbell too */
+    return true;
+}
+
+/* uz_region_reserve() for a fault thread: while there is no room it keeps serving (above). */
+static unsigned fault_reserve(struct uz_region_fault_thread *ft, unsigned min, unsigned want)
+{
+    struct uz_region *r = ft->r;
+    unsigned take = uz_region_reserve_try(r, min, want);
+    if (take)
+        return take;
+    uz_counter_add(&r->st.throttled, 1);
+    atomic_fetch_add(&r->room_waiters, 1);
+    uz_region_wake_reclaim(r);
+    while (!(take = uz_region_reserve_try(r, min, want))) {
+        if (serve_waiting(ft))
+            continue;
+        /* Nothing to serve: sleep until a fault arrives or a millisecond passes (room is
+         * looked at again either way). Holds no lock. */
+        struct pollfd p = {.fd = r->uffd, .events = POLLIN};
+        uz_region_wake_reclaim(r);
+        poll(&p, 1, 1);
+    }
+    atomic_fetch_sub(&r->room_waiters, 1);
+    return take;
+}
+
+static void handle_missing(struct uz_region_fault_thread *ft, const struct uffd_msg *m, uint64_t i,
+                           bool write)
+{
+    struct uz_region *r = ft->r;
+    if (needs_no_room(r, m, i)) {
+        handle_forced(ft, i, write);
+        return;
+    }
     unsigned slot;
     unsigned want = ra_window(r, i, &slot);
-    unsigned got = uz_region_reserve(r, 1, want);
+    unsigned got = fault_reserve(ft, 1, want);
+    atomic_fetch_add(&ft->busy, 1);
+    handle_reserved(ft, i, write, slot, got);
+    atomic_fetch_add(&ft->busy, 1);
+}
+
+static void handle_reserved(struct uz_region_fault_thread *ft, uint64_t i, bool write,
+                            unsigned slot, unsigned got)
+{
+    struct uz_region *r = ft->r;
     uint64_t words[UZ_RA_MAX];
     words[0] = uz_region_pg_lock(r, i);
     unsigned st = uz_pg_state(words[0]);
@@ -266,16 +378,16 @@ static void handle_wp(struct uz_region *r, uint64_t i)
 static void handle(struct uz_region_fault_thread *ft, const struct uffd_msg *msg)
 {
     struct uz_region *r = ft->r;
-    if (msg->event != UFFD_EVENT_PAGEFAULT)
+    uint64_t i;
+    if (!fault_page(r, msg, &i))
         return;
-    uintptr_t a = (uintptr_t)msg->arg.pagefault.address, b = (uintptr_t)r->base;
-    if (a < b || a - b >= r->size)
-        return;
-    uint64_t i = (a - b) / UZ_PAGE_SIZE;
-    if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP)
+    if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
+        atomic_fetch_add(&ft->busy, 1);
         handle_wp(r, i);
-    else
-        handle_missing(ft, i, msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+        atomic_fetch_add(&ft->busy, 1);
+    } else {
+        handle_missing(ft, msg, i, msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WRITE);
+    }
 }
 
 static uint64_t now_ns(void)
@@ -292,7 +404,14 @@ void *uz_region_fault_main(void *arg)
     uint64_t last = 0;
     for (;;) {
         struct uffd_msg msg;
-        ssize_t n = read(r->uffd, &msg, sizeof(msg));
+        ssize_t n = sizeof(msg);
+        if (ft->ndefer) {
+            msg = ft->defer[ft->dhead];
+            ft->dhead = (ft->dhead + 1) % UZ_FAULT_DEFER;
+            ft->ndefer--;
+        } else {
+            n = read(r->uffd, &msg, sizeof(msg));
+        }
         if (n != (ssize_t)sizeof(msg)) {
             if (n < 0 && errno == EAGAIN) {
                 /* Faults come in bursts (the application runs a few microseconds between

@@ -28,8 +28,10 @@
  *   SWAPPED -> DIRTY    same, mapped writable when recent swap-ins were mostly written; the slot
  *                       is discarded (fault thread, uz_region_pin)
  *   CLEAN   -> DIRTY    write-protect fault: discard the slot, unprotect (fault thread)
- *   DIRTY   -> WB(g+1)  write-protect, snapshot, mark in flight, then submit once unlocked
- *                       (reclaim, uz_region_swapout); not while a writeback is in flight
+ *   DIRTY   -> WB(g+1)  write-protect, mark in flight, unlock, snapshot (process_vm_readv, no
+ *                       lock held), submit if still WB(g+1) (reclaim, uz_region_swapout); not
+ *                       while a writeback is in flight
+ *   any     -> EMPTY    uz_region_discard: unmapped, stored copy freed (pinned: DIRTY, zeros)
  *   WB(g)   -> DIRTY    write fault under writeback: g+1, unprotect AT ONCE; the copy in flight
  *                       is abandoned (fault thread) -- "redirtied"
  *   WB(g)   -> CLEAN    completion with generation still g and success (zramd worker); every
@@ -61,6 +63,9 @@
  *   r->ra_lock (a spinlock, readahead streams) is a leaf taken under nothing else; its holder
  *   never blocks (a few loads and stores).
  * uz_dev_write_page_async() (which may block on a full queue) is only called holding no lock.
+ * No page lock is held across anything that needs another thread: the snapshot copy, which may
+ * fault, holds none; a fault thread waiting for room keeps serving the faults that need none
+ * (the reclaim thread's own among them), so reclaim and fault threads never wait in a cycle.
  * Completions run on zramd workers and take one page lock, then r->lock.
  *
  * Failures of the system calls (region_sys.c retries EINTR and EAGAIN): every fault message
@@ -81,6 +86,7 @@
 
 #include <linux/ioctl.h> /* _IO for the constants below; ioctl() itself is region_sys.c's */
 #include <linux/userfaultfd.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 #include "util.h"
@@ -103,6 +109,9 @@
 #endif
 #ifndef UFFD_FEATURE_WP_UNPOPULATED
 #define UFFD_FEATURE_WP_UNPOPULATED (1 << 13)
+#endif
+#ifndef UFFD_FEATURE_THREAD_ID
+#define UFFD_FEATURE_THREAD_ID (1 << 8)
 #endif
 #ifndef UFFD_FEATURE_POISON
 #define UFFD_FEATURE_POISON (1 << 14)
@@ -139,6 +148,7 @@ struct pm_scan_arg {
 #define UZ_FAULT_SPIN_NS    30000u /* a fault thread polls this long after a fault, then sleeps */
 #define UZ_PG_LOCK_SPINS    128u   /* a page lock waiter spins this many times, then sleeps */
 #define UZ_SYS_RETRIES      64u    /* EINTR/EAGAIN without progress before a call gives up */
+#define UZ_FAULT_DEFER      256u   /* faults a fault thread keeps aside while waiting for room */
 
 /* ---- the page word ---- */
 enum uz_pg_state {
@@ -202,6 +212,14 @@ struct uz_region_fault_thread {
     pthread_t thread;
     bool started;
     unsigned char *staging; /* UZ_RA_MAX pages: decompressed pages for UFFDIO_COPY */
+    /* Odd while the thread handles a fault past its reservation (bounded work: page locks,
+     * ioctls, decompressions): uz_region_stat() waits for an odd value to change, so a thread
+     * back from a fault sees the fault's state change in its own statistics. */
+    _Atomic uint64_t busy;
+    /* Faults read while waiting for room that need room themselves (fault_reserve()), served
+     * in order once the current fault is: a ring of UZ_FAULT_DEFER messages. */
+    struct uffd_msg *defer;
+    unsigned dhead, ndefer;
 };
 
 /* A sequential access stream: the next fault expected at `next` grows the window. */
@@ -227,6 +245,7 @@ enum uz_region_sys_op {
     UZ_SYS_POISON,          /* UFFDIO_POISON */
     UZ_SYS_MADVISE,         /* madvise */
     UZ_SYS_PROCESS_MADVISE, /* process_madvise on this process */
+    UZ_SYS_READ,            /* process_vm_readv on this process (the snapshot copy) */
     UZ_SYS_NOPS
 };
 
@@ -249,6 +268,8 @@ struct uz_region {
     unsigned char *doorbell; /* nfault registered pages: destroy touches page t to stop one
                                 thread (each page faults once: no madvise needed to re-arm) */
     int pidfd_own;           /* pidfd of this process (closed at destroy) */
+    pid_t pid;               /* this process, for process_vm_readv (the snapshot copy) */
+    _Atomic bool no_vmread;  /* process_vm_readv refused (seccomp): plain copies instead */
     _Atomic int pidfd;       /* pidfd_own while process_madvise(MADV_DONTNEED) works, else -1 */
     int mode;                /* enum uz_region_mode */
     bool stable_writes;
@@ -258,9 +279,17 @@ struct uz_region {
     /* Watermarks in pages (limit 0: no reclaim). Faults wait while resident + n > limit;
      * reclaim starts above start_wm and evicts until resident - pending_evict <= stop_wm. */
     uint64_t limit, start_wm, stop_wm;
-    size_t limit_bytes;             /* resident_limit as configured */
-    _Atomic uint64_t resident;      /* == |DIRTY| + |CLEAN| + |WB| + reservations being filled */
-    _Atomic uint64_t pinned;        /* pages with a pin count > 0 */
+    size_t limit_bytes;        /* resident_limit as configured */
+    _Atomic uint64_t resident; /* == |DIRTY| + |CLEAN| + |WB| + reservations being filled */
+    _Atomic uint64_t pinned;   /* pages with a pin count > 0 */
+    /* pin_budget == pinned + pages claimed by uz_region_pin() calls in progress and not yet
+     * pinned (or found pinned already); <= limit / 2 with a limit, taken by CAS before any page
+     * is pinned, so concurrent pinners can never together pin more than half the limit. */
+    _Atomic uint64_t pin_budget;
+    /* nstate[s] == |pages in state s| (s != EMPTY), kept by uz_region_pg_unlock() as pages
+     * change state: uz_region_stat() sums them instead of scanning the page words. A sum read
+     * while pages change state may be off by the changes in progress. */
+    struct uz_counter nstate[UZ_PG_SWAPPED + 1];
     _Atomic uint64_t pending_evict; /* evicting writebacks not yet dropped or abandoned */
     _Atomic unsigned room_waiters;
     _Atomic bool reclaim_busy;
@@ -287,6 +316,7 @@ struct uz_region {
 
     uint64_t hand; /* clock hand (reclaim thread only) */
     pthread_t reclaim_thread;
+    _Atomic pid_t reclaim_tid; /* the reclaim thread's id (UFFD_FEATURE_THREAD_ID), 0 before */
     bool reclaim_started;
 
     struct uz_region_req *reqs;
@@ -335,6 +365,15 @@ UZ_HIDDEN int uz_region_sys_madvise(struct uz_region *r, void *addr, size_t len,
 /* MADV_DONTNEED of runs iov[0..n): one process_madvise where the kernel allows, else one
  * madvise per run. ok[k] tells whether run k was dropped. @return : 0, or the first error. */
 UZ_HIDDEN int uz_region_sys_zap(struct uz_region *r, const struct iovec *iov, unsigned n, bool *ok);
+/* uz_region_sys_read() :
+ *  Copies pages first..first+n-1 of the region into dst[0..n) (one page each) with
+ *  process_vm_readv on this process, so that a page the application made unreadable
+ *  (mprotect) fails with -EFAULT instead of crashing the thread; a page the application dropped
+ *  (madvise) faults like a kernel access, served by a fault thread (or -EFAULT in user-only
+ *  mode). Never called with a page lock held. *done: pages copied from `first`.
+ *  @return : 0 (*done == n), -EFAULT (page first + *done cannot be read), or -errno. */
+UZ_HIDDEN int uz_region_sys_read(struct uz_region *r, uint64_t first, unsigned n,
+                                 unsigned char *const *dst, unsigned *done);
 /* uz_region_sys_inject() :
  *  For tests: the next `skip` calls of `op` on this region pass, the `times` after them fail
  *  with `err` (without being made). times 0 disarms. Safe from any thread. */
@@ -344,6 +383,13 @@ UZ_HIDDEN void uz_region_sys_inject(struct uz_region *r, enum uz_region_sys_op o
 /* region.c */
 UZ_HIDDEN void uz_region_discard_slot(struct uz_region *r, uint64_t i);
 UZ_HIDDEN unsigned uz_region_reserve(struct uz_region *r, unsigned min, unsigned want);
+/* uz_region_reserve_try() : the same without waiting. @return : pages reserved, 0 when there is
+ *  no room for `min` (a stopping or failed region always has room). */
+UZ_HIDDEN unsigned uz_region_reserve_try(struct uz_region *r, unsigned min, unsigned want);
+/* uz_region_reserve_force() : n pages even above the limit (a fault reclaim itself raised). */
+UZ_HIDDEN void uz_region_reserve_force(struct uz_region *r, unsigned n);
+/* uz_region_room_wait() : kicks reclaim and waits up to `ms` for room for `min` pages. */
+UZ_HIDDEN void uz_region_room_wait(struct uz_region *r, unsigned min, long ms);
 UZ_HIDDEN void uz_region_unreserve(struct uz_region *r, unsigned n);
 UZ_HIDDEN void uz_region_wake_reclaim(struct uz_region *r);
 UZ_HIDDEN void uz_region_room_freed(struct uz_region *r);
@@ -394,9 +440,11 @@ struct uz_region_check_result {
     uint64_t first_bad_word;   /* its page word */
     const char *first_problem; /* what is wrong with it (a static string), or NULL */
     uint64_t resident, pinned; /* counted from the page words */
-    uint64_t resident_counter; /* r->resident */
-    uint64_t pinned_counter;   /* r->pinned */
-    char msg[192];             /* a one-line summary of the first problem, "" when none */
+    uint64_t dirty, clean, writeback, swapped; /* counted from the page words */
+    uint64_t nstate[UZ_PG_SWAPPED + 1];        /* r->nstate[], summed */
+    uint64_t resident_counter;                 /* r->resident */
+    uint64_t pinned_counter;                   /* r->pinned */
+    char msg[192]; /* a one-line summary of the first problem, "" when none */
 };
 /* uz_region_check() :
  *  For tests, on a quiescent region (no faults, no writebacks in flight): every page's state

@@ -11,7 +11,10 @@
  * with the lock free never has WAITERS set: only a waiter sets it, and only while LOCK is set;
  * the unlock clears both.
  *
- * Also here: the copy of a page out of the region for a writeback snapshot.
+ * The unlock also keeps the per-state page counts (r->nstate) that make uz_region_stat() O(1).
+ *
+ * Also here: the plain copy of a page out of the region, the snapshot's fallback where
+ * process_vm_readv is refused (region_sys.c).
  */
 #include "region_internal.h"
 
@@ -90,6 +93,15 @@ void uz_region_pg_unlock(struct uz_region *r, uint64_t i, uint64_t w)
     _Atomic uint64_t *p = &r->pages[i];
     uint64_t old =
         atomic_exchange_explicit(p, w & ~(UZ_PG_LOCK | UZ_PG_WAITERS), memory_order_release);
+    /* Only the holder changes the state, so `old` has the state the holder found: count the
+     * change (uz_region_stat() reads the counts). */
+    unsigned from = uz_pg_state(old), to = uz_pg_state(w);
+    if (from != to) {
+        if (from != UZ_PG_EMPTY)
+            uz_counter_add(&r->nstate[from], -1);
+        if (to != UZ_PG_EMPTY)
+            uz_counter_add(&r->nstate[to], 1);
+    }
     if (UZ_UNLIKELY(old & UZ_PG_WAITERS))
         futex_wake_all(p);
 }
@@ -103,8 +115,8 @@ uint64_t uz_region_pg_settled(struct uz_region *r, uint64_t i)
 }
 
 /*
- * Copies one page out of the region. The page is write-protected and locked, so nobody can
- * change it; but the application's earlier stores to it and this load are ordered by the
+ * Copies one page out of the region. The page is write-protected, so nobody can change it
+ * unseen; but the application's earlier stores to it and this load are ordered by the
  * kernel (the write-protect ioctl), which the thread sanitizer cannot see. The copy is done in
  * assembly where we can, so that no sanitizer instruments it.
  */

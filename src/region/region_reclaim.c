@@ -8,25 +8,29 @@
  * once (its stored copy is valid: no compression); a DIRTY page is written back. Victims are
  * gathered in batches so that neighbours share one write-protect ioctl and one MADV_DONTNEED.
  *
- * Writeback of a run of DIRTY pages, all locked: write-protect the run, copy each page into a
- * request's snapshot buffer, bump the generation, state WB, mark in flight; unlock; submit the
- * snapshots to the device's async queue. A page whose writeback is still in flight (it was
- * redirtied meanwhile) is not written back again until that one completes: submissions happen
- * unlocked, so two could reach the queue in the other order and the stale copy land last.
- * Completion (on a zramd worker): if the page is still WB with the request's generation, it becomes
- * CLEAN and, for an eviction, is queued for the reclaim thread to drop; if it was redirtied
- * meanwhile the stored copy is stale and is discarded. The drop re-checks CLEAN under the page
- * lock, so a write between completion and drop (a write-protect fault: CLEAN -> DIRTY) keeps the
- * page. A page whose MADV_DONTNEED failed stays CLEAN (and resident); a write-protect that
- * failed leaves its run DIRTY. Both are counted (region_internal.h: the error policy), and
- * reclaim does nothing more once the region has failed.
+ * Writeback of a run of DIRTY pages, all locked: write-protect the run, bump the generation,
+ * state WB, mark in flight; unlock; copy each page into a request's snapshot buffer (with
+ * process_vm_readv, which neither crashes on a page the application made unreadable nor needs
+ * the page lock: region_sys.c); keep the snapshots whose generation did not move meanwhile
+ * (no write can have landed in them) and submit those to the device's async queue. A page whose
+ * writeback is still in flight (it was redirtied meanwhile) is not written back again until that
+ * one completes: submissions happen unlocked, so two could reach the queue in the other order and
+ * the stale copy land last. Completion (on a zramd worker): if the page is still WB with the
+ * request's generation, it becomes CLEAN and, for an eviction, is queued for the reclaim thread to
+ * drop; if it was redirtied meanwhile the stored copy is stale and is discarded. The drop re-checks
+ * CLEAN under the page lock, so a write between completion and drop (a write-protect fault: CLEAN
+ * -> DIRTY) keeps the page. A page whose MADV_DONTNEED failed stays CLEAN (and resident); a
+ * write-protect that failed leaves its run DIRTY. Both are counted (region_internal.h: the error
+ * policy), and reclaim does nothing more once the region has failed.
  */
 #include "region_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ---- requests ---- */
 
@@ -80,9 +84,9 @@ static void wb_done(void *arg, int result)
             w = uz_pg_set_state(w, UZ_PG_DIRTY);
             uz_counter_add(&r->st.wb_errors, 1);
         }
-    } else if (!result && st == UZ_PG_DIRTY) {
-        /* Redirtied during writeback: what was stored is stale; free it. (No other writeback
-         * of the page can be in flight: one at a time.) */
+    } else if (!result && (st == UZ_PG_DIRTY || st == UZ_PG_EMPTY)) {
+        /* Redirtied (or discarded, uz_region_discard) during writeback: what was stored is
+         * stale; free it. (No other writeback of the page can be in flight: one at a time.) */
         uz_region_discard_slot(r, q->index);
     }
     uz_region_pg_unlock(r, q->index, w);
@@ -108,6 +112,8 @@ static void wb_done(void *arg, int result)
 }
 
 /* ---- drop and writeback of runs ---- */
+
+static void abandon(struct uz_region *r, struct uz_region_req *q, bool failed);
 
 static int cmp_u64(const void *a, const void *b)
 {
@@ -177,7 +183,7 @@ unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned 
         n = UZ_RECLAIM_BATCH;
     /* Requests first, holding no lock: the reclaim thread takes what is free, an explicit
      * swap-out waits for at least one. */
-    unsigned nq = take_reqs(r, q, n, !evict), used = 0, consumed = 0;
+    unsigned nq = take_reqs(r, q, n, !evict), used = 0, consumed = 0, nsub = 0;
     while (consumed < n && used < nq) {
         uint64_t first = idx[consumed];
         unsigned len = 0;
@@ -205,22 +211,49 @@ unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned 
             continue;
         }
         /* Protected: the contents are stable from here until a write-protect fault, which
-         * needs the page lock. Snapshot, then mark under writeback. */
+         * moves the generation on. Mark under writeback, unlock, then snapshot: the copy holds
+         * no page lock, because it may fault (a page the application dropped is a missing
+         * fault, served by a fault thread that takes the page lock) or fail (a page it made
+         * unreadable). */
+        unsigned char *dst[UZ_RECLAIM_BATCH];
         for (unsigned k = 0; k < len; k++) {
             struct uz_region_req *rq = q[used + k];
-            uz_region_copy_page(rq->buf, r->base + (first + k) * UZ_PAGE_SIZE);
             uint64_t w = uz_pg_set_state(uz_pg_next_gen(words[k]), UZ_PG_WB);
             w = (w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH)) | UZ_PG_INFLIGHT;
             rq->index = first + k;
             rq->gen = uz_pg_gen(w);
             rq->evict = evict;
+            dst[k] = rq->buf;
             uz_region_pg_unlock(r, first + k, w);
+        }
+        for (unsigned k = 0; k < len;) {
+            unsigned got = 0;
+            int crc = uz_region_sys_read(r, first + k, len - k, dst + k, &got);
+            for (unsigned j = k; j < k + got; j++) {
+                /* The snapshot is the page at one instant if no write-protect fault moved the
+                 * generation on before the copy ended (a fault in progress holds the lock and
+                 * may already have let its write in: wait for it). A snapshot that may be torn
+                 * is never handed to the device. */
+                uint64_t w = uz_region_pg_settled(r, first + j);
+                if (uz_pg_state(w) == UZ_PG_WB && uz_pg_gen(w) == q[used + j]->gen)
+                    q[nsub++] = q[used + j];
+                else
+                    abandon(r, q[used + j], false);
+            }
+            k += got;
+            if (k < len) {
+                /* Unreadable (mprotect), or dropped in user-only mode: back to DIRTY. */
+                if (crc != -EFAULT)
+                    uz_region_error(r, crc);
+                abandon(r, q[used + k], true);
+                k++;
+            }
         }
         used += len;
     }
     if (evict)
-        atomic_fetch_add(&r->pending_evict, used);
-    for (unsigned k = 0; k < used; k++) {
+        atomic_fetch_add(&r->pending_evict, nsub);
+    for (unsigned k = 0; k < nsub; k++) {
         uz_counter_add(&r->st.writebacks, 1);
         if (uz_dev_write_page_async(r->dev, q[k]->index, q[k]->buf, wb_done, q[k]))
             wb_done(q[k], -EIO); /* cannot happen: the index is in range */
@@ -232,6 +265,21 @@ unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned 
         pthread_mutex_unlock(&r->lock);
     }
     return consumed;
+}
+
+/* A writeback whose snapshot was not taken (`failed`: the page could not be read) or may be
+ * torn: clear the in-flight mark; a page still WB in the request's generation is DIRTY again
+ * (still protected, which DIRTY allows) and, when it could not be read, referenced, so the
+ * clock passes over it once before trying again. The request goes back to the pool. */
+static void abandon(struct uz_region *r, struct uz_region_req *q, bool failed)
+{
+    uint64_t w = uz_region_pg_lock(r, q->index) & ~UZ_PG_INFLIGHT;
+    if (uz_pg_state(w) == UZ_PG_WB && uz_pg_gen(w) == q->gen)
+        w = uz_pg_set_state(w, UZ_PG_DIRTY) | (failed ? UZ_PG_REF : 0);
+    uz_region_pg_unlock(r, q->index, w);
+    pthread_mutex_lock(&r->lock);
+    put_req_locked(r, q);
+    pthread_mutex_unlock(&r->lock);
 }
 
 /* ---- the reclaim thread ---- */
@@ -401,6 +449,7 @@ static void maybe_compact(struct uz_region *r)
 void *uz_region_reclaim_main(void *arg)
 {
     struct uz_region *r = arg;
+    atomic_store(&r->reclaim_tid, (pid_t)syscall(SYS_gettid)); /* see uz_region_fault_main */
     bool active = false, stuck = false;
     int64_t compact_mark = 0;
     for (;;) {

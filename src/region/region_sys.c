@@ -239,6 +239,57 @@ int uz_region_sys_zap(struct uz_region *r, const struct iovec *iov, unsigned n, 
     return first_err;
 }
 
+/* The snapshot copy. A plain load from region memory would fault in the copying thread: a page
+ * the application made PROT_NONE kills it (SIGSEGV), and a page the application dropped would
+ * need a fault thread. process_vm_readv reads through the kernel's page-table walk instead: an
+ * unreadable page is -EFAULT (the copy stops there and reports how far it got), a dropped page
+ * is a kernel-originated fault (served, FULL mode, or -EFAULT, user-only). Where the call is
+ * refused (seccomp, a kernel without it) the copy is a plain one, as before. */
+int uz_region_sys_read(struct uz_region *r, uint64_t first, unsigned n, unsigned char *const *dst,
+                       unsigned *done)
+{
+    struct iovec local[UZ_RECLAIM_BATCH];
+    unsigned k = 0, idle = 0;
+    *done = 0;
+    if (n > UZ_RECLAIM_BATCH)
+        n = UZ_RECLAIM_BATCH;
+    while (k < n) {
+        unsigned char *src = (unsigned char *)page_addr(r, first + k);
+        if (atomic_load_explicit(&r->no_vmread, memory_order_relaxed)) {
+            uz_region_copy_page(dst[k], src);
+            *done = ++k;
+            continue;
+        }
+        for (unsigned j = k; j < n; j++) {
+            local[j - k].iov_base = dst[j];
+            local[j - k].iov_len = UZ_PAGE_SIZE;
+        }
+        struct iovec remote = {.iov_base = src, .iov_len = (size_t)(n - k) * UZ_PAGE_SIZE};
+        int e = injected(r, UZ_SYS_READ);
+        ssize_t got = e ? (errno = e, -1) : process_vm_readv(r->pid, local, n - k, &remote, 1, 0);
+        if (got > 0) {
+            k += (unsigned)((size_t)got / UZ_PAGE_SIZE);
+            *done = k;
+            idle = 0;
+            if (k < n && (size_t)got % UZ_PAGE_SIZE == 0)
+                continue; /* partial: the next call says why */
+            if (k < n)
+                return -EFAULT; /* stopped inside page k */
+            return 0;
+        }
+        if (got == 0)
+            return -EFAULT;
+        if (errno == ENOSYS || errno == EPERM) {
+            atomic_store(&r->no_vmread, true);
+            continue;
+        }
+        if ((errno == EINTR || errno == EAGAIN || errno == ENOMEM) && ++idle < UZ_SYS_RETRIES)
+            continue;
+        return -errno;
+    }
+    return 0;
+}
+
 /* ---- setup and teardown ---- */
 
 static int uffd_new(int *mode)
@@ -280,7 +331,10 @@ int uz_region_sys_open(struct uz_region *r)
         if (fd < 0)
             return fd;
         /* Poison (for pages the device cannot return) when the kernel has it. */
-        struct uffdio_api api = {.api = UFFD_API, .features = attempt ? 0 : UFFD_FEATURE_POISON};
+        /* The faulting thread's id tells the fault threads which faults reclaim raised. */
+        struct uffdio_api api = {.api = UFFD_API,
+                                 .features =
+                                     UFFD_FEATURE_THREAD_ID | (attempt ? 0 : UFFD_FEATURE_POISON)};
         if (ioctl(fd, UFFDIO_API, &api) == 0) {
             r->uffd = fd;
             r->can_poison = attempt == 0;
