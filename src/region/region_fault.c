@@ -316,6 +316,13 @@ void *uz_region_fault_main(void *arg)
                 uz_counter_add(&r->st.sys_errors, 1);
             break;
         }
+        uintptr_t scr = (uintptr_t)msg.arg.pagefault.address - (uintptr_t)r->scratch;
+        if (msg.event == UFFD_EVENT_PAGEFAULT && scr < (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE) {
+            /* Only mlockall()'s populate touches the scratch: a zero page (reclaim frees it). */
+            if (uz_region_sys_doorbell_answer(r, (uintptr_t)msg.arg.pagefault.address))
+                uz_counter_add(&r->st.sys_errors, 1);
+            continue;
+        }
         handle(ft, &msg);
         last = now_ns();
     }
