@@ -189,6 +189,12 @@ static void teardown(struct uz_region *r)
     unsigned running = 0;
     for (unsigned t = 0; r->ft && t < r->nfault; t++)
         running += r->ft[t].started;
+    /* mlockall() may have populated (and locked) the doorbell: empty it again first. */
+    if (running) {
+        (void)munlock(r->doorbell, (size_t)r->nfault * UZ_PAGE_SIZE);
+        (void)uz_region_sys_madvise(r, r->doorbell, (size_t)r->nfault * UZ_PAGE_SIZE,
+                                    MADV_DONTNEED);
+    }
     for (unsigned t = 0; t < running; t++)
         (void)*(volatile unsigned char *)(r->doorbell + (size_t)t * UZ_PAGE_SIZE);
     for (unsigned t = 0; r->ft && t < r->nfault; t++)

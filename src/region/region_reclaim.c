@@ -458,6 +458,53 @@ static bool need_sweep(struct uz_region *r, bool *active)
     return *active && res > r->stop_wm + pend;
 }
 
+/* Kept pages idx[0..n) met by the hand: those the kernel lets go now are counted again, with a
+ * lap's grace (REF), and evicted as usual after it. With UFFDIO_MOVE the question is asked
+ * without compressing the page: moved into the scratch and straight back, or refused again
+ * (one cheap ioctl for a page still pinned or mlock'ed). Without it, every pass counts them
+ * again. */
+static void probe_kept(struct uz_region *r, const uint64_t *idx, unsigned n)
+{
+    for (unsigned k = 0; k < n; k++) {
+        uint64_t w;
+        if (!uz_region_pg_trylock(r, idx[k], &w))
+            continue;
+        if (!(w & UZ_PG_KEPT) || uz_pg_state(w) != UZ_PG_DIRTY || uz_pg_pins(w)) {
+            uz_region_pg_unlock(r, idx[k], w);
+            continue;
+        }
+        bool movable = true;
+        if (r->can_move) {
+            unsigned char *a = r->base + idx[k] * UZ_PAGE_SIZE;
+            pthread_mutex_lock(&r->scratch_lock);
+            int rc = uz_region_sys_move(r, r->scratch, a);
+            if (!rc) {
+                /* Back at once: it is DIRTY, mapped writable again. */
+                if (!move_back(r, idx[k], r->scratch)) {
+                    rc = uz_region_sys_madvise(r, r->scratch, UZ_PAGE_SIZE, MADV_DONTNEED);
+                    if (rc == -EINVAL)
+                        rc = uz_region_sys_scratch_unlock(r, 1);
+                    if (rc)
+                        uz_region_error(r, rc);
+                }
+            } else if (rc == -EEXIST) {
+                rc = uz_region_sys_scratch_unlock(r, UZ_RECLAIM_BATCH);
+                if (rc)
+                    uz_region_error(r, rc);
+                movable = false; /* next lap */
+            } else {
+                movable = false;
+                if (rc != -EBUSY && rc != -EINVAL)
+                    uz_region_error(r, rc);
+            }
+            pthread_mutex_unlock(&r->scratch_lock);
+        }
+        if (movable)
+            unkeep_locked(r, &w);
+        uz_region_pg_unlock(r, idx[k], w);
+    }
+}
+
 /* One sweep step: chooses up to a batch of victims and starts their eviction.
  * @return : pages dropped or submitted. */
 static unsigned sweep(struct uz_region *r)
@@ -469,8 +516,8 @@ static unsigned sweep(struct uz_region *r)
     pthread_mutex_lock(&r->lock);
     unsigned wbcap = r->nfree;
     pthread_mutex_unlock(&r->lock);
-    uint64_t clean[UZ_RECLAIM_BATCH], dirty[UZ_RECLAIM_BATCH];
-    unsigned nc = 0, nd = 0;
+    uint64_t clean[UZ_RECLAIM_BATCH], dirty[UZ_RECLAIM_BATCH], kept[UZ_RECLAIM_BATCH];
+    unsigned nc = 0, nd = 0, nk = 0;
     if (wbcap > UZ_RECLAIM_BATCH)
         wbcap = UZ_RECLAIM_BATCH;
     /* One lap at most, so that no page is chosen twice (a referenced page is chosen on the
@@ -486,15 +533,9 @@ static unsigned sweep(struct uz_region *r)
             break; /* no request free for it: stop here, it is the next victim */
         if (++r->hand == r->npages)
             r->hand = 0;
-        if ((w & UZ_PG_KEPT) && !(w & UZ_PG_LOCK)) {
-            /* Kept by the kernel since the hand last came: count it again and give it a lap
-             * (an I/O pin is short; an mlock'ed page comes back here every other lap). */
-            if (atomic_compare_exchange_strong_explicit(
-                    &r->pages[i], &w, (w & ~UZ_PG_KEPT) | UZ_PG_REF, memory_order_relaxed,
-                    memory_order_relaxed)) {
-                atomic_fetch_sub(&r->kept, 1);
-                atomic_fetch_add(&r->resident, 1);
-            }
+        if (w & UZ_PG_KEPT) {
+            if (!(w & UZ_PG_LOCK) && !uz_pg_pins(w) && nk < UZ_RECLAIM_BATCH)
+                kept[nk++] = i; /* asked again below whether the kernel still holds it */
             continue;
         }
         if ((st != UZ_PG_CLEAN && st != UZ_PG_DIRTY) || (w & (UZ_PG_LOCK | UZ_PG_INFLIGHT)) ||
@@ -514,6 +555,7 @@ static unsigned sweep(struct uz_region *r)
     qsort(clean, nc, sizeof(clean[0]), cmp_u64);
     qsort(dirty, nd, sizeof(dirty[0]), cmp_u64);
     unsigned done = uz_region_drop(r, clean, NULL, nc);
+    probe_kept(r, kept, nk);
     unsigned k = 0;
     while (k < nd) {
         unsigned before = k;

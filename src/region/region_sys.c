@@ -163,6 +163,12 @@ int uz_region_sys_copy(struct uz_region *r, uint64_t first, const void *src, uns
                         .src = (uintptr_t)src,
                         .mode = wp ? UFFDIO_COPY_MODE_WP : 0};
     int rc = sys_call(r, &q);
+    if (rc == -ENOENT && q.len - q.off > UZ_PAGE_SIZE) {
+        /* The range crosses a VMA boundary (mlock or madvise split the region's VMA): the
+         * kernel fills within one VMA only. The page at q.off is in one: that one alone. */
+        q.len = q.off + UZ_PAGE_SIZE;
+        rc = sys_call(r, &q);
+    }
     *done = (unsigned)(q.off / UZ_PAGE_SIZE);
     return rc;
 }
@@ -172,6 +178,10 @@ int uz_region_sys_zeropage(struct uz_region *r, uint64_t first, unsigned n, unsi
     struct sys_req q = {
         .op = UZ_SYS_ZEROPAGE, .start = page_addr(r, first), .len = (size_t)n * UZ_PAGE_SIZE};
     int rc = sys_call(r, &q);
+    if (rc == -ENOENT && q.len - q.off > UZ_PAGE_SIZE) {
+        q.len = q.off + UZ_PAGE_SIZE; /* across a VMA boundary: see above */
+        rc = sys_call(r, &q);
+    }
     *done = (unsigned)(q.off / UZ_PAGE_SIZE);
     return rc;
 }
