@@ -461,8 +461,8 @@ static bool need_sweep(struct uz_region *r, bool *active)
 /* Kept pages idx[0..n) met by the hand: those the kernel lets go now are counted again, with a
  * lap's grace (REF), and evicted as usual after it. With UFFDIO_MOVE the question is asked
  * without compressing the page: moved into the scratch and straight back, or refused again
- * (one cheap ioctl for a page still pinned or mlock'ed). Without it, every pass counts them
- * again. */
+ * (one cheap ioctl for a page still pinned or mlock'ed). Without it, MADV_COLD tells an
+ * mlock'ed page; a pinned one is counted again. */
 static void probe_kept(struct uz_region *r, const uint64_t *idx, unsigned n)
 {
     for (unsigned k = 0; k < n; k++) {
@@ -498,6 +498,12 @@ static void probe_kept(struct uz_region *r, const uint64_t *idx, unsigned n)
                     uz_region_error(r, rc);
             }
             pthread_mutex_unlock(&r->scratch_lock);
+        } else {
+            /* MADV_COLD (harmless: the page is only aged) refuses an mlock'ed page with
+             * EINVAL as MADV_DONTNEED does. (Pins cannot be asked about this way.) */
+            int rc =
+                uz_region_sys_madvise(r, r->base + idx[k] * UZ_PAGE_SIZE, UZ_PAGE_SIZE, MADV_COLD);
+            movable = rc != -EINVAL;
         }
         if (movable)
             unkeep_locked(r, &w);
