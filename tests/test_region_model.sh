@@ -28,7 +28,8 @@ if ! echo "$out" | grep -q "errors: 0"; then
     echo "FAIL: the stable-page protocol does not verify"
     exit 1
 fi
-for bug in BUG_MULTI_INFLIGHT BUG_IGNORE_REDIRTY BUG_LATE_UNPROTECT BUG_NO_WP; do
+for bug in BUG_MULTI_INFLIGHT BUG_IGNORE_REDIRTY BUG_LATE_UNPROTECT BUG_NO_WP BUG_DONTNEED_PINNED \
+    BUG_NO_COMPARE; do
     out=$(verify -D$bug)
     if echo "$out" | grep -q "errors: 0" || ! echo "$out" | grep -q "assertion violated"; then
         echo "$out"

@@ -23,6 +23,13 @@
  *    with uz_region_pin() / uz_region_unpin(), which bring the pages in writable and keep them
  *    resident.
  *
+ * I/O into region memory by the kernel through page pins (O_DIRECT, Linux AIO, io_uring,
+ * process_vm_writev, RDMA) is safe with uz_region_stat.move_eviction (Linux 6.8+): a pinned
+ * page is never evicted, and a write that lands after the page's snapshot is noticed when the
+ * page is moved out. Without it (older kernels) such a write can be lost: pin the range with
+ * uz_region_pin() around the I/O. mlock()'ed region memory stays resident and is not counted
+ * against resident_limit.
+ *
  * The application's own memory calls on region memory:
  *  - To drop a range (what MADV_DONTNEED / MADV_FREE / MADV_REMOVE do), call
  *    uz_region_discard(): the range reads back as zeros and its stored copies are freed.
@@ -96,6 +103,14 @@ struct uz_region_stat {
                                   uz_region_create() */
     bool stable_writes;        /* uz_dev_stable_writes() of the device, checked at attach */
     bool locked;               /* the library's own buffers and metadata are mlock'ed */
+    bool move_eviction;        /* pages are evicted with UFFDIO_MOVE (Linux 6.8+), which never
+                                  drops a page pinned for I/O; else with MADV_DONTNEED, which
+                                  can lose a write made through such a pin (see below) */
+    uint64_t kept_pages;       /* resident pages the kernel would not let go (pinned for I/O,
+                                  mlock'ed): not counted against resident_limit */
+    uint64_t evict_refused;    /* evictions the kernel refused (the page became kept) */
+    uint64_t evict_restored;   /* evicted pages found changed by a write through a pin after
+                                  their snapshot, and put back (no write is lost) */
 };
 
 /* uz_region_create() :

@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 bool uz_region_force_user_mode;
+bool uz_region_force_no_move;
 
 /* ---- small helpers ---- */
 
@@ -222,6 +223,12 @@ static void teardown(struct uz_region *r)
     unsigned running = 0;
     for (unsigned t = 0; r->ft && t < r->nfault; t++)
         running += r->ft[t].started;
+    /* mlockall() may have populated (and locked) the doorbell: empty it again first. */
+    if (running) {
+        (void)munlock(r->doorbell, (size_t)r->nfault * UZ_PAGE_SIZE);
+        (void)uz_region_sys_madvise(r, r->doorbell, (size_t)r->nfault * UZ_PAGE_SIZE,
+                                    MADV_DONTNEED);
+    }
     for (unsigned t = 0; t < running; t++)
         (void)*(volatile unsigned char *)(r->doorbell + (size_t)t * UZ_PAGE_SIZE);
     for (unsigned t = 0; r->ft && t < r->nfault; t++)
@@ -234,6 +241,10 @@ static void teardown(struct uz_region *r)
         munmap(r->base, r->size);
     if (r->doorbell)
         munmap(r->doorbell, (size_t)r->nfault * UZ_PAGE_SIZE);
+    if (r->scratch)
+        munmap(r->scratch, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE);
+    if (r->scratch_cmp)
+        munmap(r->scratch_cmp, UZ_PAGE_SIZE);
     uz_dev_destroy(r->dev);
     for (unsigned t = 0; r->ft && t < r->nfault; t++)
         if (r->ft[t].staging)
@@ -249,6 +260,7 @@ static void teardown(struct uz_region *r)
         munmap(r->zeros, UZ_RA_MAX * UZ_PAGE_SIZE);
     free(r->reqs);
     pthread_mutex_destroy(&r->lock);
+    pthread_mutex_destroy(&r->scratch_lock);
     pthread_cond_destroy(&r->reclaim_cond);
     pthread_cond_destroy(&r->room_cond);
     pthread_cond_destroy(&r->req_cond);
@@ -299,6 +311,7 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&r->lock, NULL);
+    pthread_mutex_init(&r->scratch_lock, NULL);
     pthread_cond_init(&r->reclaim_cond, &ca);
     pthread_cond_init(&r->room_cond, &ca);
     pthread_cond_init(&r->req_cond, &ca);
@@ -344,6 +357,19 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
         rc = -ENOMEM;
         goto fail;
     }
+    /* The scratch is private anonymous memory with the region's protection, unlocked, as
+     * UFFDIO_MOVE requires of the two ends. */
+    r->scratch = mmap(NULL, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE, PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (r->scratch == MAP_FAILED) {
+        r->scratch = NULL;
+        rc = -ENOMEM;
+        goto fail;
+    }
+    (void)uz_region_sys_madvise(r, r->scratch, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE,
+                                MADV_NOHUGEPAGE);
+    (void)uz_region_sys_madvise(r, r->scratch, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE,
+                                MADV_DONTFORK);
     if ((rc = uz_region_sys_register(r)))
         goto fail;
 
@@ -351,10 +377,11 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     r->pages = map_locked(r->pages_bytes, true, &r->locked);
     r->bufs = map_locked((size_t)UZ_REGION_NREQ * UZ_PAGE_SIZE, false, &r->locked);
     r->zeros = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, false, &r->locked);
+    r->scratch_cmp = map_locked(UZ_PAGE_SIZE, false, &r->locked);
     r->reqs = calloc(UZ_REGION_NREQ, sizeof(*r->reqs));
     r->ft = calloc(r->nfault, sizeof(*r->ft));
     rc = -ENOMEM;
-    if (!r->pages || !r->bufs || !r->zeros || !r->reqs || !r->ft)
+    if (!r->pages || !r->bufs || !r->zeros || !r->scratch_cmp || !r->reqs || !r->ft)
         goto fail;
     for (unsigned i = 0; i < UZ_REGION_NREQ; i++) {
         r->reqs[i].r = r;
@@ -466,6 +493,10 @@ int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
     st->read_errors = (uint64_t)uz_counter_read(&c->read_errors);
     st->writeback_errors = (uint64_t)uz_counter_read(&c->wb_errors);
     st->sys_errors = (uint64_t)uz_counter_read(&c->sys_errors);
+    st->evict_refused = (uint64_t)uz_counter_read(&c->evict_refused);
+    st->evict_restored = (uint64_t)uz_counter_read(&c->evict_restored);
+    st->kept_pages = atomic_load(&r->kept);
+    st->move_eviction = r->can_move;
     struct uz_dev_stats ds;
     if (!uz_dev_stats(r->dev, &ds)) {
         st->orig_data_size = ds.orig_data_size;
@@ -703,7 +734,7 @@ static long swapout_pass(struct uz_region *r, uint64_t first, uint64_t end, bool
             else if (uz_pg_state(w) == UZ_PG_DIRTY && dirty_too && !(w & UZ_PG_INFLIGHT))
                 dirty[nd++] = i;
         }
-        dropped += uz_region_drop(r, clean, nc);
+        dropped += uz_region_drop(r, clean, NULL, nc);
         for (unsigned k = 0; k < nd;)
             k += uz_region_writeback(r, dirty + k, nd - k, false);
     }

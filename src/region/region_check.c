@@ -97,11 +97,16 @@ int uz_region_check(struct uz_region *r, struct uz_region_check_result *out)
             res.first_bad_word = w;
             res.first_problem = bad;
         }
-        res.resident += uz_pg_resident(uz_pg_state(w));
+        res.resident += uz_pg_resident(uz_pg_state(w)) && !(w & UZ_PG_KEPT);
         res.dirty += uz_pg_state(w) == UZ_PG_DIRTY;
         res.clean += uz_pg_state(w) == UZ_PG_CLEAN;
         res.writeback += uz_pg_state(w) == UZ_PG_WB;
         res.swapped += uz_pg_state(w) == UZ_PG_SWAPPED;
+        if ((w & UZ_PG_KEPT) && uz_pg_state(w) != UZ_PG_DIRTY && !bad && !res.bad_pages++) {
+            res.first_bad = i;
+            res.first_bad_word = w;
+            res.first_problem = "kept but not DIRTY";
+        }
         res.pinned += uz_pg_pins(w) != 0;
     }
     res.pages = r->npages;

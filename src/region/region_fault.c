@@ -430,10 +430,20 @@ void *uz_region_fault_main(void *arg)
         }
         uintptr_t bell = (uintptr_t)msg.arg.pagefault.address - (uintptr_t)r->doorbell;
         if (msg.event == UFFD_EVENT_PAGEFAULT && bell < (size_t)r->nfault * UZ_PAGE_SIZE) {
-            /* uz_region_destroy() rings once per thread: answer (that wakes it) and leave. */
+            /* uz_region_destroy() rings once per thread: answer (that wakes it) and leave.
+             * Before that, only mlockall()'s populate touches the doorbell: answer, stay. */
             if (uz_region_sys_doorbell_answer(r, (uintptr_t)msg.arg.pagefault.address))
                 uz_counter_add(&r->st.sys_errors, 1);
-            break;
+            if (atomic_load(&r->stop))
+                break;
+            continue;
+        }
+        uintptr_t scr = (uintptr_t)msg.arg.pagefault.address - (uintptr_t)r->scratch;
+        if (msg.event == UFFD_EVENT_PAGEFAULT && scr < (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE) {
+            /* Only mlockall()'s populate touches the scratch: a zero page (reclaim frees it). */
+            if (uz_region_sys_doorbell_answer(r, (uintptr_t)msg.arg.pagefault.address))
+                uz_counter_add(&r->st.sys_errors, 1);
+            continue;
         }
         handle(ft, &msg);
         last = now_ns();

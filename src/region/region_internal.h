@@ -37,14 +37,34 @@
  *   WB(g)   -> CLEAN    completion with generation still g and success (zramd worker); every
  *                       completion clears the in-flight mark
  *   WB(g)   -> DIRTY    completion with an error (stays WP: the next write just unprotects)
- *   CLEAN   -> SWAPPED  MADV_DONTNEED while WP and locked (reclaim, uz_region_swapout)
+ *   CLEAN   -> SWAPPED  evicted while WP and locked (reclaim, uz_region_swapout): moved into
+ *                       the scratch (UFFDIO_MOVE), found equal to what the slot holds, freed
+ *                       there; or, without UFFDIO_MOVE (before Linux 6.8), MADV_DONTNEED
+ *   CLEAN   -> DIRTY    the move found the page changed (a write through a pin, e.g. O_DIRECT
+ *                       or process_vm_writev, landed after the snapshot): moved back, the slot
+ *                       discarded (reclaim) -- "restored"
+ *   CLEAN   -> DIRTY+KEPT  the kernel refused the eviction: EBUSY (pinned by get_user_pages
+ *                       for I/O, or shared) or EINVAL (mlock'ed, or mprotect'ed unlike the
+ *                       scratch); unprotected, the slot discarded, no longer counted in
+ *                       `resident` (reclaim)
+ *   KEPT    -> (not)    the clock hand passes it, or a writeback takes it: counted again and
+ *                       REF, so it is tried again after one more lap at the earliest
+ *
+ * Kept pages: the kernel holds them (an I/O in progress, mlock): they are resident, DIRTY,
+ * and not counted against the limit, so that faults of the same I/O (a read into 1 MiB of
+ * swapped-out pages pins them one by one) can always make progress; the hand re-counts them
+ * lap by lap, so no page is retried in a loop and the region never fails because of them.
  *
  * The three invariants the region exists for:
  *   stable:   a page is never dropped unless CLEAN, and CLEAN or WB pages are WP: between the
  *             snapshot and the drop no write can land unseen, because a write to a WP page
  *             blocks in the kernel until a fault thread, holding the page lock, redirties it.
- *   no loss:  the drop (DONTNEED) happens with the page lock held and state CLEAN, so the
- *             content dropped equals the slot; a redirtied page's generation moved on, so its
+ *   no loss:  the eviction happens with the page lock held and state CLEAN, so the content
+ *             dropped equals the slot -- except for writes through a page pin taken while the
+ *             page was writable, which write-protection never sees: UFFDIO_MOVE refuses a
+ *             pinned page, and the moved page is compared with the snapshot (or the slot), so a
+ *             pinned write that landed after the snapshot is found and kept (design.md: "No
+ *             write lost through a pin"); a redirtied page's generation moved on, so its
  *             completion cannot make it CLEAN. A page has at most one writeback in flight:
  *             submission happens after the page lock is released, so two writebacks of one
  *             page could reach the device's queue in the other order and the older, stale
@@ -125,6 +145,19 @@ struct uffdio_poison {
 #define _UFFDIO_POISON 0x08
 #define UFFDIO_POISON  _IOWR(0xAA, _UFFDIO_POISON, struct uffdio_poison)
 #endif
+#ifndef UFFD_FEATURE_MOVE
+#define UFFD_FEATURE_MOVE (1 << 10)
+#endif
+#ifndef UFFDIO_MOVE /* Linux 6.8 */
+struct uffdio_move {
+    __u64 dst, src, len, mode;
+    __s64 move;
+};
+#define _UFFDIO_MOVE                     0x05
+#define UFFDIO_MOVE                      _IOWR(0xAA, _UFFDIO_MOVE, struct uffdio_move)
+#define UFFDIO_MOVE_MODE_DONTWAKE        ((__u64)1 << 0)
+#define UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES ((__u64)1 << 1)
+#endif
 #ifndef PAGEMAP_SCAN
 struct page_region {
     __u64 start, end, categories;
@@ -168,6 +201,7 @@ enum uz_pg_state {
 #define UZ_PG_PIN_ONE    (1ull << UZ_PG_PIN_SHIFT)
 #define UZ_PG_PIN_MASK   (0xffffull << UZ_PG_PIN_SHIFT)
 #define UZ_PG_WAITERS    (1ull << 24) /* a thread sleeps on the futex of the lock; only with LOCK */
+#define UZ_PG_KEPT       (1ull << 25) /* DIRTY, held resident by the kernel (see "kept" above) */
 #define UZ_PG_GEN_SHIFT  32
 /* The futex is the word's low 32 bits, which hold LOCK and WAITERS. */
 _Static_assert(UZ_PG_PIN_MASK < UZ_PG_WAITERS && UZ_PG_WAITERS < (1ull << 32), "page word bits");
@@ -233,6 +267,7 @@ struct uz_region_stats {
     struct uz_counter major_faults, minor_faults, wp_faults, swapins, readahead_pages;
     struct uz_counter swapouts, swapouts_clean, writebacks, redirtied, throttled, read_errors;
     struct uz_counter wb_errors, sys_errors;
+    struct uz_counter evict_refused, evict_restored;
 };
 
 /* ---- system calls (region_sys.c) ---- */
@@ -246,6 +281,7 @@ enum uz_region_sys_op {
     UZ_SYS_MADVISE,         /* madvise */
     UZ_SYS_PROCESS_MADVISE, /* process_madvise on this process */
     UZ_SYS_READ,            /* process_vm_readv on this process (the snapshot copy) */
+    UZ_SYS_MOVE,            /* UFFDIO_MOVE, either way between the region and the scratch */
     UZ_SYS_NOPS
 };
 
@@ -275,12 +311,24 @@ struct uz_region {
     bool stable_writes;
     bool locked;
     bool can_poison;
+    bool can_move; /* evictions move pages out (UFFDIO_MOVE), else MADV_DONTNEED them */
+
+    /* The scratch: UZ_RECLAIM_BATCH pages registered (missing) with r->uffd, where evictions
+     * move their victims; empty whenever scratch_lock is free. scratch_lock: order 1b, taken
+     * holding page locks, no page lock is taken under it; the holder blocks in ioctls and
+     * madvise (a pthread mutex). */
+    unsigned char *scratch;
+    unsigned char *scratch_cmp; /* one page: a stored copy read back for the comparison */
+    bool scratch_registered;
+    pthread_mutex_t scratch_lock;
 
     /* Watermarks in pages (limit 0: no reclaim). Faults wait while resident + n > limit;
      * reclaim starts above start_wm and evicts until resident - pending_evict <= stop_wm. */
     uint64_t limit, start_wm, stop_wm;
     size_t limit_bytes;        /* resident_limit as configured */
-    _Atomic uint64_t resident; /* == |DIRTY| + |CLEAN| + |WB| + reservations being filled */
+    _Atomic uint64_t resident; /* == |DIRTY| + |CLEAN| + |WB| - |KEPT| + reservations being
+                                  filled (kept pages do not count against the limit) */
+    _Atomic uint64_t kept;     /* == |KEPT| */
     _Atomic uint64_t pinned;   /* pages with a pin count > 0 */
     /* pin_budget == pinned + pages claimed by uz_region_pin() calls in progress and not yet
      * pinned (or found pinned already); <= limit / 2 with a limit, taken by CAS before any page
@@ -374,6 +422,13 @@ UZ_HIDDEN int uz_region_sys_zap(struct uz_region *r, const struct iovec *iov, un
  *  @return : 0 (*done == n), -EFAULT (page first + *done cannot be read), or -errno. */
 UZ_HIDDEN int uz_region_sys_read(struct uz_region *r, uint64_t first, unsigned n,
                                  unsigned char *const *dst, unsigned *done);
+/* uz_region_sys_move() : UFFDIO_MOVE of one page from src to dst (between the region and the
+ *  scratch, either way). @return : 0, -EBUSY (pinned or shared: not moved), -EINVAL (mlock'ed
+ *  or protected unlike the scratch), -EEXIST (dst mapped), -errno. */
+UZ_HIDDEN int uz_region_sys_move(struct uz_region *r, void *dst, const void *src);
+/* uz_region_sys_scratch_unlock() : munlock of the scratch (mlockall locked it), then
+ *  MADV_DONTNEED of its first n pages. @return : 0, -errno. */
+UZ_HIDDEN int uz_region_sys_scratch_unlock(struct uz_region *r, unsigned n);
 /* uz_region_sys_inject() :
  *  For tests: the next `skip` calls of `op` on this region pass, the `times` after them fail
  *  with `err` (without being made). times 0 disarms. Safe from any thread. */
@@ -425,9 +480,13 @@ UZ_HIDDEN unsigned uz_region_fill_run(struct uz_region *r, unsigned char *stagin
 /* region_reclaim.c */
 UZ_HIDDEN void *uz_region_reclaim_main(void *arg);
 /* uz_region_drop() :
- *  Drops those of pages idx[0..n) (ascending, n <= UZ_RECLAIM_BATCH) that are CLEAN and not
- *  pinned, all with one system call where the kernel allows. @return : pages dropped. */
-UZ_HIDDEN unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, unsigned n);
+ *  Evicts those of pages idx[0..n) (ascending, n <= UZ_RECLAIM_BATCH) that are CLEAN and not
+ *  pinned: moved out and compared with reqs[k]'s snapshot (when reqs, and its generation is the
+ *  page's) or with the slot, or without UFFDIO_MOVE dropped with one system call where the
+ *  kernel allows. Pages the kernel refuses become kept, changed ones DIRTY.
+ *  @return : pages evicted. */
+UZ_HIDDEN unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx,
+                                  struct uz_region_req *const *reqs, unsigned n);
 UZ_HIDDEN unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned n,
                                        bool evict);
 
@@ -456,5 +515,8 @@ UZ_HIDDEN int uz_region_check(struct uz_region *r, struct uz_region_check_result
 /* For tests: when set before uz_region_create(), the region behaves as for an unprivileged user
  * (UFFD_USER_MODE_ONLY) even when it could do more. */
 UZ_HIDDEN extern bool uz_region_force_user_mode;
+/* For tests: when set before uz_region_create(), evictions use MADV_DONTNEED as on kernels
+ * before 6.8 (no UFFDIO_MOVE). */
+UZ_HIDDEN extern bool uz_region_force_no_move;
 
 #endif

@@ -29,6 +29,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
+#include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -121,12 +122,112 @@ static int cmp_u64(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
-unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, unsigned n)
+/* What became of a locked CLEAN page offered for eviction. */
+enum evict_out {
+    EV_STAYS,    /* still mapped and CLEAN (a transient failure) */
+    EV_GONE,     /* out of the region, its contents were the slot's: SWAPPED */
+    EV_KEPT,     /* the kernel refused (pinned, mlock'ed): DIRTY, kept, not counted */
+    EV_RESTORED, /* moved out, found changed since the snapshot, put back: DIRTY */
+};
+
+/* Whether the page moved into scratch page `s` holds what the slot of page i holds. `snap` is
+ * the snapshot when the caller still has it; otherwise a page that became CLEAN by a writeback
+ * (FRESH) is compared with the slot read back. A CLEAN page swapped in read-only and not
+ * written since needs no comparison: no write pin could have been taken on it (a pin for
+ * writing write-faults a write-protected pte first, which makes the page DIRTY). */
+static bool moved_intact(struct uz_region *r, uint64_t i, uint64_t w, const unsigned char *s,
+                         const unsigned char *snap)
+{
+    if (!snap && !(w & UZ_PG_FRESH))
+        return true;
+    if (!snap) {
+        if (uz_dev_read_page(r->dev, i, r->scratch_cmp))
+            return false; /* cannot tell: keep the page */
+        snap = r->scratch_cmp;
+    }
+    return memcmp(s, snap, UZ_PAGE_SIZE) == 0;
+}
+
+/* Puts back page i, moved to scratch page s. @return : 0, or the error (the region fails). */
+static int move_back(struct uz_region *r, uint64_t i, unsigned char *s)
+{
+    unsigned char *a = r->base + i * UZ_PAGE_SIZE;
+    int rc = uz_region_sys_move(r, a, s);
+    if (rc) {
+        unsigned done;
+        rc = uz_region_sys_copy(r, i, s, 1, false, &done);
+    }
+    return rc ? uz_region_error(r, rc) : 0;
+}
+
+/* Evicts the locked CLEAN pages locked[0..m) (ascending) by moving each into the scratch,
+ * under scratch_lock. */
+static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint64_t *words,
+                         unsigned char *const *snap, unsigned m, enum evict_out *out)
+{
+    pthread_mutex_lock(&r->scratch_lock);
+    bool reset = false;
+    unsigned used = 0;
+    for (unsigned k = 0; k < m; k++) {
+        unsigned char *a = r->base + locked[k] * UZ_PAGE_SIZE;
+        unsigned char *s = r->scratch + (size_t)k * UZ_PAGE_SIZE;
+        int rc = uz_region_sys_move(r, s, a);
+        if (rc == -EEXIST && !reset) {
+            /* The scratch was populated (mlockall's populate): free it and unlock it. */
+            reset = true;
+            int e = uz_region_sys_scratch_unlock(r, UZ_RECLAIM_BATCH);
+            if (e)
+                uz_region_error(r, e);
+            rc = uz_region_sys_move(r, s, a);
+        }
+        used = k + 1;
+        if (!rc) {
+            if (moved_intact(r, locked[k], words[k], s, snap ? snap[k] : NULL)) {
+                out[k] = EV_GONE;
+            } else {
+                /* A write through a pin landed after the snapshot: the page is the truth. */
+                out[k] = move_back(r, locked[k], s) ? EV_GONE : EV_RESTORED;
+            }
+        } else if (rc == -EBUSY || rc == -EINVAL) {
+            out[k] = EV_KEPT;
+        } else if (rc == -ENOENT) {
+            /* Nothing mapped: the application dropped the page itself (a raw MADV_DONTNEED,
+             * region.h). It is gone as a move would have taken it; the stored copy stays, as
+             * on the DONTNEED path. */
+            out[k] = EV_GONE;
+        } else {
+            uz_region_error(r, rc);
+            out[k] = EV_STAYS;
+        }
+    }
+    if (used) {
+        int rc = uz_region_sys_madvise(r, r->scratch, (size_t)used * UZ_PAGE_SIZE, MADV_DONTNEED);
+        if (rc == -EINVAL) {
+            /* mlockall(MCL_CURRENT) locked the scratch along with the region: what moved came
+             * from memory as locked as the scratch (the kernel wants both alike), which must
+             * stay resident. Put it back, then unlock and free the scratch. */
+            for (unsigned k = 0; k < used; k++)
+                if (out[k] == EV_GONE)
+                    out[k] = move_back(r, locked[k], r->scratch + (size_t)k * UZ_PAGE_SIZE)
+                                 ? EV_GONE
+                                 : EV_KEPT;
+            rc = uz_region_sys_scratch_unlock(r, used);
+        }
+        if (rc)
+            uz_region_error(r, rc);
+    }
+    pthread_mutex_unlock(&r->scratch_lock);
+}
+
+unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, struct uz_region_req *const *reqs,
+                        unsigned n)
 {
     uint64_t locked[UZ_RECLAIM_BATCH], words[UZ_RECLAIM_BATCH];
+    unsigned char *snap[UZ_RECLAIM_BATCH];
     struct iovec iov[UZ_RECLAIM_BATCH];
     unsigned run[UZ_RECLAIM_BATCH]; /* the iov each locked page is in */
     bool ok[UZ_RECLAIM_BATCH];
+    enum evict_out out[UZ_RECLAIM_BATCH];
     unsigned m = 0, niov = 0;
     if (n > UZ_RECLAIM_BATCH)
         n = UZ_RECLAIM_BATCH;
@@ -147,32 +248,71 @@ unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, unsigned n)
         }
         run[m] = niov - 1;
         locked[m] = idx[k];
+        /* The snapshot is only as good as its generation: a page redirtied and written back
+         * again since is compared with the slot instead. */
+        snap[m] = reqs && reqs[k]->gen == uz_pg_gen(w) ? reqs[k]->buf : NULL;
         words[m++] = w;
     }
     if (!m)
         return 0;
-    int rc = uz_region_sys_zap(r, iov, niov, ok);
-    if (rc)
-        uz_region_error(r, rc);
-    unsigned fresh = 0, dropped = 0;
+    if (r->can_move) {
+        evict_moving(r, locked, words, snap, m, out);
+    } else {
+        int rc = uz_region_sys_zap(r, iov, niov, ok);
+        /* EINVAL: mlock'ed (MADV_DONTNEED refuses VM_LOCKED): the pages stay, kept. */
+        if (rc && rc != -EINVAL)
+            uz_region_error(r, rc);
+        for (unsigned k = 0; k < m; k++)
+            out[k] = ok[run[k]] ? EV_GONE : rc == -EINVAL ? EV_KEPT : EV_STAYS;
+    }
+    unsigned fresh = 0, dropped = 0, kept = 0;
     for (unsigned k = 0; k < m; k++) {
         uint64_t w = words[k];
-        if (!ok[run[k]]) {
+        if (out[k] == EV_STAYS) {
             uz_region_pg_unlock(r, locked[k], w); /* still mapped: stays CLEAN */
             continue;
         }
-        dropped++;
         if (w & UZ_PG_SAMPLE)
             uz_region_note_sample(r, false);
-        fresh += (w & UZ_PG_FRESH) != 0;
-        w &= ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH);
-        uz_region_pg_unlock(r, locked[k], uz_pg_set_state(w, UZ_PG_SWAPPED));
+        if (out[k] == EV_GONE) {
+            dropped++;
+            fresh += (w & UZ_PG_FRESH) != 0;
+            w &= ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH);
+            uz_region_pg_unlock(r, locked[k], uz_pg_set_state(w, UZ_PG_SWAPPED));
+            continue;
+        }
+        /* Kept or restored: the slot may be stale (a pinned write), the page is DIRTY. */
+        uz_region_discard_slot(r, locked[k]);
+        w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY) | UZ_PG_REF;
+        if (out[k] == EV_KEPT) {
+            /* Unprotected, so that a write does not fault; DIRTY allows it to fail. */
+            int rc = uz_region_sys_wp(r, locked[k], 1, false);
+            if (rc)
+                uz_region_error(r, rc);
+            w |= UZ_PG_KEPT;
+            kept++;
+            uz_counter_add(&r->st.evict_refused, 1);
+        } else {
+            uz_counter_add(&r->st.evict_restored, 1);
+        }
+        uz_region_pg_unlock(r, locked[k], w);
     }
-    atomic_fetch_sub(&r->resident, dropped);
+    atomic_fetch_add(&r->kept, kept);
+    atomic_fetch_sub(&r->resident, dropped + kept);
     uz_counter_add(&r->st.swapouts, dropped);
     uz_counter_add(&r->st.swapouts_clean, dropped - fresh);
     uz_region_room_freed(r);
     return dropped;
+}
+
+/* Counts kept page i (locked, word *w) again as resident: it is tried again. */
+static void unkeep_locked(struct uz_region *r, uint64_t *w)
+{
+    if (!(*w & UZ_PG_KEPT))
+        return;
+    *w = (*w & ~UZ_PG_KEPT) | UZ_PG_REF;
+    atomic_fetch_sub(&r->kept, 1);
+    atomic_fetch_add(&r->resident, 1);
 }
 
 unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned n, bool evict)
@@ -197,6 +337,7 @@ unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned 
                 uz_region_pg_unlock(r, first + len, w);
                 break;
             }
+            unkeep_locked(r, &w);
             words[len++] = w;
         }
         consumed += len ? len : 1;
@@ -316,6 +457,7 @@ static unsigned drain_done(struct uz_region *r, bool force)
         return 0;
     qsort(batch, n, sizeof(batch[0]), cmp_req);
     uint64_t idx[UZ_RECLAIM_BATCH];
+    struct uz_region_req *reqs[UZ_RECLAIM_BATCH];
     unsigned nidx = 0, dropped = 0;
     for (unsigned k = 0; k < n;) {
         unsigned len = 1;
@@ -328,9 +470,10 @@ static unsigned drain_done(struct uz_region *r, bool force)
             kept[j] = defer;
             if (defer)
                 continue;
+            reqs[nidx] = batch[j];
             idx[nidx++] = batch[j]->index;
             if (nidx == UZ_RECLAIM_BATCH) {
-                uz_region_drop(r, idx, nidx);
+                uz_region_drop(r, idx, reqs, nidx);
                 dropped += nidx;
                 nidx = 0;
             }
@@ -338,7 +481,7 @@ static unsigned drain_done(struct uz_region *r, bool force)
         k += len;
     }
     if (nidx) {
-        uz_region_drop(r, idx, nidx);
+        uz_region_drop(r, idx, reqs, nidx);
         dropped += nidx;
     }
     atomic_fetch_sub(&r->pending_evict, dropped);
@@ -368,6 +511,61 @@ static bool need_sweep(struct uz_region *r, bool *active)
     return *active && res > r->stop_wm + pend;
 }
 
+/* Kept pages idx[0..n) met by the hand: those the kernel lets go now are counted again, with a
+ * lap's grace (REF), and evicted as usual after it. With UFFDIO_MOVE the question is asked
+ * without compressing the page: moved into the scratch and straight back, or refused again
+ * (one cheap ioctl for a page still pinned or mlock'ed). Without it, MADV_COLD tells an
+ * mlock'ed page; a pinned one is counted again. */
+static void probe_kept(struct uz_region *r, const uint64_t *idx, unsigned n)
+{
+    for (unsigned k = 0; k < n; k++) {
+        uint64_t w;
+        if (!uz_region_pg_trylock(r, idx[k], &w))
+            continue;
+        if (!(w & UZ_PG_KEPT) || uz_pg_state(w) != UZ_PG_DIRTY || uz_pg_pins(w)) {
+            uz_region_pg_unlock(r, idx[k], w);
+            continue;
+        }
+        bool movable = true;
+        if (r->can_move) {
+            unsigned char *a = r->base + idx[k] * UZ_PAGE_SIZE;
+            pthread_mutex_lock(&r->scratch_lock);
+            int rc = uz_region_sys_move(r, r->scratch, a);
+            if (!rc) {
+                /* Back at once: it is DIRTY, mapped writable again. */
+                if (!move_back(r, idx[k], r->scratch)) {
+                    rc = uz_region_sys_madvise(r, r->scratch, UZ_PAGE_SIZE, MADV_DONTNEED);
+                    if (rc == -EINVAL)
+                        rc = uz_region_sys_scratch_unlock(r, 1);
+                    if (rc)
+                        uz_region_error(r, rc);
+                }
+            } else if (rc == -EEXIST) {
+                rc = uz_region_sys_scratch_unlock(r, UZ_RECLAIM_BATCH);
+                if (rc)
+                    uz_region_error(r, rc);
+                movable = false; /* next lap */
+            } else if (rc == -ENOENT) {
+                movable = true; /* dropped by the application meanwhile: nothing holds it */
+            } else {
+                movable = false;
+                if (rc != -EBUSY && rc != -EINVAL)
+                    uz_region_error(r, rc);
+            }
+            pthread_mutex_unlock(&r->scratch_lock);
+        } else {
+            /* MADV_COLD (harmless: the page is only aged) refuses an mlock'ed page with
+             * EINVAL as MADV_DONTNEED does. (Pins cannot be asked about this way.) */
+            int rc =
+                uz_region_sys_madvise(r, r->base + idx[k] * UZ_PAGE_SIZE, UZ_PAGE_SIZE, MADV_COLD);
+            movable = rc != -EINVAL;
+        }
+        if (movable)
+            unkeep_locked(r, &w);
+        uz_region_pg_unlock(r, idx[k], w);
+    }
+}
+
 /* One sweep step: chooses up to a batch of victims and starts their eviction.
  * @return : pages dropped or submitted. */
 static unsigned sweep(struct uz_region *r)
@@ -379,8 +577,8 @@ static unsigned sweep(struct uz_region *r)
     pthread_mutex_lock(&r->lock);
     unsigned wbcap = r->nfree;
     pthread_mutex_unlock(&r->lock);
-    uint64_t clean[UZ_RECLAIM_BATCH], dirty[UZ_RECLAIM_BATCH];
-    unsigned nc = 0, nd = 0;
+    uint64_t clean[UZ_RECLAIM_BATCH], dirty[UZ_RECLAIM_BATCH], kept[UZ_RECLAIM_BATCH];
+    unsigned nc = 0, nd = 0, nk = 0;
     if (wbcap > UZ_RECLAIM_BATCH)
         wbcap = UZ_RECLAIM_BATCH;
     /* One lap at most, so that no page is chosen twice (a referenced page is chosen on the
@@ -391,11 +589,16 @@ static unsigned sweep(struct uz_region *r)
         uint64_t i = r->hand;
         uint64_t w = atomic_load_explicit(&r->pages[i], memory_order_relaxed);
         unsigned st = uz_pg_state(w);
-        if (st == UZ_PG_DIRTY && !(w & (UZ_PG_LOCK | UZ_PG_REF | UZ_PG_INFLIGHT)) &&
+        if (st == UZ_PG_DIRTY && !(w & (UZ_PG_LOCK | UZ_PG_REF | UZ_PG_INFLIGHT | UZ_PG_KEPT)) &&
             !uz_pg_pins(w) && nd == wbcap)
             break; /* no request free for it: stop here, it is the next victim */
         if (++r->hand == r->npages)
             r->hand = 0;
+        if (w & UZ_PG_KEPT) {
+            if (!(w & UZ_PG_LOCK) && !uz_pg_pins(w) && nk < UZ_RECLAIM_BATCH)
+                kept[nk++] = i; /* asked again below whether the kernel still holds it */
+            continue;
+        }
         if ((st != UZ_PG_CLEAN && st != UZ_PG_DIRTY) || (w & (UZ_PG_LOCK | UZ_PG_INFLIGHT)) ||
             uz_pg_pins(w))
             continue;
@@ -412,7 +615,8 @@ static unsigned sweep(struct uz_region *r)
     /* The hand wraps, so a batch may hold a run that wrapped: sort for the run detection. */
     qsort(clean, nc, sizeof(clean[0]), cmp_u64);
     qsort(dirty, nd, sizeof(dirty[0]), cmp_u64);
-    unsigned done = uz_region_drop(r, clean, nc);
+    unsigned done = uz_region_drop(r, clean, NULL, nc);
+    probe_kept(r, kept, nk);
     unsigned k = 0;
     while (k < nd) {
         unsigned before = k;

@@ -109,6 +109,13 @@ static int sys_once(struct uz_region *r, struct sys_req *q)
     case UZ_SYS_MADVISE:
         rc = madvise((void *)a, left, (int)q->mode);
         break;
+    case UZ_SYS_MOVE: {
+        struct uffdio_move m = {.dst = a, .src = q->src + q->off, .len = left, .mode = q->mode};
+        rc = ioctl(r->uffd, UFFDIO_MOVE, &m);
+        if (rc && m.move > 0)
+            q->off += (size_t)m.move;
+        break;
+    }
     default:
         return EINVAL;
     }
@@ -156,6 +163,12 @@ int uz_region_sys_copy(struct uz_region *r, uint64_t first, const void *src, uns
                         .src = (uintptr_t)src,
                         .mode = wp ? UFFDIO_COPY_MODE_WP : 0};
     int rc = sys_call(r, &q);
+    if (rc == -ENOENT && q.len - q.off > UZ_PAGE_SIZE) {
+        /* The range crosses a VMA boundary (mlock or madvise split the region's VMA): the
+         * kernel fills within one VMA only. The page at q.off is in one: that one alone. */
+        q.len = q.off + UZ_PAGE_SIZE;
+        rc = sys_call(r, &q);
+    }
     *done = (unsigned)(q.off / UZ_PAGE_SIZE);
     return rc;
 }
@@ -165,6 +178,10 @@ int uz_region_sys_zeropage(struct uz_region *r, uint64_t first, unsigned n, unsi
     struct sys_req q = {
         .op = UZ_SYS_ZEROPAGE, .start = page_addr(r, first), .len = (size_t)n * UZ_PAGE_SIZE};
     int rc = sys_call(r, &q);
+    if (rc == -ENOENT && q.len - q.off > UZ_PAGE_SIZE) {
+        q.len = q.off + UZ_PAGE_SIZE; /* across a VMA boundary: see above */
+        rc = sys_call(r, &q);
+    }
     *done = (unsigned)(q.off / UZ_PAGE_SIZE);
     return rc;
 }
@@ -205,6 +222,27 @@ int uz_region_sys_madvise(struct uz_region *r, void *addr, size_t len, int advic
     struct sys_req q = {
         .op = UZ_SYS_MADVISE, .start = (uintptr_t)addr, .len = len, .mode = (uint64_t)advice};
     return sys_call(r, &q);
+}
+
+/* UFFDIO_MOVE (Linux 6.8) of one page. The kernel moves the pte and the page with it under the
+ * page table lock, and refuses with EBUSY a page that may be pinned for DMA
+ * (folio_maybe_dma_pinned) or is not exclusive to this mm; with EINVAL when the two VMAs differ
+ * in VM_LOCKED or protection; EEXIST when the destination is mapped. */
+int uz_region_sys_move(struct uz_region *r, void *dst, const void *src)
+{
+    struct sys_req q = {
+        .op = UZ_SYS_MOVE, .start = (uintptr_t)dst, .len = UZ_PAGE_SIZE, .src = (uintptr_t)src};
+    return sys_call(r, &q);
+}
+
+/* mlockall(MCL_CURRENT) locks the scratch too (MADV_DONTNEED on it then fails with EINVAL,
+ * and its populate faults are answered with zero pages, see region_fault.c): unlock it, so that
+ * it differs from mlock'ed region memory again, and free its first n pages. */
+int uz_region_sys_scratch_unlock(struct uz_region *r, unsigned n)
+{
+    if (munlock(r->scratch, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE))
+        return -errno;
+    return uz_region_sys_madvise(r, r->scratch, (size_t)n * UZ_PAGE_SIZE, MADV_DONTNEED);
 }
 
 /* Linux 6.13 lets a process use process_madvise() on itself with any advice, and from 6.16 the
@@ -326,18 +364,23 @@ static int uffd_new(int *mode)
 
 int uz_region_sys_open(struct uz_region *r)
 {
-    for (int attempt = 0; attempt < 2; attempt++) {
+    /* Poison (for pages the device cannot return) and move (eviction that respects page pins)
+     * when the kernel has them; UFFDIO_API takes one try per descriptor, and refuses a feature
+     * it does not know with EINVAL. */
+    static const uint64_t tries[] = {UFFD_FEATURE_POISON | UFFD_FEATURE_MOVE, UFFD_FEATURE_MOVE,
+                                     UFFD_FEATURE_POISON, 0};
+    for (unsigned attempt = 0; attempt < sizeof(tries) / sizeof(tries[0]); attempt++) {
         int fd = uffd_new(&r->mode);
         if (fd < 0)
             return fd;
-        /* Poison (for pages the device cannot return) when the kernel has it. */
         /* The faulting thread's id tells the fault threads which faults reclaim raised. */
-        struct uffdio_api api = {.api = UFFD_API,
-                                 .features =
-                                     UFFD_FEATURE_THREAD_ID | (attempt ? 0 : UFFD_FEATURE_POISON)};
+        uint64_t want = uz_region_force_no_move ? tries[attempt] & ~(uint64_t)UFFD_FEATURE_MOVE
+                                                : tries[attempt];
+        struct uffdio_api api = {.api = UFFD_API, .features = want | UFFD_FEATURE_THREAD_ID};
         if (ioctl(fd, UFFDIO_API, &api) == 0) {
             r->uffd = fd;
-            r->can_poison = attempt == 0;
+            r->can_poison = (want & UFFD_FEATURE_POISON) != 0;
+            r->can_move = (want & UFFD_FEATURE_MOVE) != 0;
             return 0;
         }
         int e = errno;
@@ -362,6 +405,20 @@ int uz_region_sys_register(struct uz_region *r)
         return -EOPNOTSUPP;
     if (!(reg.ioctls & (1ull << _UFFDIO_POISON)))
         r->can_poison = false;
+    if (!(reg.ioctls & (1ull << _UFFDIO_MOVE)))
+        r->can_move = false;
+    if (r->can_move) {
+        /* The destination of a move must be registered with the same userfaultfd. */
+        struct uffdio_register scr = {
+            .range = {.start = (uintptr_t)r->scratch,
+                      .len = (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE},
+            .mode = UFFDIO_REGISTER_MODE_MISSING,
+        };
+        if (ioctl(r->uffd, UFFDIO_REGISTER, &scr))
+            r->can_move = false;
+        else
+            r->scratch_registered = true;
+    }
     struct uffdio_register bell = {
         .range = {.start = (uintptr_t)r->doorbell, .len = (size_t)r->nfault * UZ_PAGE_SIZE},
         .mode = UFFDIO_REGISTER_MODE_MISSING,
@@ -381,6 +438,10 @@ void uz_region_sys_close(struct uz_region *r)
                                 .len = (size_t)r->nfault * UZ_PAGE_SIZE};
     if (r->doorbell)
         (void)ioctl(r->uffd, UFFDIO_UNREGISTER, &bell);
+    struct uffdio_range scr = {.start = (uintptr_t)r->scratch,
+                               .len = (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE};
+    if (r->scratch_registered)
+        (void)ioctl(r->uffd, UFFDIO_UNREGISTER, &scr);
     close(r->uffd);
     r->uffd = -1;
 }

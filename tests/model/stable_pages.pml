@@ -21,12 +21,23 @@
  *   worker   the device's zramd worker: stores the snapshot into the slot word by word, then
  *            the completion: WB with the same generation -> CLEAN (the slot is the page);
  *            DIRTY (redirtied) -> discard the stale slot; no longer in flight.
- *   The kernel's part (MMU checks, UFFDIO_COPY, UFFDIO_WRITEPROTECT, MADV_DONTNEED) is atomic.
+ *   kio      the kernel doing a read(2) into the page for the application (O_DIRECT, AIO,
+ *            process_vm_writev): get_user_pages faults the page in writable like a store,
+ *            pins it (only a present, writable pte can be pinned for writing), then, at any
+ *            later time, writes both words through the pin -- bypassing write-protection --
+ *            and drops the pin. The application waits for the read (a system call) and then
+ *            checks what it got. A page dropped while pinned leaves the pin on an orphan: the
+ *            write lands there, not in the region.
+ *   Eviction is UFFDIO_MOVE: atomically, a pinned page is refused (EBUSY: the page stays, DIRTY,
+ *   unprotected: "kept"), else the page leaves the region; the moved page is then compared
+ *   with the slot: equal, the page is SWAPPED; different (a write through a pin landed after
+ *   the snapshot), it is moved back, DIRTY.
+ *   The kernel's part (MMU checks, UFFDIO_COPY, UFFDIO_WRITEPROTECT, UFFDIO_MOVE) is atomic.
  *   Each of those calls may also fail, as region_sys.c reports after its retries: a copy that
  *   fails maps nothing (the faulting thread is woken and faults again), an unprotect that fails
  *   leaves the page DIRTY and still protected (woken, the writer faults again and the fault
  *   retries it), a write-protect that fails leaves the page DIRTY (perhaps protected already),
- *   a MADV_DONTNEED that fails leaves the page CLEAN and mapped. The page lock is a blocking
+ *   a move that fails otherwise leaves the page CLEAN and mapped. The page lock is a blocking
  *   lock (region_page.c: a short spin, then a futex): lock() waits without a step of its own.
  *
  * Checked: every load returns what the application stored last into that word (no lost write,
@@ -44,9 +55,15 @@
  *   -DBUG_MULTI_INFLIGHT  a redirtied page may be written back again while its abandoned
  *                         writeback is still queued: the two submissions can reach the queue
  *                         in the other order and the stale copy overwrites the slot
+ *   -DBUG_DONTNEED_PINNED eviction with MADV_DONTNEED, which drops a pinned page (issue 8:
+ *                         the read lands in the orphan, the old contents come back)
+ *   -DBUG_NO_COMPARE      the move is not followed by the comparison: a write through a pin
+ *                         that landed after the snapshot, the pin released before the move,
+ *                         is dropped with the page
  */
 
-#define MAXV 3   /* versions the application writes */
+#define MAXV 2   /* versions the application writes */
+#define KV 7     /* what the kernel's read writes */
 #define MAXGEN 6 /* writebacks in the model (bounds the state space; no wrap) */
 #define GONE 9   /* what a dropped page "contains" */
 
@@ -71,6 +88,12 @@ bool slot_valid = false;
 bool inflight = false;   /* a writeback of the page is queued or running */
 /* what the application stored last */
 byte last[2];
+/* the kernel's pin (get_user_pages FOLL_PIN|FOLL_WRITE) */
+bool pinned = false;
+bool orphan = false;     /* the pinned page is no longer the region's (dropped) */
+bool dma_since_snap = false; /* a write through the pin since the last snapshot */
+chan io = [0] of { bit };
+chan iodone = [0] of { bit };
 
 chan faults = [2] of { mtype };
 chan wake = [2] of { bit };
@@ -108,11 +131,29 @@ active proctype app() {
         v++
     :: v > MAXV -> break
     od;
-    /* and once more after everything settled: what is stored must still be there */
+    /* a read(2) into the page (the kernel writes KV through a pin), then, once everything
+     * settled, what was read must still be there */
+    io!1;
+    iodone?_;
     load(0, x);
-    assert(x == MAXV);
+    assert(x == KV);
     load(1, x);
-    assert(x == MAXV)
+    assert(x == KV)
+}
+
+/* The kernel serving the application's read: fault in writable (the faults go to the fault
+ * thread, like the application's own), pin, write through the pin, unpin. */
+active proctype kio() {
+    io?_;
+    do
+    :: atomic { present && !wp -> pinned = true; orphan = false; break }
+    :: atomic { !present -> faults!MISSING }; wake?_
+    :: atomic { present && wp -> faults!WP }; wake?_
+    od;
+    atomic { if :: !orphan -> w[0] = KV :: else -> skip fi; last[0] = KV; dma_since_snap = true };
+    atomic { if :: !orphan -> w[1] = KV :: else -> skip fi; last[1] = KV; dma_since_snap = true };
+    pinned = false;
+    iodone!1
 }
 
 active proctype fault() {
@@ -184,7 +225,7 @@ end:
  * the other order: the implementation never lets a page have two writebacks in flight
  * (`inflight`, the UZ_PG_INFLIGHT bit). */
 proctype writeback() {
-    byte b0, b1, g;
+    byte b0, b1, g, m0, m1;
 end:
     do
     :: lock();
@@ -200,6 +241,7 @@ end:
 #ifndef BUG_NO_WP
             wp = true;
 #endif
+            dma_since_snap = false;
             b0 = w[0]; /* the snapshot, word by word: the application may run in between */
             b1 = w[1];
             gen++;
@@ -210,11 +252,41 @@ end:
 #endif
             unlock();
             queue!b0, b1, g
+#ifdef BUG_DONTNEED_PINNED
         :: st == CLEAN ->
-            atomic { present = false; wp = false; w[0] = GONE; w[1] = GONE };
+            /* MADV_DONTNEED: a pinned page goes too, the pin keeps the orphan */
+            atomic { orphan = pinned; present = false; wp = false; w[0] = GONE; w[1] = GONE };
             st = SWAPPED;
             unlock()
-        :: st == CLEAN -> unlock() /* MADV_DONTNEED failed: stays CLEAN and mapped */
+#else
+        :: st == CLEAN ->
+            if
+            :: atomic { pinned -> skip };
+                /* EBUSY: kept, DIRTY (the slot may be stale), unprotected */
+                slot_valid = false;
+                st = DIRTY;
+                if
+                :: wp = false
+                :: skip /* the unprotect failed: DIRTY allows it */
+                fi
+            :: atomic { !pinned -> m0 = w[0]; m1 = w[1]; present = false; wp = false;
+                        w[0] = GONE; w[1] = GONE };
+#ifdef BUG_NO_COMPARE
+                st = SWAPPED
+#else
+                if
+                :: m0 == slot[0] && m1 == slot[1] -> st = SWAPPED
+                :: else ->
+                    /* changed through a pin: moved back (writable), DIRTY */
+                    atomic { w[0] = m0; w[1] = m1; present = true };
+                    slot_valid = false;
+                    st = DIRTY
+                fi
+#endif
+            fi;
+            unlock()
+#endif
+        :: st == CLEAN -> unlock() /* the move failed otherwise: stays CLEAN and mapped */
         :: else -> unlock()
         fi
     od
@@ -256,7 +328,9 @@ end:
     :: atomic {
         !locked ->
         assert((st == SWAPPED) == !present);
-        assert(st != CLEAN || (slot_valid && slot[0] == w[0] && slot[1] == w[1]));
+        /* (writes through a pin bypass write-protection: CLEAN is then only "as far as the
+         * region could see", which the move's comparison catches up with) */
+        assert(st != CLEAN || (slot_valid && (dma_since_snap || (slot[0] == w[0] && slot[1] == w[1]))));
 #ifndef BUG_NO_WP
         assert(st != CLEAN || wp);
         assert(st != WB || wp)
