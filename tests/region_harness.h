@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
- * region_harness.h - what the region tests share: checking a region's invariants and saying what
- * the checker found (uz_region_check() itself prints nothing). Include after harness.h.
+ * region_harness.h - what the region tests share: making a region (skipping where userfaultfd is
+ * refused), its statistics, and checking its invariants with what the checker found said
+ * (uz_region_check() itself prints nothing). Include after harness.h.
  */
 #ifndef UZ_REGION_HARNESS_H
 #define UZ_REGION_HARNESS_H
@@ -9,6 +10,27 @@
 #include <stdio.h>
 
 #include "region_internal.h"
+
+static inline struct uz_region *make(size_t pages, size_t limit_pages)
+{
+    struct uz_region_config cfg = {.size = pages * UZ_PAGE_SIZE,
+                                   .resident_limit = limit_pages * UZ_PAGE_SIZE};
+    struct uz_region *r = NULL;
+    int rc = uz_region_create(&cfg, &r);
+    if (rc == -ENOSYS || rc == -EPERM) {
+        fprintf(stderr, "userfaultfd unavailable (%s): skipping\n", strerror(-rc));
+        exit(UZT_SKIP);
+    }
+    CHECK_EQ(rc, 0);
+    return r;
+}
+
+static inline struct uz_region_stat stat_of(struct uz_region *r)
+{
+    struct uz_region_stat st;
+    CHECK_EQ(uz_region_stat(r, &st), 0);
+    return st;
+}
 
 static inline void check_region(struct uz_region *reg)
 {

@@ -58,26 +58,6 @@ static int page_ok(const unsigned char *base, uint64_t page, uint64_t ver)
     return 1;
 }
 
-static struct uz_region *make(size_t pages, size_t limit_pages)
-{
-    struct uz_region_config cfg = {.size = pages * PAGE, .resident_limit = limit_pages * PAGE};
-    struct uz_region *r = NULL;
-    int rc = uz_region_create(&cfg, &r);
-    if (rc == -ENOSYS || rc == -EPERM) {
-        fprintf(stderr, "userfaultfd unavailable (%s): skipping\n", strerror(-rc));
-        exit(UZT_SKIP);
-    }
-    CHECK_EQ(rc, 0);
-    return r;
-}
-
-static struct uz_region_stat stat_of(struct uz_region *r)
-{
-    struct uz_region_stat st;
-    CHECK_EQ(uz_region_stat(r, &st), 0);
-    return st;
-}
-
 /* Waits until no writeback is in flight and reclaim has settled, then checks the states. */
 static void quiesce_and_check(struct uz_region *r)
 {

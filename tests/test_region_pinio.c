@@ -92,7 +92,7 @@ static void make_region(unsigned npages, unsigned limit)
     CHECK(shadow);
 }
 
-static struct uz_region_stat stat_of(void)
+static struct uz_region_stat stat_now(void)
 {
     struct uz_region_stat st;
     CHECK_EQ(uz_region_stat(r, &st), 0);
@@ -102,7 +102,7 @@ static struct uz_region_stat stat_of(void)
 /* Kernel-originated faults are only served in FULL mode: the I/O parts need it. */
 static bool full_mode(void)
 {
-    return stat_of().mode == UZ_REGION_MODE_FULL;
+    return stat_now().mode == UZ_REGION_MODE_FULL;
 }
 
 /* The application writes `n` random pages (keeps reclaim busy, leaves pages dirty). */
@@ -126,7 +126,7 @@ static unsigned lost_pages(unsigned npages)
 
 static void finish(const char *what, unsigned rounds, unsigned lost, double t0)
 {
-    struct uz_region_stat st = stat_of();
+    struct uz_region_stat st = stat_now();
     printf("%s: rounds=%u lost_pages=%u s=%.1f swapouts=%llu refused=%llu restored=%llu "
            "kept=%llu move=%d failed=%d\n",
            what, rounds, lost, now_s() - t0, (unsigned long long)st.swapouts,
@@ -397,7 +397,7 @@ static void t_mlock(void)
         if (k % 20 == 0)
             CHECK_EQ(lost_pages(NPAGES), 0);
     }
-    struct uz_region_stat st = stat_of();
+    struct uz_region_stat st = stat_now();
     CHECK(st.resident_pages >= n);
     CHECK_EQ(st.move_eviction, !uz_region_force_no_move);
     CHECK_EQ(syscall(SYS_munlock, base + (size_t)first * PAGE, (size_t)n * PAGE), 0);

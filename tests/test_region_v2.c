@@ -27,26 +27,6 @@
 
 #define PAGE UZ_PAGE_SIZE
 
-static struct uz_region *make(size_t pages, size_t limit_pages)
-{
-    struct uz_region_config cfg = {.size = pages * PAGE, .resident_limit = limit_pages * PAGE};
-    struct uz_region *r = NULL;
-    int rc = uz_region_create(&cfg, &r);
-    if (rc == -ENOSYS || rc == -EPERM) {
-        fprintf(stderr, "userfaultfd unavailable (%s): skipping\n", strerror(-rc));
-        exit(UZT_SKIP);
-    }
-    CHECK_EQ(rc, 0);
-    return r;
-}
-
-static struct uz_region_stat stat_of(struct uz_region *r)
-{
-    struct uz_region_stat st;
-    CHECK_EQ(uz_region_stat(r, &st), 0);
-    return st;
-}
-
 static double now_s(void)
 {
     struct timespec ts;

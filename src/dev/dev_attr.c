@@ -185,6 +185,27 @@ static int k_strtoull(const char *s, unsigned long long *out)
     return 0;
 }
 
+/* The digits of base `base` at p (hex digits in either case) into *v, which wraps past 2^64 as
+ * simple_strtoull() does; *overflow tells whether it did. @return : the first byte after them. */
+static const char *k_digits(const char *p, unsigned base, unsigned long long *v, bool *overflow)
+{
+    for (;; p++) {
+        unsigned d;
+        if (*p >= '0' && *p <= '9')
+            d = (unsigned)(*p - '0');
+        else if (isxdigit((unsigned char)*p))
+            d = (unsigned)(tolower((unsigned char)*p) - 'a' + 10);
+        else
+            break;
+        if (d >= base)
+            break;
+        if (*v > (ULLONG_MAX - d) / base)
+            *overflow = true;
+        *v = *v * base + d;
+    }
+    return p;
+}
+
 /* kstrtoull(s, 0, ...): as k_strtoull(), but "0x"/"0X" selects hex and a leading 0 octal.
  * Any failure is -EINVAL here (callers of the kernel's treat it so). */
 static int k_strtoull0(const char *s, unsigned long long *out)
@@ -198,21 +219,10 @@ static int k_strtoull0(const char *s, unsigned long long *out)
     } else if (s[0] == '0' && s[1] >= '0' && s[1] <= '9') {
         base = 8;
     }
-    const char *p = s;
     unsigned long long v = 0;
-    for (;; p++) {
-        unsigned d;
-        if (*p >= '0' && *p <= '9')
-            d = (unsigned)(*p - '0');
-        else if (isxdigit((unsigned char)*p))
-            d = (unsigned)(tolower((unsigned char)*p) - 'a' + 10);
-        else
-            break;
-        if (d >= base || v > (ULLONG_MAX - d) / base)
-            return -EINVAL;
-        v = v * base + d;
-    }
-    if (p == s)
+    bool overflow = false;
+    const char *p = k_digits(s, base, &v, &overflow);
+    if (p == s || overflow)
         return -EINVAL;
     if (*p == '\n')
         p++;
@@ -250,19 +260,9 @@ static uint64_t k_memparse(const char *s, const char **end)
         base = 8;
     }
     const char *digits = p;
-    uint64_t v = 0;
-    for (;; p++) {
-        unsigned d;
-        if (*p >= '0' && *p <= '9')
-            d = (unsigned)(*p - '0');
-        else if (isxdigit((unsigned char)*p))
-            d = (unsigned)(tolower((unsigned char)*p) - 'a' + 10);
-        else
-            break;
-        if (d >= base)
-            break;
-        v = v * base + d;
-    }
+    unsigned long long v = 0;
+    bool wrapped = false; /* memparse wraps silently */
+    p = k_digits(p, base, &v, &wrapped);
     if (p == digits && base != 16) {
         *end = s;
         return 0;
