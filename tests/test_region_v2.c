@@ -494,6 +494,38 @@ static void t_create(void)
     alarm(0);
 }
 
+/* Frees with no swap-outs behind them (discards of scattered pages) leave the pool sparse:
+ * the reclaim thread compacts it once idle (issue 8: the pool stayed at 1.49x its data). */
+static void t_compact(void)
+{
+    alarm(60);
+    const size_t n = 16384;
+    struct uz_region *r = make(n, n / 2); /* a limit, so that there is a reclaim thread */
+    unsigned char *b = uz_region_base(r);
+    for (size_t p = 0; p < n; p++)
+        fill_page(b, p, 5);
+    CHECK(uz_region_swapout(r, b, n * PAGE) >= 0); /* reclaim took some already */
+    for (size_t p = 0; p < n; p++)
+        if (p % 4)
+            CHECK_EQ(uz_region_discard(r, b + p * PAGE, PAGE), 0);
+    struct uz_region_stat st = stat_of(r);
+    fprintf(stderr, "after discards: compr %llu mem_used %llu\n",
+            (unsigned long long)st.compr_data_size, (unsigned long long)st.mem_used_total);
+    double t0 = now_s();
+    while (st.mem_used_total > st.compr_data_size + st.compr_data_size / 8 + (1u << 20) &&
+           now_s() - t0 < 10) {
+        usleep(100 * 1000);
+        st = stat_of(r);
+    }
+    fprintf(stderr, "after %.1f s idle: compr %llu mem_used %llu\n", now_s() - t0,
+            (unsigned long long)st.compr_data_size, (unsigned long long)st.mem_used_total);
+    CHECK(st.mem_used_total <= st.compr_data_size + st.compr_data_size / 8 + (1u << 20));
+    for (size_t p = 0; p < n; p += 97)
+        expect_page(b, p, p % 4 ? 0 : 5, false);
+    uz_region_destroy(r);
+    alarm(0);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -502,6 +534,7 @@ int main(int argc, char **argv)
     } cases[] = {
         {"discard", t_discard},   {"dontneed", t_dontneed}, {"pin", t_pin},
         {"mprotect", t_mprotect}, {"stat", t_stat},         {"create", t_create},
+        {"compact", t_compact},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         bool run = argc < 2;

@@ -642,12 +642,15 @@ static void wait_ms(struct uz_region *r, long ms)
 
 /* Random swap-ins free objects all over the device's pool and leave its zspages sparse; like
  * zsmalloc's shrinker, compact when the pool holds an eighth more than the compressed data. */
-static void maybe_compact(struct uz_region *r)
+static void maybe_compact(struct uz_region *r, uint64_t *tried_at)
 {
     struct uz_dev_stats ds;
-    if (!uz_dev_stats(r->dev, &ds) &&
-        ds.mem_used_total > ds.compr_data_size + ds.compr_data_size / 8 + (1u << 20))
+    if (!uz_dev_stats(r->dev, &ds) && ds.mem_used_total != *tried_at &&
+        ds.mem_used_total > ds.compr_data_size + ds.compr_data_size / 8 + (1u << 20)) {
         uz_dev_compact(r->dev);
+        /* Not again at the same size: what compaction could not free it will not free now. */
+        *tried_at = ds.mem_used_total;
+    }
 }
 
 void *uz_region_reclaim_main(void *arg)
@@ -656,10 +659,13 @@ void *uz_region_reclaim_main(void *arg)
     atomic_store(&r->reclaim_tid, (pid_t)syscall(SYS_gettid)); /* see uz_region_fault_main */
     bool active = false, stuck = false;
     int64_t compact_mark = 0;
+    uint64_t compact_tried = 0;
     for (;;) {
         pthread_mutex_lock(&r->lock);
         if (stuck && !atomic_load(&r->stop) && !r->reclaim_kick)
             wait_ms(r, 2); /* a completion or a fault waiting for room signals */
+        unsigned idle_waits = 0;
+        bool idle_compact = false;
         for (;;) {
             if (atomic_load(&r->stop) || r->reclaim_kick || drain_due(r))
                 break;
@@ -670,6 +676,12 @@ void *uz_region_reclaim_main(void *arg)
             atomic_store(&r->reclaim_busy, false);
             if (r->nfree && need_sweep(r, &active))
                 break;
+            /* After a second of idleness, look at the pool once: frees (swap-ins, discards)
+             * with no swap-outs behind them never reach the swap-out mark below. */
+            if (++idle_waits == 20) {
+                idle_compact = true;
+                break;
+            }
             wait_ms(r, 50);
         }
         atomic_store(&r->reclaim_busy, true);
@@ -679,6 +691,8 @@ void *uz_region_reclaim_main(void *arg)
         pthread_mutex_unlock(&r->lock);
         if (atomic_load(&r->stop))
             break;
+        if (idle_compact)
+            maybe_compact(r, &compact_tried);
         unsigned progress = 0;
         if (drain)
             progress = drain_done(r, force);
@@ -690,7 +704,7 @@ void *uz_region_reclaim_main(void *arg)
         int64_t swapouts = uz_counter_read(&r->st.swapouts);
         if (swapouts - compact_mark >= 32768) {
             compact_mark = swapouts;
-            maybe_compact(r);
+            maybe_compact(r, &compact_tried);
         }
     }
     drain_done(r, true);
