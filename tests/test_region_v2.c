@@ -526,6 +526,37 @@ static void t_compact(void)
     alarm(0);
 }
 
+static long rss_kb(void)
+{
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = atol(line + 6);
+    if (f)
+        fclose(f);
+    return kb;
+}
+
+/* What a region costs before it is touched (issue 8: 50 untouched regions cost 132 MB). */
+static void t_fixed(void)
+{
+    alarm(60);
+    enum { N = 20 };
+    struct uz_region *r[N];
+    r[0] = make(1u << 18, 1u << 14); /* the first pays for the threads' and allocators' set-up */
+    long before = rss_kb();
+    for (int i = 1; i < N; i++)
+        r[i] = make(1u << 18, 1u << 14); /* 1 GiB, 64 MiB resident */
+    long per = (rss_kb() - before) / (N - 1);
+    fprintf(stderr, "an untouched 1 GiB region: %ld KiB resident\n", per);
+    CHECK(per > 0 && per < 1024);
+    for (int i = 0; i < N; i++)
+        uz_region_destroy(r[i]);
+    alarm(0);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
@@ -534,7 +565,7 @@ int main(int argc, char **argv)
     } cases[] = {
         {"discard", t_discard},   {"dontneed", t_dontneed}, {"pin", t_pin},
         {"mprotect", t_mprotect}, {"stat", t_stat},         {"create", t_create},
-        {"compact", t_compact},
+        {"compact", t_compact},   {"fixed", t_fixed},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         bool run = argc < 2;

@@ -375,7 +375,10 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
 
     r->pages_bytes = r->npages * sizeof(r->pages[0]);
     r->pages = map_locked(r->pages_bytes, true, &r->locked);
-    r->bufs = map_locked((size_t)UZ_REGION_NREQ * UZ_PAGE_SIZE, false, &r->locked);
+    /* Snapshot buffers and staging are locked as they are first used (MLOCK_ONFAULT): the
+     * request free list is LIFO, so only as many buffers as were ever in flight at once become
+     * resident (populating all 512 cost 2 MiB per region, most of a region's fixed cost). */
+    r->bufs = map_locked((size_t)UZ_REGION_NREQ * UZ_PAGE_SIZE, true, &r->locked);
     r->zeros = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, false, &r->locked);
     r->scratch_cmp = map_locked(UZ_PAGE_SIZE, false, &r->locked);
     r->reqs = calloc(UZ_REGION_NREQ, sizeof(*r->reqs));
@@ -392,7 +395,7 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     r->nfree = UZ_REGION_NREQ;
     for (unsigned t = 0; t < r->nfault; t++) {
         r->ft[t].r = r;
-        r->ft[t].staging = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, false, &r->locked);
+        r->ft[t].staging = map_locked(UZ_RA_MAX * UZ_PAGE_SIZE, true, &r->locked);
         r->ft[t].defer = calloc(UZ_FAULT_DEFER, sizeof(struct uffd_msg));
         if (!r->ft[t].staging || !r->ft[t].defer)
             goto fail;
