@@ -11,6 +11,16 @@
 
 #include "region_internal.h"
 
+/* A 64-bit mixer (murmur-style finaliser) for page patterns. */
+static inline uint64_t mix(uint64_t x)
+{
+    x ^= x >> 31;
+    x *= 0x7fb5d329728ea185ull;
+    x ^= x >> 27;
+    x *= 0x81dadef4bc2dd44dull;
+    return x ^ (x >> 33);
+}
+
 static inline struct uz_region *make(size_t pages, size_t limit_pages)
 {
     struct uz_region_config cfg = {.size = pages * UZ_PAGE_SIZE,

@@ -681,6 +681,27 @@ static size_t total_size(struct uz_comp *c, const uint8_t *img, size_t first, si
     return total;
 }
 
+/* Compresses pages 256.. with `c` (a dictionary) and decodes them with `plain` (none):
+ * @return : how many do not come back right. */
+static size_t undecodable_without(struct uz_comp *c, struct uz_comp *plain, const uint8_t *sample,
+                                  size_t pages)
+{
+    struct uz_comp_stream *sd = stream_new(c), *sp = stream_new(plain);
+    size_t differ = 0;
+    uint8_t out[PAGE];
+    for (size_t i = 256; i < pages; i++) {
+        const uint8_t *pg = sample + i * PAGE;
+        ssize_t n =
+            uz_comp_compress(sd, pg, PAGE, uz_comp_stream_buf(sd), uz_comp_stream_buf_size(sd));
+        CHECK(n > 0);
+        ssize_t r = uz_comp_decompress(sp, uz_comp_stream_buf(sd), (size_t)n, out, PAGE);
+        differ += r != PAGE || memcmp(out, pg, PAGE) != 0;
+    }
+    uz_comp_stream_destroy(sd);
+    uz_comp_stream_destroy(sp);
+    return differ;
+}
+
 static void test_dict(const uint8_t *sample, size_t pages)
 {
     /* Without a dictionary, as the baseline. Pages 256.. are compressed; 0..255 train. */
@@ -694,20 +715,7 @@ static void test_dict(const uint8_t *sample, size_t pages)
 
     /* Output made with the dictionary does not decode correctly without it (at least not all
      * of it). */
-    struct uz_comp_stream *sd = stream_new(c), *sp = stream_new(plain);
-    size_t differ = 0;
-    uint8_t out[PAGE];
-    for (size_t i = 256; i < pages; i++) {
-        const uint8_t *pg = sample + i * PAGE;
-        ssize_t n =
-            uz_comp_compress(sd, pg, PAGE, uz_comp_stream_buf(sd), uz_comp_stream_buf_size(sd));
-        CHECK(n > 0);
-        ssize_t r = uz_comp_decompress(sp, uz_comp_stream_buf(sd), (size_t)n, out, PAGE);
-        differ += r != PAGE || memcmp(out, pg, PAGE) != 0;
-    }
-    CHECK(differ > 0);
-    uz_comp_stream_destroy(sd);
-    uz_comp_stream_destroy(sp);
+    CHECK(undecodable_without(c, plain, sample, pages) > 0);
     uz_comp_destroy(c);
 
     /* Trained dictionary, loaded from a file. */
@@ -755,25 +763,13 @@ static void test_dict(const uint8_t *sample, size_t pages)
         c = comp_dict_new(lz[i], 0, sample, 16 * PAGE);
         size_t lraw = total_size(c, sample, 256, pages - 256);
         /* Its blocks refer to the dictionary: not all decode right without it. */
-        sd = stream_new(c);
-        sp = stream_new(plain);
-        differ = 0;
-        for (size_t k = 256; k < pages; k++) {
-            const uint8_t *pg = sample + k * PAGE;
-            ssize_t n =
-                uz_comp_compress(sd, pg, PAGE, uz_comp_stream_buf(sd), uz_comp_stream_buf_size(sd));
-            CHECK(n > 0);
-            ssize_t r = uz_comp_decompress(sp, uz_comp_stream_buf(sd), (size_t)n, out, PAGE);
-            differ += r != PAGE || memcmp(out, pg, PAGE) != 0;
-        }
-        CHECK(differ > 0);
-        uz_comp_stream_destroy(sd);
-        uz_comp_stream_destroy(sp);
+        CHECK(undecodable_without(c, plain, sample, pages) > 0);
         uz_comp_destroy(c);
         /* More than 64 KiB: the tail is what counts, and gives the same blocks. */
         struct uz_comp *big = comp_dict_new(lz[i], 0, sample, 48 * PAGE);
         struct uz_comp *tail = comp_dict_new(lz[i], 0, sample + 32 * PAGE, 16 * PAGE);
         struct uz_comp_stream *sb = stream_new(big), *st = stream_new(tail);
+        uint8_t out[PAGE];
         for (size_t k = 256; k < 320; k++) {
             ssize_t n = uz_comp_compress(sb, sample + k * PAGE, PAGE, uz_comp_stream_buf(sb),
                                          uz_comp_stream_buf_size(sb));

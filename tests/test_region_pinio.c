@@ -53,15 +53,6 @@ static unsigned char *base, *shadow;
 static uint64_t seed = 0x5eed8u;
 static int helper_cmd = -1, helper_res = -1; /* pipes to the process_vm_writev helper */
 
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 31;
-    x *= 0x7fb5d329728ea185ull;
-    x ^= x >> 27;
-    x *= 0x81dadef4bc2dd44dull;
-    return x ^ (x >> 33);
-}
-
 /* Page p of chunk c (or, for c >= NCHUNK, a version written by the application). */
 static void fill(unsigned char *dst, uint64_t c, uint64_t p)
 {

@@ -33,15 +33,6 @@ static uint32_t version[NPAGES];
 static atomic_bool stop;
 static atomic_long writes, swapouts_called;
 
-static uint64_t mix(uint64_t x)
-{
-    x ^= x >> 31;
-    x *= 0x7fb5d329728ea185ull;
-    x ^= x >> 27;
-    x *= 0x81dadef4bc2dd44dull;
-    return x ^ (x >> 33);
-}
-
 /* Word j of page p at version v. Kind v % 3: 0 compresses to nearly nothing, 1 not at all,
  * 2 about half. Every word carries v, so a word from another version shows. */
 static uint64_t word_of(uint32_t p, uint32_t v, uint32_t j)

@@ -232,6 +232,14 @@ int uz_dev_read_page(struct uz_dev *dev, uint64_t index, void *page)
     return rc;
 }
 
+static int slot_state(struct uz_slot *s)
+{
+    uint32_t f = uz_slot_flags(s);
+    if (f & UZ_SLOT_SAME)
+        return s->val ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_ZERO;
+    return (f & UZ_SLOT_ALLOC) ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_UNWRITTEN;
+}
+
 int uz_dev_page_state(struct uz_dev *dev, uint64_t index)
 {
     if (!dev)
@@ -241,10 +249,7 @@ int uz_dev_page_state(struct uz_dev *dev, uint64_t index)
     if (index < dev->nr_pages) {
         struct uz_slot *s = &dev->table[index];
         uz_slot_lock(s);
-        uint32_t f = uz_slot_flags(s);
-        rc = (f & UZ_SLOT_SAME)    ? (s->val ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_ZERO)
-             : (f & UZ_SLOT_ALLOC) ? UZ_DEV_PAGE_DATA
-                                   : UZ_DEV_PAGE_UNWRITTEN;
+        rc = slot_state(s);
         uz_slot_unlock(s);
     }
     uz_brlock_read_unlock(&dev->init_lock, shard);
@@ -334,34 +339,6 @@ ssize_t uz_dev_pread(struct uz_dev *dev, void *buf, size_t len, uint64_t offset)
     return rc ? rc : (ssize_t)len;
 }
 
-int uz_dev_discard(struct uz_dev *dev, uint64_t offset, uint64_t len)
-{
-    if (!dev)
-        return -EINVAL;
-    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
-    int rc = range_ok(dev, offset, len) ? 0 : -EINVAL;
-    if (!rc) {
-        /* Only whole pages: discarding is about freeing memory, so a partial page is left as it
-         * is rather than recompressed (zram_bio_discard does the same). */
-        uint64_t first = UZ_DIV_ROUND_UP(offset, UZ_PAGE_SIZE);
-        uint64_t end = (offset + len) / UZ_PAGE_SIZE;
-        for (uint64_t i = first; i < end; i++) {
-            struct uz_slot *s = &dev->table[i];
-            if (uz_slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)) {
-                /* else empty: nothing to free (racy peek, rechecked under the lock) */
-                uz_slot_lock(s);
-                slot_free(dev, s);
-                uz_slot_unlock(s);
-            }
-        }
-        /* The kernel counts every page of a discarded range, freed or not. */
-        if (end > first)
-            uz_counter_add(&dev->st.notify_free, (int64_t)(end - first));
-    }
-    uz_brlock_read_unlock(&dev->init_lock, shard);
-    return rc;
-}
-
 /* Zeroes whole pages [first, end): holes with trim, zero pages otherwise. */
 static void zero_pages(struct uz_dev *dev, uint64_t first, uint64_t end, bool trim)
 {
@@ -379,6 +356,26 @@ static void zero_pages(struct uz_dev *dev, uint64_t first, uint64_t end, bool tr
         }
         uz_slot_unlock(s);
     }
+}
+
+int uz_dev_discard(struct uz_dev *dev, uint64_t offset, uint64_t len)
+{
+    if (!dev)
+        return -EINVAL;
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    int rc = range_ok(dev, offset, len) ? 0 : -EINVAL;
+    if (!rc) {
+        /* Only whole pages: discarding is about freeing memory, so a partial page is left as it
+         * is rather than recompressed (zram_bio_discard does the same). */
+        uint64_t first = UZ_DIV_ROUND_UP(offset, UZ_PAGE_SIZE);
+        uint64_t end = (offset + len) / UZ_PAGE_SIZE;
+        zero_pages(dev, first, end, true);
+        /* The kernel counts every page of a discarded range, freed or not. */
+        if (end > first)
+            uz_counter_add(&dev->st.notify_free, (int64_t)(end - first));
+    }
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    return rc;
 }
 
 int uz_dev_zero(struct uz_dev *dev, uint64_t offset, uint64_t len, unsigned flags)
@@ -404,14 +401,6 @@ int uz_dev_zero(struct uz_dev *dev, uint64_t offset, uint64_t len, unsigned flag
     }
     uz_brlock_read_unlock(&dev->init_lock, shard);
     return rc;
-}
-
-static int slot_state(struct uz_slot *s)
-{
-    uint32_t f = uz_slot_flags(s);
-    if (f & UZ_SLOT_SAME)
-        return s->val ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_ZERO;
-    return (f & UZ_SLOT_ALLOC) ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_UNWRITTEN;
 }
 
 int uz_dev_extents(struct uz_dev *dev, uint64_t offset, uint64_t len, struct uz_dev_extent *ext,
