@@ -16,8 +16,13 @@
  * /dev/zram0 (lz4, 4 GiB) as swap and a memory cgroup (v1 or v2, whichever has the memory
  * controller), runs the kernel case in a child inside the cgroup, then the region case in this
  * process, prints both lines and their ratios, and puts zram0, swap and cgroups back as they
- * were. With --runs N every phase reports the best of N runs (--baseline alternates: kernel,
- * region, kernel, region, ...).
+ * were. With --runs N every figure is the median of N runs (--baseline alternates: kernel,
+ * region, kernel, region, ..., and each ratio is the median of the N pairs' ratios).
+ *
+ * Memory: resident_bytes is what of the workload's mapping is in RAM at the end (mincore, the
+ * same call for both), total_bytes that plus the compressed store's mem_used (the region's
+ * pool, or zram's); mem= in the ratio line is region total / kernel total (at most 1.00 means
+ * the region used no more memory than kernel zram swap at the same limit).
  */
 #include <uzram/uzram.h>
 
@@ -56,9 +61,11 @@ struct swap_opts {
 
 struct swap_result {
     double fill_MBps, scan_MBps, touches_per_s;
-    uint64_t major_faults, swapouts, mem_used, checksum;
+    uint64_t major_faults, swapouts, mem_used, resident_bytes, checksum;
     int ok;
 };
+
+#define MAX_RUNS 64
 
 static double now(void)
 {
@@ -105,27 +112,57 @@ static void workload(unsigned char *mem, size_t npages, const unsigned char *img
     res->checksum = sum;
 }
 
-static void keep_best(struct swap_result *best, const struct swap_result *r, unsigned run)
+/* Pages of [mem, mem+size) in RAM, in bytes. */
+static uint64_t resident_bytes(void *mem, size_t size)
 {
-    if (!run) {
-        *best = *r;
-        return;
-    }
-    if (r->fill_MBps > best->fill_MBps)
-        best->fill_MBps = r->fill_MBps;
-    if (r->scan_MBps > best->scan_MBps)
-        best->scan_MBps = r->scan_MBps;
-    if (r->touches_per_s > best->touches_per_s)
-        best->touches_per_s = r->touches_per_s;
-    best->major_faults = r->major_faults;
-    best->swapouts = r->swapouts;
-    best->mem_used = r->mem_used;
+    size_t n = size / PAGE;
+    unsigned char *vec = malloc(n);
+    uint64_t in = 0;
+    if (vec && !mincore(mem, size, vec))
+        for (size_t i = 0; i < n; i++)
+            in += vec[i] & 1;
+    free(vec);
+    return in * PAGE;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The median of v[0..n) (sorts v). */
+static double median(double *v, unsigned n)
+{
+    qsort(v, n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+/* The median of each figure of runs[0..n): the speeds, and the memory of the median run by
+ * total memory. */
+static void median_of(const struct swap_result *runs, unsigned n, struct swap_result *out)
+{
+    double v[MAX_RUNS];
+    *out = runs[n - 1];
+#define MED(field)                                                                                 \
+    do {                                                                                           \
+        for (unsigned k = 0; k < n; k++)                                                           \
+            v[k] = (double)runs[k].field;                                                          \
+        out->field = median(v, n);                                                                 \
+    } while (0)
+    MED(fill_MBps);
+    MED(scan_MBps);
+    MED(touches_per_s);
+    MED(mem_used);
+    MED(resident_bytes);
+#undef MED
 }
 
 /* ---- the region case ---- */
 
+/* Runs o->runs times into runs[]. */
 static int run_region(const struct swap_opts *o, const unsigned char *img, size_t img_pages,
-                      struct swap_result *best)
+                      struct swap_result *runs)
 {
     for (unsigned run = 0; run < o->runs; run++) {
         struct uz_region_config cfg = {
@@ -151,7 +188,8 @@ static int run_region(const struct swap_opts *o, const unsigned char *img, size_
         res.major_faults = st.major_faults;
         res.swapouts = st.swapouts;
         res.mem_used = st.mem_used_total;
-        keep_best(best, &res, run);
+        res.resident_bytes = resident_bytes(uz_region_base(r), cfg.size);
+        runs[run] = res;
         if (run + 1 == o->runs)
             fprintf(stderr,
                     "region: mode=%s minor_faults=%llu wp_faults=%llu swapins=%llu "
@@ -197,7 +235,7 @@ static uint64_t zram_mem_used(void)
 }
 
 static int run_kernel(const struct swap_opts *o, const unsigned char *img, size_t img_pages,
-                      struct swap_result *best)
+                      struct swap_result *runs)
 {
     for (unsigned run = 0; run < o->runs; run++) {
         size_t size = o->size_mib << 20;
@@ -217,7 +255,8 @@ static int run_kernel(const struct swap_opts *o, const unsigned char *img, size_
         res.major_faults = (uint64_t)(ru1.ru_majflt - ru0.ru_majflt);
         res.swapouts = vmstat("pswpout") - out0;
         res.mem_used = zram_mem_used();
-        keep_best(best, &res, run);
+        res.resident_bytes = resident_bytes(mem, size);
+        runs[run] = res;
         munmap(mem, size);
     }
     return 0;
@@ -226,10 +265,12 @@ static int run_kernel(const struct swap_opts *o, const unsigned char *img, size_
 static void print_result(const char *mode, const struct swap_opts *o, const struct swap_result *r)
 {
     printf("mode=%s size_mib=%zu limit_mib=%zu touches=%zu runs=%u fill_MBps=%.1f "
-           "scan_MBps=%.1f touches_per_s=%.0f major_faults=%llu swapouts=%llu mem_used=%llu\n",
+           "scan_MBps=%.1f touches_per_s=%.0f major_faults=%llu swapouts=%llu mem_used=%llu "
+           "resident_bytes=%llu total_bytes=%llu\n",
            mode, o->size_mib, o->limit_mib, o->touches, o->runs, r->fill_MBps, r->scan_MBps,
            r->touches_per_s, (unsigned long long)r->major_faults, (unsigned long long)r->swapouts,
-           (unsigned long long)r->mem_used);
+           (unsigned long long)r->mem_used, (unsigned long long)r->resident_bytes,
+           (unsigned long long)(r->resident_bytes + r->mem_used));
     fflush(stdout);
 }
 
@@ -425,6 +466,10 @@ int uz_bench_swap(int argc, char **argv)
             break;
         case 'r':
             o.runs = (unsigned)strtoul(optarg, NULL, 10);
+            if (!o.runs || o.runs > MAX_RUNS) {
+                fprintf(stderr, "uzram-bench: --runs: 1..%u\n", MAX_RUNS);
+                return 2;
+            }
             break;
         case 'k':
             o.kernel = true;
@@ -458,47 +503,65 @@ int uz_bench_swap(int argc, char **argv)
         img_pages = IMG_PAGES;
 
     int rc = 0;
-    struct swap_result kr = {0}, rr = {0};
+    static struct swap_result kruns[MAX_RUNS], rruns[MAX_RUNS];
+    struct swap_result kr, rr;
     if (o.kernel) {
-        rc = run_kernel(&o, img, img_pages, &kr);
-        if (!rc)
+        rc = run_kernel(&o, img, img_pages, kruns);
+        if (!rc) {
+            median_of(kruns, o.runs, &kr);
             print_result("kernel", &o, &kr);
+        }
     } else if (o.baseline) {
-        /* Kernel and region alternate, run by run, so that both see the same machine. */
+        /* Kernel and region alternate, run by run, so that both see the same machine; each
+         * ratio is the median of the pairs' ratios. */
         struct swap_opts one = o;
         one.runs = 1;
         bool have_kernel = true;
         const char *why = NULL;
+        double fill[MAX_RUNS], scan[MAX_RUNS], touch[MAX_RUNS], mem[MAX_RUNS];
+        unsigned pairs = 0, done = 0;
         for (unsigned run = 0; run < o.runs && !rc; run++) {
-            struct swap_result k = {0}, g = {0};
             if (have_kernel) {
                 struct baseline_env env;
                 why = baseline_setup(&env, &o);
-                if (!why && run_kernel_in_cgroup(&env, &one, img, img_pages, &k))
+                if (!why && run_kernel_in_cgroup(&env, &one, img, img_pages, &kruns[run]))
                     why = "the child in the cgroup failed";
                 baseline_restore(&env);
                 have_kernel = !why;
-                if (have_kernel)
-                    keep_best(&kr, &k, run);
             }
-            rc = run_region(&one, img, img_pages, &g);
-            if (!rc)
-                keep_best(&rr, &g, run);
+            rc = run_region(&one, img, img_pages, &rruns[run]);
+            if (rc)
+                break;
+            done++;
+            if (have_kernel) {
+                const struct swap_result *k = &kruns[run], *g = &rruns[run];
+                fill[pairs] = g->fill_MBps / k->fill_MBps;
+                scan[pairs] = g->scan_MBps / k->scan_MBps;
+                touch[pairs] = k->touches_per_s > 0 ? g->touches_per_s / k->touches_per_s : 0;
+                mem[pairs++] = (double)(g->resident_bytes + g->mem_used) /
+                               (double)(k->resident_bytes + k->mem_used);
+            }
         }
-        if (have_kernel)
+        if (have_kernel) {
+            median_of(kruns, done ? done : 1, &kr);
             print_result("kernel", &o, &kr);
-        else
+        } else {
             printf("mode=kernel unavailable=\"%s\"\n", why);
+        }
         if (!rc) {
+            median_of(rruns, done, &rr);
             print_result("region", &o, &rr);
-            if (have_kernel)
-                printf("mode=ratio fill=%.2f scan=%.2f touches=%.2f\n", rr.fill_MBps / kr.fill_MBps,
-                       rr.scan_MBps / kr.scan_MBps, rr.touches_per_s / kr.touches_per_s);
+            if (have_kernel && pairs == done)
+                printf("mode=ratio pairs=%u fill=%.2f scan=%.2f touches=%.2f mem=%.2f\n", pairs,
+                       median(fill, pairs), median(scan, pairs), median(touch, pairs),
+                       median(mem, pairs));
         }
     } else {
-        rc = run_region(&o, img, img_pages, &rr);
-        if (!rc)
+        rc = run_region(&o, img, img_pages, rruns);
+        if (!rc) {
+            median_of(rruns, o.runs, &rr);
             print_result("region", &o, &rr);
+        }
     }
     free(img);
     return rc ? 1 : 0;

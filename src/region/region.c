@@ -209,6 +209,21 @@ static void *map_locked(size_t bytes, bool lazy, bool *locked)
     return p;
 }
 
+/* Private anonymous memory of `bytes` starting at a multiple of `align` (a power of two), or
+ * NULL. The address space around it is given back. */
+static void *map_aligned(size_t bytes, size_t align)
+{
+    unsigned char *p = mmap(NULL, bytes + align, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    unsigned char *a = (unsigned char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
+    if (a > p)
+        munmap(p, (size_t)(a - p));
+    munmap(a + bytes, (size_t)(p + align - a));
+    return a;
+}
+
 static void teardown(struct uz_region *r)
 {
     atomic_store(&r->stop, true);
@@ -358,11 +373,9 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
         goto fail;
     }
     /* The scratch is private anonymous memory with the region's protection, unlocked, as
-     * UFFDIO_MOVE requires of the two ends. */
-    r->scratch = mmap(NULL, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE, PROT_READ | PROT_WRITE,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (r->scratch == MAP_FAILED) {
-        r->scratch = NULL;
+     * UFFDIO_MOVE requires of the two ends, and within one page table (2 MiB aligned), so that
+     * a run of victims moves with one TLB flush (region_sys.c). */
+    if (!(r->scratch = map_aligned((size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE, 2u << 20))) {
         rc = -ENOMEM;
         goto fail;
     }

@@ -426,6 +426,11 @@ UZ_HIDDEN int uz_region_sys_read(struct uz_region *r, uint64_t first, unsigned n
  *  scratch, either way). @return : 0, -EBUSY (pinned or shared: not moved), -EINVAL (mlock'ed
  *  or protected unlike the scratch), -EEXIST (dst mapped), -errno. */
 UZ_HIDDEN int uz_region_sys_move(struct uz_region *r, void *dst, const void *src);
+/* uz_region_sys_move_run() : the same for n pages from src to dst, in as few calls (TLB
+ *  flushes) as the kernel allows. *done: pages moved from the start. @return : 0 (*done == n),
+ *  or the error of page *done (the pages after it were not tried). */
+UZ_HIDDEN int uz_region_sys_move_run(struct uz_region *r, void *dst, const void *src, unsigned n,
+                                     unsigned *done);
 /* uz_region_sys_scratch_unlock() : munlock of the scratch (mlockall locked it), then
  *  MADV_DONTNEED of its first n pages. @return : 0, -errno. */
 UZ_HIDDEN int uz_region_sys_scratch_unlock(struct uz_region *r, unsigned n);

@@ -160,35 +160,45 @@ static int move_back(struct uz_region *r, uint64_t i, unsigned char *s)
     return rc ? uz_region_error(r, rc) : 0;
 }
 
-/* Evicts the locked CLEAN pages locked[0..m) (ascending) by moving each into the scratch,
- * under scratch_lock. */
+/* Evicts the locked CLEAN pages locked[0..m) (ascending) by moving them into the scratch, page
+ * k to scratch page k, under scratch_lock: a run of neighbours goes in one call (one TLB
+ * flush, region_sys.c), and a page the kernel refuses ends its run's call without costing its
+ * neighbours theirs. */
 static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint64_t *words,
                          unsigned char *const *snap, unsigned m, enum evict_out *out)
 {
     pthread_mutex_lock(&r->scratch_lock);
     bool reset = false;
-    unsigned used = 0;
-    for (unsigned k = 0; k < m; k++) {
-        unsigned char *a = r->base + locked[k] * UZ_PAGE_SIZE;
-        unsigned char *s = r->scratch + (size_t)k * UZ_PAGE_SIZE;
-        int rc = uz_region_sys_move(r, s, a);
+    unsigned used = m;
+    for (unsigned k = 0; k < m;) {
+        unsigned len = 1;
+        while (k + len < m && locked[k + len] == locked[k] + len)
+            len++;
+        unsigned done = 0;
+        int rc = uz_region_sys_move_run(r, r->scratch + (size_t)k * UZ_PAGE_SIZE,
+                                        r->base + locked[k] * UZ_PAGE_SIZE, len, &done);
+        for (unsigned j = k; j < k + done; j++) {
+            unsigned char *sp = r->scratch + (size_t)j * UZ_PAGE_SIZE;
+            if (moved_intact(r, locked[j], words[j], sp, snap ? snap[j] : NULL)) {
+                out[j] = EV_GONE;
+            } else {
+                /* A write through a pin landed after the snapshot: the page is the truth. */
+                out[j] = move_back(r, locked[j], sp) ? EV_GONE : EV_RESTORED;
+            }
+        }
+        k += done;
+        if (!rc)
+            continue;
         if (rc == -EEXIST && !reset) {
-            /* The scratch was populated (mlockall's populate): free it and unlock it. */
+            /* The scratch was populated (mlockall's populate): free it and unlock it, then
+             * try page k again. */
             reset = true;
             int e = uz_region_sys_scratch_unlock(r, UZ_RECLAIM_BATCH);
             if (e)
                 uz_region_error(r, e);
-            rc = uz_region_sys_move(r, s, a);
+            continue;
         }
-        used = k + 1;
-        if (!rc) {
-            if (moved_intact(r, locked[k], words[k], s, snap ? snap[k] : NULL)) {
-                out[k] = EV_GONE;
-            } else {
-                /* A write through a pin landed after the snapshot: the page is the truth. */
-                out[k] = move_back(r, locked[k], s) ? EV_GONE : EV_RESTORED;
-            }
-        } else if (rc == -EBUSY || rc == -EINVAL) {
+        if (rc == -EBUSY || rc == -EINVAL) {
             out[k] = EV_KEPT;
         } else if (rc == -ENOENT) {
             /* Nothing mapped: the application dropped the page itself (a raw MADV_DONTNEED,
@@ -199,6 +209,7 @@ static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint
             uz_region_error(r, rc);
             out[k] = EV_STAYS;
         }
+        k++;
     }
     if (used) {
         int rc = uz_region_sys_madvise(r, r->scratch, (size_t)used * UZ_PAGE_SIZE, MADV_DONTNEED);

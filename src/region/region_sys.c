@@ -230,9 +230,25 @@ int uz_region_sys_madvise(struct uz_region *r, void *addr, size_t len, int advic
  * in VM_LOCKED or protection; EEXIST when the destination is mapped. */
 int uz_region_sys_move(struct uz_region *r, void *dst, const void *src)
 {
-    struct sys_req q = {
-        .op = UZ_SYS_MOVE, .start = (uintptr_t)dst, .len = UZ_PAGE_SIZE, .src = (uintptr_t)src};
-    return sys_call(r, &q);
+    unsigned done;
+    return uz_region_sys_move_run(r, dst, src, 1, &done);
+}
+
+/* Since Linux 6.18 one UFFDIO_MOVE of a run of present, exclusive small pages within one page
+ * table (2 MiB) clears their ptes under one lock and flushes the TLB once, where one call per
+ * page flushed (an inter-processor interrupt to every core running the process) per page. A
+ * run stops at the first page the kernel refuses: the call reports the pages moved before it
+ * (EAGAIN with progress, which the retry loop continues), then fails on that page alone. */
+int uz_region_sys_move_run(struct uz_region *r, void *dst, const void *src, unsigned n,
+                           unsigned *done)
+{
+    struct sys_req q = {.op = UZ_SYS_MOVE,
+                        .start = (uintptr_t)dst,
+                        .len = (size_t)n * UZ_PAGE_SIZE,
+                        .src = (uintptr_t)src};
+    int rc = sys_call(r, &q);
+    *done = (unsigned)(q.off / UZ_PAGE_SIZE);
+    return rc;
 }
 
 /* mlockall(MCL_CURRENT) locks the scratch too (MADV_DONTNEED on it then fails with EINVAL,
