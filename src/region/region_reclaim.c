@@ -38,10 +38,10 @@
 static unsigned take_reqs(struct uz_region *r, struct uz_region_req **out, unsigned n, bool wait)
 {
     pthread_mutex_lock(&r->lock);
-    while (wait && !r->nfree && !atomic_load(&r->stop))
+    while (wait && (!r->nfree || r->fork_hold) && !atomic_load(&r->stop))
         pthread_cond_wait(&r->req_cond, &r->lock);
     unsigned k = 0;
-    while (k < n && r->free_reqs) {
+    while (k < n && r->free_reqs && !r->fork_hold) { /* none while a fork is prepared */
         out[k++] = r->free_reqs;
         r->free_reqs = r->free_reqs->next;
         r->nfree--;
@@ -102,6 +102,8 @@ static void wb_done(void *arg, int result)
         r->ndone++;
         if (drain_due(r))
             pthread_cond_signal(&r->reclaim_cond);
+        if (r->fork_hold)
+            pthread_cond_broadcast(&r->req_cond); /* the fork's drain counts these home */
     } else {
         if (q->evict)
             atomic_fetch_sub(&r->pending_evict, 1);
