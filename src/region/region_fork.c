@@ -325,3 +325,21 @@ void uz_region_fork_untrack(struct uz_region *r)
     r->fork_listed = false;
     pthread_mutex_unlock(&list_lock);
 }
+
+/* ---- the parent's (and child's) shared pages ---- */
+
+int uz_region_fork_unshare(struct uz_region *r, uint64_t i)
+{
+    /* Unprotected first: a write fault on a protected pte would wait for a fault thread, which
+     * waits for the page lock the caller holds. The write fault MADV_POPULATE_WRITE raises
+     * copies the page, or reuses it when the other process let go of it, and the pte then maps
+     * an exclusive page; nothing is written. A page pinned for I/O is exclusive already (fork
+     * copies those for the child): nothing happens to it, and the move is refused again. */
+    int rc = uz_region_sys_wp(r, i, 1, false);
+    if (rc)
+        return rc;
+    int prc =
+        uz_region_sys_madvise(r, r->base + i * UZ_PAGE_SIZE, UZ_PAGE_SIZE, MADV_POPULATE_WRITE);
+    rc = uz_region_sys_wp(r, i, 1, true);
+    return rc ? rc : prc;
+}

@@ -518,6 +518,14 @@ UZ_HIDDEN int uz_region_fork_track(struct uz_region *r);
 /* uz_region_fork_untrack() : takes r off the list (waits for a fork in progress); a region
  *  never listed is a no-op. First thing in teardown. */
 UZ_HIDDEN void uz_region_fork_untrack(struct uz_region *r);
+/* uz_region_fork_unshare() :
+ *  For locked CLEAN page i whose move was refused with EBUSY in a region that has forked (its
+ *  page may be shared copy-on-write with the other process): unprotects it, breaks the sharing
+ *  with a write fault that changes nothing (MADV_POPULATE_WRITE) and protects it again, so that
+ *  the move can be tried again. Writes may land unseen meanwhile: the caller compares the moved
+ *  page with the slot whatever the page's history. @return : 0 (protected again), or -errno
+ *  (the page may be unprotected: the caller makes it DIRTY). */
+UZ_HIDDEN int uz_region_fork_unshare(struct uz_region *r, uint64_t i);
 
 /* region_check.c */
 /* What uz_region_check() found. */

@@ -182,9 +182,23 @@ static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint
                 uz_region_error(r, e);
             rc = uz_region_sys_move(r, s, a);
         }
+        bool unshared = false;
+        if (rc == -EBUSY && atomic_load_explicit(&r->forked, memory_order_relaxed)) {
+            /* Maybe shared copy-on-write with a forked process rather than pinned: made
+             * exclusive and moved again (region_fork.c). It was writable meanwhile, so it is
+             * compared with the slot below whatever its history. */
+            int e = uz_region_fork_unshare(r, locked[k]);
+            if (e) {
+                uz_region_error(r, e); /* the page is kept (DIRTY) below */
+            } else {
+                unshared = true;
+                rc = uz_region_sys_move(r, s, a);
+            }
+        }
         used = k + 1;
         if (!rc) {
-            if (moved_intact(r, locked[k], words[k], s, snap ? snap[k] : NULL)) {
+            uint64_t w = unshared ? words[k] | UZ_PG_FRESH : words[k];
+            if (moved_intact(r, locked[k], w, s, snap ? snap[k] : NULL)) {
                 out[k] = EV_GONE;
             } else {
                 /* A write through a pin landed after the snapshot: the page is the truth. */
