@@ -38,8 +38,19 @@
  *  - mprotect() is allowed: reclaim never reads a page it cannot read (PROT_NONE) and leaves it
  *    resident; pages in read-only ranges are swapped as usual and read back read-only. Made
  *    writable again, every page has its contents.
- *  - Do not mremap() or munmap() region memory, and do not expect a child process to see it:
- *    the region is not inherited across fork() (MADV_DONTFORK).
+ *  - Do not mremap() or munmap() region memory.
+ *
+ * fork(): the child gets its own copy of every region, contents included, and may use it like
+ * the parent (pin, swap, destroy; its device is a copy-on-write view of the parent's). Fork
+ * handlers quiesce every region just before the fork (writebacks drained, every page lock and
+ * the device taken: the parent's faults wait meanwhile) and give the child a new userfaultfd,
+ * locks and threads; a 1 GiB region with 768 MiB swapped out forks in about 20 ms. In the child
+ * the statistics start from the parent's; pins taken by the forking thread are the child's, a
+ * range another thread was pinning at the fork may stay pinned. If the child's setup fails
+ * (no memory, no userfaultfd) its region is failed (uz_region_stat.failed) and PROT_NONE: a
+ * touch crashes instead of reading swapped-out pages as zeros. vfork() and posix_spawn() need
+ * and cost nothing (the child only execs); a child made without fork handlers (_Fork(), a raw
+ * clone()) must not touch region memory.
  */
 #ifndef UZRAM_REGION_H
 #define UZRAM_REGION_H

@@ -22,6 +22,7 @@
  * With no workers, uz_dev_write_page_async() writes inline and calls `done` before returning.
  */
 #include "dev_internal.h"
+#include "dev_fork.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -228,5 +229,54 @@ int uz_dev_flush(struct uz_dev *dev)
     if (in_callback_of(dev))
         return -EDEADLK;
     queue_drain(dev, false);
+    return 0;
+}
+
+/* ---- fork (dev_fork.h) ---- */
+
+int uz_dev_fork_prepare(struct uz_dev *dev)
+{
+    int rc = uz_dev_exclusive_begin(dev);
+    if (rc)
+        return rc;
+    /* No I/O runs now (init_lock): slot, stream and pool locks are free. The workers idle in
+     * pthread_cond_wait; their queue locks are taken so that none is held at the fork. */
+    for (unsigned i = 0; i < dev->nworkers; i++)
+        pthread_mutex_lock(&dev->workers[i].lock);
+    return 0;
+}
+
+void uz_dev_fork_parent(struct uz_dev *dev)
+{
+    for (unsigned i = 0; i < dev->nworkers; i++)
+        pthread_mutex_unlock(&dev->workers[i].lock);
+    uz_dev_exclusive_end(dev);
+}
+
+int uz_dev_fork_child(struct uz_dev *dev)
+{
+    /* The locks were held by the forking thread (whose id changed), the conditions may count
+     * waiters that do not exist here: initialise them, do not unlock or destroy them. */
+    int rc = uz_brlock_init(&dev->gate);
+    if (!rc)
+        rc = uz_brlock_init(&dev->init_lock);
+    if (rc)
+        return rc;
+    unsigned n = dev->nworkers;
+    for (unsigned i = 0; i < n; i++) {
+        struct uz_dev_worker *w = &dev->workers[i];
+        pthread_mutex_init(&w->lock, NULL);
+        pthread_cond_init(&w->cond, NULL);
+        w->stop = false;
+    }
+    for (unsigned i = 0; i < n; i++) {
+        int e = pthread_create(&dev->workers[i].thread, NULL, worker_main, &dev->workers[i]);
+        if (e) {
+            /* The queues are empty: routing by index % nworkers over the ones running is
+             * fine (none: writes are made inline, as for a device created without workers). */
+            dev->nworkers = i;
+            return -e;
+        }
+    }
     return 0;
 }

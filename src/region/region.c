@@ -226,6 +226,7 @@ static void *map_aligned(size_t bytes, size_t align)
 
 static void teardown(struct uz_region *r)
 {
+    uz_region_fork_untrack(r); /* no fork handler touches it from here */
     atomic_store(&r->stop, true);
     broadcast_all(r);
     if (r->reclaim_started)
@@ -304,6 +305,11 @@ static int start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char
     return -rc;
 }
 
+int uz_region_start_thread(pthread_t *t, void *(*fn)(void *), void *arg, const char *name)
+{
+    return start_thread(t, fn, arg, name);
+}
+
 int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
 {
     if (!cfg || !out || !cfg->size || cfg->size % UZ_PAGE_SIZE)
@@ -358,12 +364,10 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
         goto fail;
     }
     /* 4 KiB pages only (userfaultfd serves them one pte at a time; a kernel without THP
-     * refuses the advice, which is as good), and no inheritance: a child would see swapped-out
-     * pages as zeros. */
+     * refuses the advice, which is as good). Inherited by a child of fork(), which serves it
+     * with its own userfaultfd (region_fork.c). */
     rc = uz_region_sys_madvise(r, r->base, r->size, MADV_NOHUGEPAGE);
     if (rc && rc != -EINVAL)
-        goto fail;
-    if ((rc = uz_region_sys_madvise(r, r->base, r->size, MADV_DONTFORK)))
         goto fail;
     r->doorbell = mmap(NULL, (size_t)r->nfault * UZ_PAGE_SIZE, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -381,8 +385,6 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     }
     (void)uz_region_sys_madvise(r, r->scratch, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE,
                                 MADV_NOHUGEPAGE);
-    (void)uz_region_sys_madvise(r, r->scratch, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE,
-                                MADV_DONTFORK);
     if ((rc = uz_region_sys_register(r)))
         goto fail;
 
@@ -437,6 +439,8 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
             goto fail;
         r->reclaim_started = true;
     }
+    if ((rc = uz_region_fork_track(r)))
+        goto fail;
     *out = r;
     return 0;
 fail:

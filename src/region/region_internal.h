@@ -9,6 +9,7 @@
  *   region_fault.c    the userfaultfd service threads
  *   region_reclaim.c  the reclaim thread, writeback and its completion
  *   region_check.c    the invariant checker the tests call
+ *   region_fork.c     fork(): the atfork handlers, the child's new userfaultfd and threads
  * Each .c includes only this header from src/region; this header includes none of them.
  *
  * Every page has one 64-bit word: its state, a lock bit, the clock's reference bit, a pin count
@@ -82,6 +83,10 @@
  *      a leaf). The holder may sleep only in pthread_cond_(timed)wait on its own conditions.
  *   r->ra_lock (a spinlock, readahead streams) is a leaf taken under nothing else; its holder
  *   never blocks (a few loads and stores).
+ *   0. Outside all of these: the fork list lock (region_fork.c), taken holding nothing by
+ *   create and destroy, and by the fork prepare handler, which then takes, region by region,
+ *   every page lock (ascending, after the writebacks drained), scratch_lock, the device
+ *   (uz_dev_fork_prepare), r->lock and r->ra_lock, and holds them all across the fork.
  * uz_dev_write_page_async() (which may block on a full queue) is only called holding no lock.
  * No page lock is held across anything that needs another thread: the snapshot copy, which may
  * fault, holds none; a fault thread waiting for room keeps serving the faults that need none
@@ -376,6 +381,17 @@ struct uz_region {
     _Atomic int failed; /* 0, or the -errno that put the region in its failed state */
     struct uz_region_stats st;
     struct uz_region_inject inject[UZ_SYS_NOPS];
+
+    /* fork() (region_fork.c). fork_prev/next/listed: the list of live regions, under the fork
+     * list lock. fork_hold: under r->lock, set while a fork is being prepared: no writeback
+     * starts (take_reqs) until it is cleared. forked: this process forked, or is a child of a
+     * fork, while the region was live: resident pages may be shared copy-on-write, which
+     * UFFDIO_MOVE refuses (uz_region_drop() then makes them exclusive and tries again). */
+    struct uz_region *fork_prev, *fork_next;
+    bool fork_listed;
+    bool fork_hold;
+    bool fork_dev; /* the prepare handler holds the device (uz_dev_fork_prepare()) */
+    _Atomic bool forked;
 };
 
 /* region_page.c: the page lock. uz_region_pg_lock() returns the locked word (LOCK set,
@@ -470,6 +486,11 @@ static inline bool uz_region_failed(struct uz_region *r)
     return atomic_load_explicit(&r->failed, memory_order_relaxed) != 0;
 }
 
+/* uz_region_start_thread() : starts one of the region's threads with every signal blocked.
+ *  @return : 0 or -errno of pthread_create. */
+UZ_HIDDEN int uz_region_start_thread(pthread_t *t, void *(*fn)(void *), void *arg,
+                                     const char *name);
+
 /* region_fault.c */
 UZ_HIDDEN void *uz_region_fault_main(void *arg);
 /* uz_region_fill_run() :
@@ -494,6 +515,22 @@ UZ_HIDDEN unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx,
                                   struct uz_region_req *const *reqs, unsigned n);
 UZ_HIDDEN unsigned uz_region_writeback(struct uz_region *r, const uint64_t *idx, unsigned n,
                                        bool evict);
+
+/* region_fork.c: fork() support (pthread_atfork handlers shared by every region). */
+/* uz_region_fork_track() : lists the fully created region r for the handlers (registered once,
+ *  at the first call). @return : 0, or -ENOMEM (pthread_atfork). */
+UZ_HIDDEN int uz_region_fork_track(struct uz_region *r);
+/* uz_region_fork_untrack() : takes r off the list (waits for a fork in progress); a region
+ *  never listed is a no-op. First thing in teardown. */
+UZ_HIDDEN void uz_region_fork_untrack(struct uz_region *r);
+/* uz_region_fork_unshare() :
+ *  For locked CLEAN page i whose move was refused with EBUSY in a region that has forked (its
+ *  page may be shared copy-on-write with the other process): unprotects it, breaks the sharing
+ *  with a write fault that changes nothing (MADV_POPULATE_WRITE) and protects it again, so that
+ *  the move can be tried again. Writes may land unseen meanwhile: the caller compares the moved
+ *  page with the slot whatever the page's history. @return : 0 (protected again), or -errno
+ *  (the page may be unprotected: the caller makes it DIRTY). */
+UZ_HIDDEN int uz_region_fork_unshare(struct uz_region *r, uint64_t i);
 
 /* region_check.c */
 /* What uz_region_check() found. */

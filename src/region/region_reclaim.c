@@ -38,10 +38,10 @@
 static unsigned take_reqs(struct uz_region *r, struct uz_region_req **out, unsigned n, bool wait)
 {
     pthread_mutex_lock(&r->lock);
-    while (wait && !r->nfree && !atomic_load(&r->stop))
+    while (wait && (!r->nfree || r->fork_hold) && !atomic_load(&r->stop))
         pthread_cond_wait(&r->req_cond, &r->lock);
     unsigned k = 0;
-    while (k < n && r->free_reqs) {
+    while (k < n && r->free_reqs && !r->fork_hold) { /* none while a fork is prepared */
         out[k++] = r->free_reqs;
         r->free_reqs = r->free_reqs->next;
         r->nfree--;
@@ -102,6 +102,8 @@ static void wb_done(void *arg, int result)
         r->ndone++;
         if (drain_due(r))
             pthread_cond_signal(&r->reclaim_cond);
+        if (r->fork_hold)
+            pthread_cond_broadcast(&r->req_cond); /* the fork's drain counts these home */
     } else {
         if (q->evict)
             atomic_fetch_sub(&r->pending_evict, 1);
@@ -197,6 +199,23 @@ static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint
             if (e)
                 uz_region_error(r, e);
             continue;
+        }
+        if (rc == -EBUSY && atomic_load_explicit(&r->forked, memory_order_relaxed)) {
+            /* Maybe shared copy-on-write with a forked process rather than pinned: made
+             * exclusive and moved again (region_fork.c). It was writable meanwhile, so it is
+             * compared with the slot whatever its history. */
+            unsigned char *a = r->base + locked[k] * UZ_PAGE_SIZE;
+            unsigned char *sp = r->scratch + (size_t)k * UZ_PAGE_SIZE;
+            int e = uz_region_fork_unshare(r, locked[k]);
+            if (e) {
+                uz_region_error(r, e); /* the page is kept (DIRTY) below */
+            } else if (!(rc = uz_region_sys_move(r, sp, a))) {
+                out[k] = moved_intact(r, locked[k], words[k] | UZ_PG_FRESH, sp, NULL) ? EV_GONE
+                         : move_back(r, locked[k], sp)                                ? EV_GONE
+                                                                                      : EV_RESTORED;
+                k++;
+                continue;
+            }
         }
         if (rc == -EBUSY || rc == -EINVAL) {
             out[k] = EV_KEPT;
