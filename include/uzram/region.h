@@ -22,6 +22,19 @@
  *    served; a system call that touches a non-resident page fails with EFAULT. Bracket such I/O
  *    with uz_region_pin() / uz_region_unpin(), which bring the pages in writable and keep them
  *    resident.
+ *    Futexes are system calls too: pin the page(s) of every pthread mutex, condition variable,
+ *    rwlock, barrier or semaphore (and any futex word) placed in region memory, for its whole
+ *    life. Unpinned, the page can be evicted between glibc's user-space atomic and its futex
+ *    call (the library cannot see a user-mode access to a resident page, so no "recently
+ *    used" rule can close that window); then FUTEX_WAIT reads the word from the kernel
+ *    (get_user after the atomic read fails), the kernel-mode fault is not served in this mode
+ *    and the call fails with EFAULT, on which glibc's futex_wait aborts ("The futex facility
+ *    returned an unexpected error code"): pthread_mutex_lock when contended, pthread_cond_wait,
+ *    sem_wait, pthread_barrier_wait. A private FUTEX_WAKE never reads the word and succeeds
+ *    (glibc also ignores EFAULT from a wake); shared (pshared) futexes look the page up for both
+ *    wait and wake (EFAULT); PI mutexes (FUTEX_LOCK_PI/UNLOCK_PI) write the word from the kernel,
+ *    which fails on a write-protected (CLEAN or under writeback) page too. FULL mode serves
+ *    these kernel faults: nothing to pin there.
  *
  * I/O into region memory by the kernel through page pins (O_DIRECT, Linux AIO, io_uring,
  * process_vm_writev, RDMA) is safe with uz_region_stat.move_eviction (Linux 6.8+): a pinned
