@@ -22,6 +22,19 @@
  *    served; a system call that touches a non-resident page fails with EFAULT. Bracket such I/O
  *    with uz_region_pin() / uz_region_unpin(), which bring the pages in writable and keep them
  *    resident.
+ *    Futexes are system calls too: pin the page(s) of every pthread mutex, condition variable,
+ *    rwlock, barrier or semaphore (and any futex word) placed in region memory, for its whole
+ *    life. Unpinned, the page can be evicted between glibc's user-space atomic and its futex
+ *    call (the library cannot see a user-mode access to a resident page, so no "recently
+ *    used" rule can close that window); then FUTEX_WAIT reads the word from the kernel
+ *    (get_user after the atomic read fails), the kernel-mode fault is not served in this mode
+ *    and the call fails with EFAULT, on which glibc's futex_wait aborts ("The futex facility
+ *    returned an unexpected error code"): pthread_mutex_lock when contended, pthread_cond_wait,
+ *    sem_wait, pthread_barrier_wait. A private FUTEX_WAKE never reads the word and succeeds
+ *    (glibc also ignores EFAULT from a wake); shared (pshared) futexes look the page up for both
+ *    wait and wake (EFAULT); PI mutexes (FUTEX_LOCK_PI/UNLOCK_PI) write the word from the kernel,
+ *    which fails on a write-protected (CLEAN or under writeback) page too. FULL mode serves
+ *    these kernel faults: nothing to pin there.
  *
  * I/O into region memory by the kernel through page pins (O_DIRECT, Linux AIO, io_uring,
  * process_vm_writev, RDMA) is safe with uz_region_stat.move_eviction (Linux 6.8+): a pinned
@@ -71,6 +84,8 @@ struct uz_region_config {
     size_t resident_limit; /* bytes of the region allowed in RAM; 0: no limit (no reclaim) */
     const char *algorithm; /* NULL: lz4 */
     unsigned workers;      /* compression/fault-service threads; 0: a sensible default */
+    unsigned watchdog_ms;  /* a fault not served for this long is a stall (uz_region_set_watchdog);
+                              0: 10000 */
 };
 
 /* The region. Thread-safety: every function is safe from any thread; the memory itself is
@@ -122,6 +137,8 @@ struct uz_region_stat {
     uint64_t evict_refused;    /* evictions the kernel refused (the page became kept) */
     uint64_t evict_restored;   /* evicted pages found changed by a write through a pin after
                                   their snapshot, and put back (no write is lost) */
+    uint64_t stalls;           /* faults not served within watchdog_ms (one per episode): see
+                                  uz_region_set_watchdog() */
 };
 
 /* uz_region_create() :
@@ -187,6 +204,49 @@ UZ_API int uz_region_discard(struct uz_region *r, void *addr, size_t len);
  *  @return : the number of pages dropped from memory (>= 0), -EINVAL, or -EIO (the region has
  *            failed). */
 UZ_API long uz_region_swapout(struct uz_region *r, void *addr, size_t len);
+
+/* Why a fault stalls (uz_region_stall.reason). */
+enum uz_region_stall_reason {
+    UZ_REGION_STALL_ROOM = 1,    /* waiting for room: reclaim frees nothing, no error seen (all
+                                    resident pages pinned or kept, reclaim itself stuck) */
+    UZ_REGION_STALL_DEVICE = 2,  /* waiting for room: the device refuses writebacks (err: its
+                                    -errno, -ENOMEM when its pool or mem_limit is full) */
+    UZ_REGION_STALL_SYSCALL = 3, /* waiting for room while system calls fail, or the fault's
+                                    own userfaultfd ioctl keeps failing transiently (err) */
+};
+
+/* What the watchdog reports. Thread-safety: a plain value, valid during the callback only. */
+struct uz_region_stall {
+    void *addr;         /* the faulting page (page-aligned) */
+    uint64_t page;      /* its index in the region */
+    uint64_t waited_ms; /* how long the fault has been waiting when reported */
+    int reason;         /* enum uz_region_stall_reason */
+    int err;            /* the last -errno seen (device or system call), 0 if none */
+};
+
+/* A watchdog callback. Thread-safety: called on one of the region's own threads (a fault or the
+ * reclaim thread), holding no lock of the library, possibly from several threads at once. */
+typedef void (*uz_region_watchdog_fn)(void *arg, const struct uz_region_stall *stall);
+
+/* uz_region_set_watchdog() :
+ *  A fault that cannot be served within watchdog_ms (uz_region_config; default 10 s) -- the
+ *  region at its limit while reclaim makes no progress (the device full, ioctls failing, every
+ *  page pinned), or a fault whose own ioctl fails transiently over and over -- is a stall: it is
+ *  counted in uz_region_stat.stalls and reported to fn(arg, stall) once per episode (an episode
+ *  ends when the fault is served; a fault still stuck is not reported again). The fault keeps
+ *  being retried: the watchdog reports, it never fails or serves the fault itself.
+ *  The stall is detected by a thread that is not stuck: the fault-service thread waiting for
+ *  room polls its own wait, and the reclaim thread and every fault thread look at the others.
+ *  fn NULL removes the callback (the counter still counts); a callback already running may
+ *  still be running when this returns.
+ *  fn runs on a library thread that serves faults: it must return promptly and must not touch
+ *  region memory that may not be resident (that fault could be the one stalled, or wait for
+ *  this thread), nor call uz_region_pin(), uz_region_swapout(), uz_region_discard() or
+ *  uz_region_destroy(). It may call uz_region_stat(), uz_region_unpin(), uz_region_dev() and
+ *  the device's uz_dev_attr_read()/uz_dev_attr_write() (e.g. to raise mem_limit), log, or
+ *  signal another thread of the application.
+ *  @return : 0, or -EINVAL (r NULL). */
+UZ_API int uz_region_set_watchdog(struct uz_region *r, uz_region_watchdog_fn fn, void *arg);
 
 /* uz_region_dev() : the region's device, for its attributes (uz_dev_attr_read: mm_stat, ...).
  *  Do not write to it or reset it. */

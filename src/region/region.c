@@ -280,6 +280,7 @@ static void teardown(struct uz_region *r)
     pthread_cond_destroy(&r->reclaim_cond);
     pthread_cond_destroy(&r->room_cond);
     pthread_cond_destroy(&r->req_cond);
+    uz_region_wd_destroy(r);
     free(r);
 }
 
@@ -321,6 +322,7 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     if (!r)
         return -ENOMEM;
     r->uffd = -1;
+    uz_region_wd_init(r, cfg->watchdog_ms);
     r->pid = getpid();
     r->pidfd_own = (int)syscall(SYS_pidfd_open, r->pid, 0);
     atomic_store(&r->pidfd, r->pidfd_own);
@@ -516,6 +518,7 @@ int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
     st->evict_refused = (uint64_t)uz_counter_read(&c->evict_refused);
     st->evict_restored = (uint64_t)uz_counter_read(&c->evict_restored);
     st->kept_pages = atomic_load(&r->kept);
+    st->stalls = (uint64_t)uz_counter_read(&r->wd.stalls);
     st->move_eviction = r->can_move;
     struct uz_dev_stats ds;
     if (!uz_dev_stats(r->dev, &ds)) {

@@ -166,6 +166,8 @@ static void missing_on_resident(struct uz_region *r, uint64_t i, uint64_t w)
     if (rc) {
         if (rc != -EEXIST) /* EEXIST: mapped, the usual case */
             uz_region_error(r, rc);
+        else
+            uz_region_wd_ok(r, i);
         uz_region_release(r, i, 1);
         uz_region_pg_unlock(r, i, w);
         return;
@@ -245,7 +247,8 @@ static bool serve_waiting(struct uz_region_fault_thread *ft)
 }
 
 /* uz_region_reserve() for a fault thread: while there is no room it keeps serving (above). */
-static unsigned fault_reserve(struct uz_region_fault_thread *ft, unsigned min, unsigned want)
+static unsigned fault_reserve(struct uz_region_fault_thread *ft, uint64_t i, unsigned min,
+                              unsigned want)
 {
     struct uz_region *r = ft->r;
     unsigned take = uz_region_reserve_try(r, min, want);
@@ -254,7 +257,9 @@ static unsigned fault_reserve(struct uz_region_fault_thread *ft, unsigned min, u
     uz_counter_add(&r->st.throttled, 1);
     atomic_fetch_add(&r->room_waiters, 1);
     uz_region_wake_reclaim(r);
+    uz_region_wd_wait_begin(ft, i);
     while (!(take = uz_region_reserve_try(r, min, want))) {
+        uz_region_wd_tick(r); /* this thread is not stuck: it watches its own wait */
         if (serve_waiting(ft))
             continue;
         /* Nothing to serve: sleep until a fault arrives or a millisecond passes (room is
@@ -263,6 +268,7 @@ static unsigned fault_reserve(struct uz_region_fault_thread *ft, unsigned min, u
         uz_region_wake_reclaim(r);
         poll(&p, 1, 1);
     }
+    uz_region_wd_wait_end(ft);
     atomic_fetch_sub(&r->room_waiters, 1);
     return take;
 }
@@ -277,7 +283,7 @@ static void handle_missing(struct uz_region_fault_thread *ft, const struct uffd_
     }
     unsigned slot;
     unsigned want = ra_window(r, i, &slot);
-    unsigned got = fault_reserve(ft, 1, want);
+    unsigned got = fault_reserve(ft, i, 1, want);
     atomic_fetch_add(&ft->busy, 1);
     handle_reserved(ft, i, write, slot, got);
     atomic_fetch_add(&ft->busy, 1);
@@ -324,7 +330,10 @@ static void handle_reserved(struct uz_region_fault_thread *ft, uint64_t i, bool 
         uz_region_pg_unlock(r, i + k, words[k]);
     uz_region_unreserve(r, got - done);
     ra_commit(r, slot, i, done);
+    if (done)
+        uz_region_wd_ok(r, i);
     if (!done && err != -EIO) {
+        uz_region_wd_fail(r, i, err);
         /* Not mapped (the kernel refused): count it, then the thread faults again. (-EIO: the
          * device could not return the page, which is poisoned, and the poison woke it.) */
         uz_region_error(r, err);
@@ -366,9 +375,12 @@ static void handle_wp(struct uz_region *r, uint64_t i)
         uz_region_release(r, i, 1);
         break;
     }
+    if (!rc)
+        uz_region_wd_ok(r, i);
     if (rc) {
         /* Still protected (DIRTY): the unprotect woke no one. Wake the writer to fault again,
          * which retries the unprotect. */
+        uz_region_wd_fail(r, i, rc);
         uz_region_error(r, rc);
         uz_region_release(r, i, 1);
     }
@@ -446,6 +458,8 @@ void *uz_region_fault_main(void *arg)
             continue;
         }
         handle(ft, &msg);
+        if (atomic_load_explicit(&r->wd.fail_since, memory_order_relaxed))
+            uz_region_wd_tick(r); /* a fault failing over and over (busy is even here) */
         last = now_ns();
     }
     return NULL;

@@ -120,6 +120,12 @@ static void init_locks(struct uz_region *r)
     pthread_cond_init(&r->req_cond, &ca);
     pthread_condattr_destroy(&ca);
     atomic_store(&r->ra_lock.locked, false);
+    /* The watchdog (region_watchdog.c): its leaf lock, and no wait or failing fault of the
+     * parent's threads is the child's. */
+    pthread_mutex_init(&r->wd.lock, NULL);
+    atomic_store(&r->wd.fail_since, 0);
+    for (unsigned t = 0; t < r->nfault; t++)
+        atomic_store(&r->ft[t].wait_since, 0);
 }
 
 /* What the threads of the parent were doing is gone with them: their reservations, claims,

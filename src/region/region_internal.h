@@ -10,6 +10,7 @@
  *   region_reclaim.c  the reclaim thread, writeback and its completion
  *   region_check.c    the invariant checker the tests call
  *   region_fork.c     fork(): the atfork handlers, the child's new userfaultfd and threads
+ *   region_watchdog.c the stall watchdog: faults not served within watchdog_ms, reported
  * Each .c includes only this header from src/region; this header includes none of them.
  *
  * Every page has one 64-bit word: its state, a lock bit, the clock's reference bit, a pin count
@@ -259,6 +260,11 @@ struct uz_region_fault_thread {
      * in order once the current fault is: a ring of UZ_FAULT_DEFER messages. */
     struct uffd_msg *defer;
     unsigned dhead, ndefer;
+    /* The watchdog's view of this thread's wait for room (region_watchdog.c): wait_since is
+     * the wait's start (ns, CLOCK_MONOTONIC; 0: not waiting), also its episode id; reported is
+     * the wait_since of the episode reported (so once per episode, whoever sees it first). */
+    _Atomic uint64_t wait_since, wait_page, wait_reported;
+    int64_t wait_wb_errors, wait_sys_errors; /* the counters when the wait began */
 };
 
 /* A sequential access stream: the next fault expected at `next` grows the window. */
@@ -273,6 +279,23 @@ struct uz_region_stats {
     struct uz_counter swapouts, swapouts_clean, writebacks, redirtied, throttled, read_errors;
     struct uz_counter wb_errors, sys_errors;
     struct uz_counter evict_refused, evict_restored;
+};
+
+/* The watchdog (region_watchdog.c). */
+struct uz_region_wd {
+    uint64_t timeout_ns;
+    /* lock: a leaf taken under no other lock (a page lock may be held); the holder never
+     * blocks (a few loads and stores). Protects fn, arg and the failing-fault record. */
+    pthread_mutex_t lock;
+    uz_region_watchdog_fn fn;
+    void *arg;
+    struct uz_counter stalls;
+    _Atomic int last_wb_err; /* the last error of a writeback completion (wb_done) */
+    /* A fault whose own ioctl keeps failing transiently (one at a time is tracked): since 0
+     * when none; cleared when that page's fault is served. */
+    _Atomic uint64_t fail_since;
+    uint64_t fail_page, fail_reported;
+    int fail_err;
 };
 
 /* ---- system calls (region_sys.c) ---- */
@@ -392,6 +415,7 @@ struct uz_region {
     bool fork_hold;
     bool fork_dev; /* the prepare handler holds the device (uz_dev_fork_prepare()) */
     _Atomic bool forked;
+    struct uz_region_wd wd;
 };
 
 /* region_page.c: the page lock. uz_region_pg_lock() returns the locked word (LOCK set,
@@ -531,6 +555,23 @@ UZ_HIDDEN void uz_region_fork_untrack(struct uz_region *r);
  *  page with the slot whatever the page's history. @return : 0 (protected again), or -errno
  *  (the page may be unprotected: the caller makes it DIRTY). */
 UZ_HIDDEN int uz_region_fork_unshare(struct uz_region *r, uint64_t i);
+/* region_watchdog.c: the hooks. None blocks; none calls the callback except _tick, which must
+ * be called holding no lock (and, on a fault thread, with ft->busy even). */
+UZ_HIDDEN void uz_region_wd_init(struct uz_region *r, unsigned ms);
+UZ_HIDDEN void uz_region_wd_destroy(struct uz_region *r);
+/* A fault thread starts (page i) / ends waiting for room. */
+UZ_HIDDEN void uz_region_wd_wait_begin(struct uz_region_fault_thread *ft, uint64_t i);
+UZ_HIDDEN void uz_region_wd_wait_end(struct uz_region_fault_thread *ft);
+/* The fault on page i failed with err (transient: the thread faults again) / was served. */
+UZ_HIDDEN void uz_region_wd_fail(struct uz_region *r, uint64_t i, int err);
+UZ_HIDDEN void uz_region_wd_ok_slow(struct uz_region *r, uint64_t i);
+static inline void uz_region_wd_ok(struct uz_region *r, uint64_t i)
+{
+    if (UZ_UNLIKELY(atomic_load_explicit(&r->wd.fail_since, memory_order_relaxed)))
+        uz_region_wd_ok_slow(r, i);
+}
+/* Looks at every wait and the failing fault; reports (counter, callback) what is overdue. */
+UZ_HIDDEN void uz_region_wd_tick(struct uz_region *r);
 
 /* region_check.c */
 /* What uz_region_check() found. */

@@ -83,6 +83,7 @@ static void wb_done(void *arg, int result)
             /* Not stored (no memory): dirty again, still protected; the next write unprotects
              * and a later sweep retries. */
             w = uz_pg_set_state(w, UZ_PG_DIRTY);
+            atomic_store_explicit(&r->wd.last_wb_err, result, memory_order_relaxed);
             uz_counter_add(&r->st.wb_errors, 1);
         }
     } else if (!result && (st == UZ_PG_DIRTY || st == UZ_PG_EMPTY)) {
@@ -721,6 +722,7 @@ void *uz_region_reclaim_main(void *arg)
         pthread_mutex_unlock(&r->lock);
         if (atomic_load(&r->stop))
             break;
+        uz_region_wd_tick(r); /* holding no lock: watches the fault threads' waits */
         if (idle_compact)
             maybe_compact(r, &compact_tried);
         unsigned progress = 0;
