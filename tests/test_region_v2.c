@@ -490,7 +490,13 @@ static void t_create(void)
         uz_region_destroy(r);
     }
     fprintf(stderr, "create: 16 GiB region, best of 3 %.3f ms\n", best * 1e3);
-    CHECK(best < 0.005); /* a sanity bound: populating and locking 32 MiB took 10-27 ms */
+#if defined(__SANITIZE_THREAD__)
+    /* TSan's interceptors (mmap, mlock, thread start) alone cost 4-6 ms per create here; the
+     * normal build and ASan check the bound, this build checks that it all works. */
+    CHECK(best < 0.05);
+#else
+    CHECK(best < 0.005);          /* a sanity bound: populating and locking 32 MiB took 10-27 ms */
+#endif
     alarm(0);
 }
 
