@@ -8,6 +8,7 @@
 #define UZ_REGION_HARNESS_H
 
 #include <stdio.h>
+#include <unistd.h>
 
 #include "region_internal.h"
 
@@ -21,18 +22,24 @@ static inline uint64_t mix(uint64_t x)
     return x ^ (x >> 33);
 }
 
-static inline struct uz_region *make(size_t pages, size_t limit_pages)
+/* A region of *cfg; the test is skipped where userfaultfd is unavailable. */
+static inline struct uz_region *make_cfg(const struct uz_region_config *cfg)
 {
-    struct uz_region_config cfg = {.size = pages * UZ_PAGE_SIZE,
-                                   .resident_limit = limit_pages * UZ_PAGE_SIZE};
     struct uz_region *r = NULL;
-    int rc = uz_region_create(&cfg, &r);
+    int rc = uz_region_create(cfg, &r);
     if (rc == -ENOSYS || rc == -EPERM) {
         fprintf(stderr, "userfaultfd unavailable (%s): skipping\n", strerror(-rc));
         exit(UZT_SKIP);
     }
     CHECK_EQ(rc, 0);
     return r;
+}
+
+static inline struct uz_region *make(size_t pages, size_t limit_pages)
+{
+    struct uz_region_config cfg = {.size = pages * UZ_PAGE_SIZE,
+                                   .resident_limit = limit_pages * UZ_PAGE_SIZE};
+    return make_cfg(&cfg);
 }
 
 static inline struct uz_region_stat stat_of(struct uz_region *r)
@@ -49,6 +56,23 @@ static inline void check_region(struct uz_region *reg)
     if (rc)
         fprintf(stderr, "uz_region_check: %s\n", res.msg);
     CHECK_EQ(rc, 0);
+}
+
+/* Waits until no writeback is in flight and reclaim has settled, then checks the states. */
+static inline void settle_and_check(struct uz_region *r)
+{
+    uz_dev_flush(uz_region_dev(r));
+    struct uz_region_stat a = stat_of(r), b;
+    for (int i = 0; i < 400; i++) {
+        usleep(5000);
+        uz_dev_flush(uz_region_dev(r));
+        b = stat_of(r);
+        if (!b.writeback_pages && b.swapouts == a.swapouts && b.writebacks == a.writebacks &&
+            b.resident_pages == a.resident_pages)
+            break;
+        a = b;
+    }
+    check_region(r);
 }
 
 #endif

@@ -58,23 +58,6 @@ static int page_ok(const unsigned char *base, uint64_t page, uint64_t ver)
     return 1;
 }
 
-/* Waits until no writeback is in flight and reclaim has settled, then checks the states. */
-static void quiesce_and_check(struct uz_region *r)
-{
-    uz_dev_flush(uz_region_dev(r));
-    struct uz_region_stat a = stat_of(r), b;
-    for (int i = 0; i < 400; i++) {
-        usleep(5000);
-        uz_dev_flush(uz_region_dev(r));
-        b = stat_of(r);
-        if (!b.writeback_pages && b.swapouts == a.swapouts && b.writebacks == a.writebacks &&
-            b.resident_pages == a.resident_pages)
-            break;
-        a = b;
-    }
-    check_region(r);
-}
-
 static void t_invalid(void)
 {
     struct uz_region *r = (struct uz_region *)1;
@@ -131,7 +114,7 @@ static void t_zero_and_roundtrip(void)
     CHECK(st.resident_pages <= limit);
     CHECK(st.orig_data_size > 0 && st.compr_data_size > 0 && st.mem_used_total > 0);
     CHECK(st.compr_data_size < st.orig_data_size);
-    quiesce_and_check(r);
+    settle_and_check(r);
     uz_region_destroy(r);
 }
 
@@ -147,7 +130,7 @@ static void t_swap_cache_and_readahead(void)
     CHECK_EQ(s0.swapped_pages, n);
     CHECK_EQ(s0.resident_pages, 0);
     CHECK_EQ(s0.writebacks, n);
-    quiesce_and_check(r);
+    settle_and_check(r);
 
     /* A sequential read: readahead brings most pages in ahead of their fault. */
     for (size_t p = 0; p < n; p++)
@@ -157,7 +140,7 @@ static void t_swap_cache_and_readahead(void)
     CHECK(s1.readahead_pages - s0.readahead_pages > n / 2);
     CHECK(s1.major_faults - s0.major_faults < n / 2);
     CHECK_EQ(s1.clean_pages, n); /* read only: the stored copies are kept */
-    quiesce_and_check(r);
+    settle_and_check(r);
 
     /* Evicting them again costs no compression. */
     CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
@@ -176,7 +159,7 @@ static void t_swap_cache_and_readahead(void)
     CHECK_EQ(s4.writebacks - s3.writebacks, 1);
     for (size_t p = 0; p < n; p++)
         CHECK(page_ok(b, p, p == 7 ? 3 : 2));
-    quiesce_and_check(r);
+    settle_and_check(r);
     CHECK_EQ(uz_region_swapout(r, b - PAGE, PAGE), -EINVAL);
     CHECK_EQ(uz_region_swapout(r, b, (n + 1) * PAGE), -EINVAL);
     uz_region_destroy(r);
@@ -225,7 +208,7 @@ static void t_libc_io(void)
     CHECK(memcmp(b + 20 * PAGE, src, 64) == 0);
     CHECK_EQ(stat_of(r).wp_faults - s0.wp_faults, 1);
     close(fd);
-    quiesce_and_check(r);
+    settle_and_check(r);
     uz_region_destroy(r);
 }
 
@@ -259,7 +242,7 @@ static void user_only_body(struct uz_region *r)
     /* Pinned pages stay resident through a swap-out. */
     CHECK_EQ(uz_region_swapout(r, b, n * PAGE), 0);
     CHECK_EQ(stat_of(r).pinned_pages, 3);
-    quiesce_and_check(r);
+    settle_and_check(r);
     CHECK_EQ(uz_region_unpin(r, b + 9 * PAGE - 8, 16), 0);
     CHECK_EQ(uz_region_unpin(r, b + 3 * PAGE, 16), 0);
     CHECK_EQ(uz_region_unpin(r, b + 3 * PAGE, 16), -EINVAL); /* not pinned any more */
@@ -271,7 +254,7 @@ static void user_only_body(struct uz_region *r)
             CHECK(page_ok(b, p, 5));
     close(fds[0]);
     close(fds[1]);
-    quiesce_and_check(r);
+    settle_and_check(r);
 }
 
 static void t_user_only(void)
@@ -384,7 +367,7 @@ static void t_app_madvise(void)
             CHECK(page_ok(b, p, 7));
         }
     }
-    quiesce_and_check(r);
+    settle_and_check(r);
     uz_region_destroy(r);
 }
 
@@ -444,7 +427,7 @@ static void t_many_regions(void)
             }
         }
     for (int i = 0; i < 8; i++) {
-        quiesce_and_check(rs[i]);
+        settle_and_check(rs[i]);
         uz_region_destroy(rs[i]);
     }
 }
@@ -542,7 +525,7 @@ static void t_fail_unprotect(void)
     CHECK_EQ(b[3 * PAGE + 8], 0xa5);
     b[3 * PAGE + 8] = orig;
     CHECK(page_ok(b, 3, 1));
-    quiesce_and_check(r);
+    settle_and_check(r);
     uz_region_destroy(r);
 }
 
@@ -602,7 +585,7 @@ static void t_fail_madvise(void)
     CHECK_EQ(st.clean_pages, 1);
     CHECK_EQ(st.sys_errors, 2);
     CHECK_EQ(st.failed, 0);
-    quiesce_and_check(r);
+    settle_and_check(r);
     struct toucher t = {.p = b + 3 * PAGE + 8, .write = true, .value = 0x77};
     touch(&t);
     CHECK_EQ(b[3 * PAGE + 8], 0x77);
@@ -614,7 +597,7 @@ static void t_fail_madvise(void)
     CHECK_EQ(uz_region_swapout(r, b + 3 * PAGE, PAGE), 0);
     CHECK_EQ(stat_of(r).failed, -EFAULT);
     CHECK_EQ(b[3 * PAGE + 8], 0x77);
-    quiesce_and_check(r);
+    settle_and_check(r);
     uz_region_destroy(r);
 }
 
@@ -629,7 +612,7 @@ static void t_fail_pin_unprotect(void)
     CHECK_EQ(stat_of(r).pinned_pages, 0);
     CHECK_EQ(uz_region_swapout(r, b + 3 * PAGE, PAGE), 1);
     CHECK(page_ok(b, 3, 1));
-    quiesce_and_check(r);
+    settle_and_check(r);
     uz_region_destroy(r);
 }
 

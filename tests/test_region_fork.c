@@ -89,18 +89,7 @@ static void expect_page(const unsigned char *base, uint64_t p, uint64_t v, const
 static void quiesce_and_check(struct uz_region *r)
 {
     CHECK(uz_region_swapout(r, uz_region_base(r), stat_of(r).size) >= 0);
-    uz_dev_flush(uz_region_dev(r));
-    struct uz_region_stat a = stat_of(r), b;
-    for (int i = 0; i < 400; i++) {
-        usleep(5000);
-        uz_dev_flush(uz_region_dev(r));
-        b = stat_of(r);
-        if (!b.writeback_pages && b.swapouts == a.swapouts && b.writebacks == a.writebacks &&
-            b.resident_pages == a.resident_pages)
-            break;
-        a = b;
-    }
-    check_region(r);
+    settle_and_check(r);
 }
 
 /* Pages of [base, base + pages) the kernel has mapped (mincore: resident anonymous pages). */

@@ -60,13 +60,7 @@ static struct uz_region *make_wd(size_t pages, size_t limit, unsigned ms)
 {
     struct uz_region_config cfg = {
         .size = pages * PAGE, .resident_limit = limit * PAGE, .watchdog_ms = ms};
-    struct uz_region *r = NULL;
-    int rc = uz_region_create(&cfg, &r);
-    if (rc == -ENOSYS || rc == -EPERM) {
-        fprintf(stderr, "userfaultfd unavailable (%s): skipping\n", strerror(-rc));
-        exit(UZT_SKIP);
-    }
-    CHECK_EQ(rc, 0);
+    struct uz_region *r = make_cfg(&cfg);
     CHECK_EQ(uz_region_set_watchdog(r, on_stall, r), 0);
     return r;
 }
