@@ -209,6 +209,19 @@ static void *map_locked(size_t bytes, bool lazy, bool *locked)
     return p;
 }
 
+void uz_region_init_sync(struct uz_region *r)
+{
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_mutex_init(&r->scratch_lock, NULL);
+    pthread_cond_init(&r->reclaim_cond, &ca);
+    pthread_cond_init(&r->room_cond, &ca);
+    pthread_cond_init(&r->req_cond, &ca);
+    pthread_condattr_destroy(&ca);
+}
+
 /* Private anonymous memory of `bytes` starting at a multiple of `align` (a power of two), or
  * NULL. The address space around it is given back. */
 static void *map_aligned(size_t bytes, size_t align)
@@ -330,15 +343,7 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     r->npages = cfg->size / UZ_PAGE_SIZE;
     r->limit_bytes = cfg->resident_limit;
     r->locked = true;
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&r->lock, NULL);
-    pthread_mutex_init(&r->scratch_lock, NULL);
-    pthread_cond_init(&r->reclaim_cond, &ca);
-    pthread_cond_init(&r->room_cond, &ca);
-    pthread_cond_init(&r->req_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    uz_region_init_sync(r);
     atomic_store(&r->reclaim_busy, true);
 
     if (limit && limit < r->npages) {

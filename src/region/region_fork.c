@@ -110,15 +110,7 @@ static void parent_all(void)
 
 static void init_locks(struct uz_region *r)
 {
-    pthread_condattr_t ca;
-    pthread_condattr_init(&ca);
-    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-    pthread_mutex_init(&r->lock, NULL);
-    pthread_mutex_init(&r->scratch_lock, NULL);
-    pthread_cond_init(&r->reclaim_cond, &ca);
-    pthread_cond_init(&r->room_cond, &ca);
-    pthread_cond_init(&r->req_cond, &ca);
-    pthread_condattr_destroy(&ca);
+    uz_region_init_sync(r);
     atomic_store(&r->ra_lock.locked, false);
     /* The watchdog (region_watchdog.c): its leaf lock, and no wait or failing fault of the
      * parent's threads is the child's. */

@@ -481,6 +481,10 @@ UZ_HIDDEN void uz_region_sys_inject(struct uz_region *r, enum uz_region_sys_op o
                                     unsigned times, int err);
 
 /* region.c */
+/* uz_region_init_sync() : initialises r->lock, r->scratch_lock and r's condition variables
+ *  (monotonic clock): at create, and in a forked child, whose copies may be held by threads
+ *  that do not exist there. */
+UZ_HIDDEN void uz_region_init_sync(struct uz_region *r);
 UZ_HIDDEN void uz_region_discard_slot(struct uz_region *r, uint64_t i);
 UZ_HIDDEN unsigned uz_region_reserve(struct uz_region *r, unsigned min, unsigned want);
 /* uz_region_reserve_try() : the same without waiting. @return : pages reserved, 0 when there is

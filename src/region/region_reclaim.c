@@ -172,7 +172,6 @@ static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint
 {
     pthread_mutex_lock(&r->scratch_lock);
     bool reset = false;
-    unsigned used = m;
     for (unsigned k = 0; k < m;) {
         unsigned len = 1;
         while (k + len < m && locked[k + len] == locked[k] + len)
@@ -231,22 +230,19 @@ static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint
         }
         k++;
     }
-    if (used) {
-        int rc = uz_region_sys_madvise(r, r->scratch, (size_t)used * UZ_PAGE_SIZE, MADV_DONTNEED);
-        if (rc == -EINVAL) {
-            /* mlockall(MCL_CURRENT) locked the scratch along with the region: what moved came
-             * from memory as locked as the scratch (the kernel wants both alike), which must
-             * stay resident. Put it back, then unlock and free the scratch. */
-            for (unsigned k = 0; k < used; k++)
-                if (out[k] == EV_GONE)
-                    out[k] = move_back(r, locked[k], r->scratch + (size_t)k * UZ_PAGE_SIZE)
-                                 ? EV_GONE
-                                 : EV_KEPT;
-            rc = uz_region_sys_scratch_unlock(r, used);
-        }
-        if (rc)
-            uz_region_error(r, rc);
+    int rc = uz_region_sys_madvise(r, r->scratch, (size_t)m * UZ_PAGE_SIZE, MADV_DONTNEED);
+    if (rc == -EINVAL) {
+        /* mlockall(MCL_CURRENT) locked the scratch along with the region: what moved came
+         * from memory as locked as the scratch (the kernel wants both alike), which must
+         * stay resident. Put it back, then unlock and free the scratch. */
+        for (unsigned k = 0; k < m; k++)
+            if (out[k] == EV_GONE)
+                out[k] = move_back(r, locked[k], r->scratch + (size_t)k * UZ_PAGE_SIZE) ? EV_GONE
+                                                                                        : EV_KEPT;
+        rc = uz_region_sys_scratch_unlock(r, m);
     }
+    if (rc)
+        uz_region_error(r, rc);
     pthread_mutex_unlock(&r->scratch_lock);
 }
 
