@@ -36,6 +36,24 @@ void uz_region_discard_slot(struct uz_region *r, uint64_t i)
     uz_dev_discard(r->dev, i * UZ_PAGE_SIZE, UZ_PAGE_SIZE);
 }
 
+uint64_t uz_region_hole_locked(struct uz_region *r, uint64_t i, uint64_t w)
+{
+    unsigned st = uz_pg_state(w);
+    if (st == UZ_PG_HOLE)
+        return w;
+    if (st == UZ_PG_CLEAN || st == UZ_PG_SWAPPED)
+        uz_region_discard_slot(r, i);
+    if (uz_pg_resident(st))
+        atomic_fetch_sub((w & UZ_PG_KEPT) ? &r->kept : &r->resident, 1);
+    if (uz_pg_pins(w)) {
+        atomic_fetch_sub(&r->pinned, 1);
+        if (r->limit)
+            atomic_fetch_sub(&r->pin_budget, 1);
+    }
+    w &= ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH | UZ_PG_KEPT | UZ_PG_PIN_MASK);
+    return uz_pg_set_state(uz_pg_next_gen(w), UZ_PG_HOLE);
+}
+
 /* ---- errors and the failed state ---- */
 
 static void broadcast_all(struct uz_region *r)
@@ -63,7 +81,9 @@ void uz_region_set_failed(struct uz_region *r, int err)
 int uz_region_error(struct uz_region *r, int err)
 {
     uz_counter_add(&r->st.sys_errors, 1);
-    if (err != -ENOMEM && err != -EAGAIN && err != -EINTR)
+    /* ENOENT with UNMAP events: the range was unmapped by the application (its event, read
+     * or not yet, makes it a hole). */
+    if (err != -ENOMEM && err != -EAGAIN && err != -EINTR && !(err == -ENOENT && r->ev_unmap))
         uz_region_set_failed(r, err);
     return err;
 }
@@ -216,6 +236,7 @@ void uz_region_init_sync(struct uz_region *r)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_mutex_init(&r->lock, NULL);
     pthread_mutex_init(&r->scratch_lock, NULL);
+    pthread_mutex_init(&r->read_lock, NULL);
     pthread_cond_init(&r->reclaim_cond, &ca);
     pthread_cond_init(&r->room_cond, &ca);
     pthread_cond_init(&r->req_cond, &ca);
@@ -266,14 +287,24 @@ static void teardown(struct uz_region *r)
     uz_region_sys_close(r);
     if (r->pidfd_own >= 0)
         close(r->pidfd_own);
-    if (r->base)
-        munmap(r->base, r->size);
+    /* Not the holes: what is mapped there now is the application's. */
+    for (uint64_t i = 0; r->base && i < r->npages;) {
+        uint64_t j = i;
+        while (j < r->npages && (!r->pages || uz_pg_state(atomic_load_explicit(
+                                                  &r->pages[j], memory_order_relaxed)) != UZ_PG_HOLE))
+            j++;
+        if (j > i)
+            munmap(r->base + i * UZ_PAGE_SIZE, (j - i) * UZ_PAGE_SIZE);
+        i = j + 1;
+    }
     if (r->doorbell)
         munmap(r->doorbell, (size_t)r->nfault * UZ_PAGE_SIZE);
     if (r->scratch)
         munmap(r->scratch, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE);
     if (r->scratch_cmp)
         munmap(r->scratch_cmp, UZ_PAGE_SIZE);
+    if (r->trash)
+        munmap(r->trash, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE);
     uz_dev_destroy(r->dev);
     for (unsigned t = 0; r->ft && t < r->nfault; t++)
         if (r->ft[t].staging)
@@ -290,6 +321,7 @@ static void teardown(struct uz_region *r)
     free(r->reqs);
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->scratch_lock);
+    pthread_mutex_destroy(&r->read_lock);
     pthread_cond_destroy(&r->reclaim_cond);
     pthread_cond_destroy(&r->room_cond);
     pthread_cond_destroy(&r->req_cond);
@@ -335,6 +367,7 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     if (!r)
         return -ENOMEM;
     r->uffd = -1;
+    r->trash_uffd = -1;
     uz_region_wd_init(r, cfg->watchdog_ms);
     r->pid = getpid();
     r->pidfd_own = (int)syscall(SYS_pidfd_open, r->pid, 0);
@@ -392,6 +425,14 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     }
     (void)uz_region_sys_madvise(r, r->scratch, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE,
                                 MADV_NOHUGEPAGE);
+    if (r->trash_uffd >= 0) { /* the same, for the same reasons (r->trash) */
+        if (!(r->trash = map_aligned((size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE, 2u << 20))) {
+            rc = -ENOMEM;
+            goto fail;
+        }
+        (void)uz_region_sys_madvise(r, r->trash, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE,
+                                    MADV_NOHUGEPAGE);
+    }
     if ((rc = uz_region_sys_register(r)))
         goto fail;
 
@@ -721,6 +762,131 @@ static int discard_locked(struct uz_region *r, uint64_t idx, unsigned n, uint64_
     return first_err;
 }
 
+/* With REMOVE events (r->ev_remove) no page lock may be held across a madvise of region
+ * memory (a fault thread would have to read its event, and may be waiting for one of them).
+ * So the locked pages leave by moving into the scratch (no event), from where they are
+ * dropped; those the kernel will not move (pinned for I/O, mlock'ed, mprotect'ed) are left in
+ * *stubborn[] for a plain madvise once every lock is let go. Pages pinned by uz_region_pin()
+ * get zeros written in place instead. @return : 0 or the first error. */
+static int discard_moving(struct uz_region *r, uint64_t idx, unsigned n, uint64_t *words,
+                          bool *stubborn)
+{
+    int first_err = 0;
+    uint64_t freed = 0;
+    bool keep[UZ_RECLAIM_BATCH]; /* a resident page left as it is (an error) */
+    unsigned resets = 0;
+    bool again = false;
+    pthread_mutex_lock(&r->scratch_lock);
+    for (unsigned k = 0; k < n; k++)
+        stubborn[k] = keep[k] = false;
+    for (unsigned k = 0; k < n;) {
+        if (!uz_pg_resident(uz_pg_state(words[k])) || uz_pg_pins(words[k])) {
+            k++;
+            continue;
+        }
+        unsigned len = 1;
+        while (k + len < n && uz_pg_resident(uz_pg_state(words[k + len])) &&
+               !uz_pg_pins(words[k + len]))
+            len++;
+        unsigned done = 0;
+        int rc = uz_region_sys_move_run(r, r->scratch + (size_t)k * UZ_PAGE_SIZE,
+                                        r->base + (idx + k) * UZ_PAGE_SIZE, len, &done);
+        if (rc == -EEXIST && resets++ < 2) {
+            /* mlockall populated the scratch: empty it (the pages moved so far go too, as
+             * they should) and go on from where the move stopped. */
+            k += done;
+            if ((rc = uz_region_sys_scratch_unlock(r)) && !first_err)
+                first_err = uz_region_error(r, rc);
+            continue;
+        }
+        k += done;
+        if (!rc)
+            continue;
+        if (rc == -EBUSY || rc == -EINVAL) {
+            stubborn[k] = true; /* pinned for I/O, mlock'ed or mprotect'ed */
+        } else if (rc == -EAGAIN) {
+            /* The application changes its mappings (an event waits to be read, and may wait
+             * for one of these locks): the rest of the batch is tried again unlocked. */
+            for (; k < n; k++)
+                keep[k] = true;
+            again = true;
+            break;
+        } else if (rc != -ENOENT) { /* ENOENT: dropped by the application, as good as moved */
+            keep[k] = true;
+            first_err = first_err ? first_err : uz_region_error(r, rc);
+        }
+        k++;
+    }
+    for (unsigned k = 0; k < n; k++) {
+        uint64_t w = words[k];
+        unsigned st = uz_pg_state(w);
+        if (st == UZ_PG_EMPTY || st == UZ_PG_HOLE || stubborn[k] || keep[k])
+            continue;
+        if (st == UZ_PG_CLEAN || st == UZ_PG_SWAPPED)
+            uz_region_discard_slot(r, idx + k);
+        if (st == UZ_PG_WB)
+            w = uz_pg_next_gen(w); /* its completion frees what it stored (wb_done) */
+        w &= ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH);
+        if (uz_pg_pins(w)) {
+            /* Pinned pages stay resident and writable: zeros written in place (a pinned page
+             * is DIRTY and unprotected), or, unwritable (mprotect), dropped below. */
+            words[k] = uz_pg_set_state(w, UZ_PG_DIRTY);
+            if (uz_region_sys_write(r, idx + k, r->zeros))
+                stubborn[k] = true;
+            continue;
+        }
+        if (uz_pg_resident(st) && (w & UZ_PG_KEPT))
+            atomic_fetch_sub(&r->kept, 1);
+        else if (uz_pg_resident(st))
+            freed++;
+        words[k] = uz_pg_set_state(w & ~UZ_PG_KEPT, UZ_PG_EMPTY);
+    }
+    int rc = uz_region_sys_scratch_free(r, n);
+    if (rc && !first_err)
+        first_err = uz_region_error(r, rc);
+    pthread_mutex_unlock(&r->scratch_lock);
+    if (freed) {
+        atomic_fetch_sub(&r->resident, freed);
+        uz_region_room_freed(r);
+    }
+    return first_err ? first_err : again ? -EAGAIN : 0;
+}
+
+/* The pages discard_moving() could not move: dropped with madvise, holding no page lock; the
+ * REMOVE event does the rest (region_fault.c), and taking read_lock once waits for it. A
+ * pinned page gets zeros mapped back at once. @return : 0, or -errno of madvise. */
+static int discard_stubborn(struct uz_region *r, uint64_t idx, unsigned n, const bool *stubborn)
+{
+    int first_err = 0;
+    bool any = false;
+    for (unsigned k = 0; k < n; k++) {
+        if (!stubborn[k])
+            continue;
+        any = true;
+        int rc = uz_region_sys_madvise(r, r->base + (idx + k) * UZ_PAGE_SIZE, UZ_PAGE_SIZE,
+                                       MADV_DONTNEED);
+        if (rc && !first_err)
+            first_err = rc;
+    }
+    if (!any)
+        return 0;
+    pthread_mutex_lock(&r->read_lock); /* the events of the calls above are handled */
+    pthread_mutex_unlock(&r->read_lock);
+    for (unsigned k = 0; k < n; k++) {
+        if (!stubborn[k])
+            continue;
+        uint64_t w = uz_region_pg_lock(r, idx + k);
+        if (uz_pg_pins(w) && uz_pg_resident(uz_pg_state(w))) {
+            unsigned done;
+            int crc = uz_region_sys_copy(r, idx + k, r->zeros, 1, false, &done);
+            if (crc && crc != -EEXIST && !first_err)
+                first_err = uz_region_error(r, crc);
+        }
+        uz_region_pg_unlock(r, idx + k, w);
+    }
+    return first_err;
+}
+
 int uz_region_discard(struct uz_region *r, void *addr, size_t len)
 {
     uint64_t first, end;
@@ -730,15 +896,32 @@ int uz_region_discard(struct uz_region *r, void *addr, size_t len)
         return -EIO;
     uint64_t words[UZ_RECLAIM_BATCH];
     int rc = 0;
+    unsigned tries = 0;
     for (uint64_t i = first; i < end;) {
         unsigned n = end - i < UZ_RECLAIM_BATCH ? (unsigned)(end - i) : UZ_RECLAIM_BATCH;
+        bool stubborn[UZ_RECLAIM_BATCH];
         for (unsigned k = 0; k < n; k++) /* ascending: the lock order */
             words[k] = uz_region_pg_lock(r, i + k);
-        int brc = discard_locked(r, i, n, words);
-        if (brc && !rc)
+        int brc = r->ev_remove ? discard_moving(r, i, n, words, stubborn)
+                               : discard_locked(r, i, n, words);
+        if (brc && brc != -EAGAIN && !rc)
             rc = brc;
         for (unsigned k = 0; k < n; k++)
             uz_region_pg_unlock(r, i + k, words[k]);
+        if (brc == -EAGAIN && ++tries < 10000) {
+            /* Unlocked now: the event in the way can be handled. The batch again (its pages
+             * discarded already are EMPTY). */
+            if (tries > 2)
+                usleep(tries < 100 ? 10 : 1000);
+            if ((brc = discard_stubborn(r, i, n, stubborn)) && !rc)
+                rc = brc;
+            continue;
+        }
+        if (brc == -EAGAIN && !rc)
+            rc = brc;
+        tries = 0;
+        if (r->ev_remove && (brc = discard_stubborn(r, i, n, stubborn)) && !rc)
+            rc = brc;
         i += n;
     }
     return rc ? (uz_region_failed(r) ? -EIO : rc) : 0;

@@ -51,7 +51,7 @@ unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_
     const uint64_t clear = UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH;
     unsigned st0 = uz_pg_state(words[0]), done = 0;
     int rc;
-    if (st0 == UZ_PG_EMPTY) {
+    if (st0 == UZ_PG_EMPTY || st0 == UZ_PG_HOLE) { /* HOLE: see handle_reserved() */
         /* The caller only runs EMPTY pages together. */
         rc = write ? uz_region_sys_copy(r, first, r->zeros, n, false, &done)
                    : uz_region_sys_zeropage(r, first, n, &done);
@@ -217,6 +217,8 @@ static bool fault_page(struct uz_region *r, const struct uffd_msg *m, uint64_t *
     return true;
 }
 
+static ssize_t read_msg(struct uz_region_fault_thread *ft, struct uffd_msg *msg, bool try);
+
 /* While waiting for room: reads one fault message and serves it if it needs no room (a
  * write-protect fault, see needs_no_room()), else keeps it for later (ft->defer). The fault
  * thread thus never stops serving the faults reclaim depends on. @return : whether a message
@@ -227,7 +229,10 @@ static bool serve_waiting(struct uz_region_fault_thread *ft)
     if (ft->ndefer == UZ_FAULT_DEFER)
         return false;
     struct uffd_msg msg;
-    if (read(r->uffd, &msg, sizeof(msg)) != (ssize_t)sizeof(msg))
+    ssize_t got = read_msg(ft, &msg, false);
+    if (got == 0)
+        return true; /* an event, handled */
+    if (got != (ssize_t)sizeof(msg))
         return false;
     uint64_t i;
     if (fault_page(r, &msg, &i)) {
@@ -313,7 +318,7 @@ static void handle_reserved(struct uz_region_fault_thread *ft, uint64_t i, bool 
         return;
     }
     unsigned n = 1;
-    while (n < got) {
+    while (n < got && st != UZ_PG_HOLE) {
         uint64_t w;
         if (!uz_region_pg_trylock(r, i + n, &w))
             break;
@@ -332,7 +337,13 @@ static void handle_reserved(struct uz_region_fault_thread *ft, uint64_t i, bool 
     ra_commit(r, slot, i, done);
     if (done)
         uz_region_wd_ok(r, i);
-    if (!done && err != -EIO) {
+    if (!done && (st == UZ_PG_HOLE || (err == -ENOENT && r->ev_unmap))) {
+        /* Not the region's (any more): a fault read before the event that unmapped it was
+         * handled, or on a hole that no mapping of the region covers. The thread faults again
+         * on whatever is mapped there now. (A HOLE page a mapping of the region covers again,
+         * grown back over it by mremap, was zero-filled above: EMPTY again, then DIRTY.) */
+        uz_region_release(r, i, 1);
+    } else if (!done && err != -EIO) {
         uz_region_wd_fail(r, i, err);
         /* Not mapped (the kernel refused): count it, then the thread faults again. (-EIO: the
          * device could not return the page, which is poisoned, and the poison woke it.) */
@@ -387,12 +398,144 @@ static void handle_wp(struct uz_region *r, uint64_t i)
     uz_region_pg_unlock(r, i, w);
 }
 
+/* ---- events: what the application did to region memory ---- */
+
+/* The region's pages in [start, end) (addresses), or false when none. */
+static bool event_pages(struct uz_region *r, uint64_t start, uint64_t end, uint64_t *first,
+                        uint64_t *last)
+{
+    uint64_t b = (uintptr_t)r->base, e = b + r->size;
+    if (end <= b || start >= e)
+        return false;
+    *first = (start < b ? 0 : start - b) / UZ_PAGE_SIZE;
+    *last = UZ_DIV_ROUND_UP((end > e ? e : end) - b, UZ_PAGE_SIZE);
+    return *first < *last;
+}
+
+/* REMOVE (MADV_DONTNEED, MADV_FREE), read before the kernel drops the range: what is stored
+ * of it is dropped too, so that every page reads back as zeros. A swapped page becomes
+ * EMPTY; a mapped one loses its stored copy (or its writeback) and is DIRTY until the kernel
+ * unmaps it, right after: its next fault maps zeros (missing_on_resident()), and an eviction
+ * that finds it gone frees it (region_reclaim.c). */
+static void event_remove(struct uz_region *r, uint64_t first, uint64_t last)
+{
+    for (uint64_t i = first; i < last; i++) {
+        uint64_t w = uz_region_pg_lock(r, i);
+        switch (uz_pg_state(w)) {
+        case UZ_PG_SWAPPED:
+            uz_region_discard_slot(r, i);
+            w = uz_pg_set_state(w & ~UZ_PG_REF, UZ_PG_EMPTY);
+            break;
+        case UZ_PG_CLEAN:
+            uz_region_discard_slot(r, i);
+            w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
+            break;
+        case UZ_PG_WB:
+            w = uz_pg_set_state(uz_pg_next_gen(w) & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
+            break;
+        default:
+            break;
+        }
+        uz_region_pg_unlock(r, i, w);
+    }
+}
+
+/* REMAP (mremap moved [from, from+len) to `to`), read after the move: the pages that were
+ * swapped out are copied into their new place, so that the moved memory keeps all of its
+ * contents, and the new place is taken off the region's userfaultfd: it is plain memory now,
+ * the application's, like the old place is a hole. A copy refused while another event waits
+ * to be read (EAGAIN past the retries) leaves that page zero (counted in sys_errors). */
+static void event_remap(struct uz_region_fault_thread *ft, uint64_t from, uint64_t to,
+                        uint64_t len)
+{
+    struct uz_region *r = ft->r;
+    uint64_t first, last;
+    if (event_pages(r, from, from + len, &first, &last)) {
+        for (uint64_t i = first; i < last; i++) {
+            uint64_t w = uz_region_pg_lock(r, i);
+            if (uz_pg_state(w) == UZ_PG_SWAPPED) {
+                uint64_t dst = to + ((uintptr_t)r->base + i * UZ_PAGE_SIZE - from);
+                if (uz_dev_read_page(r->dev, i, ft->staging) ||
+                    uz_region_sys_copy_at(r, dst, ft->staging))
+                    uz_counter_add(&r->st.sys_errors, 1);
+            }
+            uz_region_pg_unlock(r, i, uz_region_hole_locked(r, i, w));
+        }
+    }
+    (void)uz_region_sys_unregister(r, (void *)(uintptr_t)to, len);
+}
+
+static void event_unmap(struct uz_region *r, uint64_t first, uint64_t last)
+{
+    for (uint64_t i = first; i < last; i++) {
+        uint64_t w = uz_region_pg_lock(r, i);
+        uz_region_pg_unlock(r, i, uz_region_hole_locked(r, i, w));
+    }
+    uz_region_room_freed(r);
+}
+
+/* Handles an event message; called with read_lock held (see r->read_lock). */
+static void handle_event(struct uz_region_fault_thread *ft, const struct uffd_msg *m)
+{
+    struct uz_region *r = ft->r;
+    uint64_t first, last;
+    atomic_fetch_add(&ft->busy, 1);
+    switch (m->event) {
+    case UFFD_EVENT_REMOVE:
+        if (event_pages(r, m->arg.remove.start, m->arg.remove.end, &first, &last))
+            event_remove(r, first, last);
+        break;
+    case UFFD_EVENT_UNMAP:
+        if (event_pages(r, m->arg.remove.start, m->arg.remove.end, &first, &last))
+            event_unmap(r, first, last);
+        break;
+    case UFFD_EVENT_REMAP:
+        event_remap(ft, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+        break;
+    default:
+        break;
+    }
+    atomic_fetch_add(&ft->busy, 1);
+}
+
+/* Reads one message. With events, under read_lock, and an event is handled before the lock
+ * is let go. @return : the read() result; 0 for an event handled here. */
+static ssize_t read_msg(struct uz_region_fault_thread *ft, struct uffd_msg *msg, bool try)
+{
+    struct uz_region *r = ft->r;
+    if (!r->ev_unmap)
+        return read(r->uffd, msg, sizeof(*msg));
+    if (try) {
+        if (pthread_mutex_trylock(&r->read_lock)) {
+            errno = EAGAIN; /* another thread is reading */
+            return -1;
+        }
+    } else {
+        pthread_mutex_lock(&r->read_lock);
+    }
+    ssize_t n = read(r->uffd, msg, sizeof(*msg));
+    int e = errno;
+    if (n == (ssize_t)sizeof(*msg) && msg->event != UFFD_EVENT_PAGEFAULT) {
+        handle_event(ft, msg);
+        n = 0;
+    }
+    pthread_mutex_unlock(&r->read_lock);
+    errno = e;
+    return n;
+}
+
 static void handle(struct uz_region_fault_thread *ft, const struct uffd_msg *msg)
 {
     struct uz_region *r = ft->r;
     uint64_t i;
-    if (!fault_page(r, msg, &i))
+    if (!fault_page(r, msg, &i)) {
+        /* Outside the region: a mapping of the region that mremap grew past its end, or moved
+         * away before its event was handled. Plain memory: a zero page, or a wake. */
+        if (msg->event == UFFD_EVENT_PAGEFAULT &&
+            uz_region_sys_doorbell_answer(r, (uintptr_t)msg->arg.pagefault.address))
+            uz_counter_add(&r->st.sys_errors, 1);
         return;
+    }
     if (msg->arg.pagefault.flags & UFFD_PAGEFAULT_FLAG_WP) {
         atomic_fetch_add(&ft->busy, 1);
         handle_wp(r, i);
@@ -422,7 +565,11 @@ void *uz_region_fault_main(void *arg)
             ft->dhead = (ft->dhead + 1) % UZ_FAULT_DEFER;
             ft->ndefer--;
         } else {
-            n = read(r->uffd, &msg, sizeof(msg));
+            n = read_msg(ft, &msg, now_ns() - last < UZ_FAULT_SPIN_NS);
+        }
+        if (n == 0) {
+            last = now_ns(); /* an event, handled */
+            continue;
         }
         if (n != (ssize_t)sizeof(msg)) {
             if (n < 0 && errno == EAGAIN) {

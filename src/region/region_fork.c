@@ -168,7 +168,7 @@ static void dirty_run(struct uz_region *r, uint64_t first, uint64_t n, uint64_t 
 static int rebuild_pages(struct uz_region *r, bool protect)
 {
     const uint64_t gone = UZ_PG_LOCK | UZ_PG_WAITERS | UZ_PG_INFLIGHT | UZ_PG_KEPT;
-    uint64_t count[UZ_PG_SWAPPED + 1] = {0}, pinned = 0, run = 0, nrun = 0;
+    uint64_t count[UZ_PG_NSTATES] = {0}, pinned = 0, run = 0, nrun = 0;
     int first_err = 0;
     for (uint64_t i = 0; i <= r->npages; i++) {
         unsigned st = UZ_PG_EMPTY;
@@ -197,7 +197,7 @@ static int rebuild_pages(struct uz_region *r, bool protect)
         }
         nrun = 0;
     }
-    for (unsigned s = UZ_PG_DIRTY; s <= UZ_PG_SWAPPED; s++) {
+    for (unsigned s = UZ_PG_DIRTY; s < UZ_PG_NSTATES; s++) {
         uz_counter_reset(&r->nstate[s]);
         uz_counter_add(&r->nstate[s], (int64_t)count[s]);
     }
@@ -250,6 +250,10 @@ static void child_one(struct uz_region *r)
         close(r->uffd);
     r->uffd = -1;
     r->scratch_registered = false;
+    if (r->trash_uffd >= 0)
+        close(r->trash_uffd); /* the parent's trash */
+    r->trash_uffd = -1;
+    r->trash_registered = false;
     bool use_pidfd = atomic_load(&r->pidfd) >= 0;
     if (r->pidfd_own >= 0)
         close(r->pidfd_own);

@@ -23,6 +23,10 @@
  *   CLEAN    P, WP, S                                                   (the swap cache)
  *   WB       P, WP, a snapshot taken under WP is being written (gen g)  (under writeback)
  *   SWAPPED  !P, S
+ *   HOLE     not the region's any more: the application unmapped it (munmap, mmap MAP_FIXED
+ *            over it, mremap moved it away: userfaultfd's UNMAP and REMAP events, or
+ *            uz_region_unmap()); no slot; reclaim and faults never touch it, whatever the
+ *            application maps there
  *
  * Transitions (who):
  *   EMPTY   -> DIRTY    missing fault: zeros (fault thread)
@@ -34,6 +38,14 @@
  *                       lock held), submit if still WB(g+1) (reclaim, uz_region_swapout); not
  *                       while a writeback is in flight
  *   any     -> EMPTY    uz_region_discard: unmapped, stored copy freed (pinned: DIRTY, zeros)
+ *   SWAPPED -> EMPTY    the application dropped the range (REMOVE event: MADV_DONTNEED,
+ *                       MADV_FREE), stored copy freed (fault thread, under read_lock)
+ *   CLEAN   -> DIRTY    same event: the slot freed; the kernel unmaps the page just after
+ *   WB(g)   -> DIRTY    same event: g+1, the copy in flight abandoned
+ *   any     -> HOLE     UNMAP / REMAP event, uz_region_unmap(): stored copy freed, counters
+ *                       given back (pins, kept, resident) (fault thread, under read_lock)
+ *   HOLE    -> EMPTY    a missing fault on it: the region's mapping grew back over it
+ *                       (mremap in place, uz_region_remap)
  *   WB(g)   -> DIRTY    write fault under writeback: g+1, unprotect AT ONCE; the copy in flight
  *                       is abandoned (fault thread) -- "redirtied"
  *   WB(g)   -> CLEAN    completion with generation still g and success (zramd worker); every
@@ -45,6 +57,8 @@
  *   CLEAN   -> DIRTY    the move found the page changed (a write through a pin, e.g. O_DIRECT
  *                       or process_vm_writev, landed after the snapshot): moved back, the slot
  *                       discarded (reclaim) -- "restored"
+ *   CLEAN   -> EMPTY    the move found no page: the application dropped it (a raw madvise)
+ *                       since the snapshot: it reads as zeros, the stored copy is freed
  *   CLEAN   -> DIRTY+KEPT  the kernel refused the eviction: EBUSY (pinned by get_user_pages
  *                       for I/O, or shared) or EINVAL (mlock'ed, or mprotect'ed unlike the
  *                       scratch); unprotected, the slot discarded, no longer counted in
@@ -196,6 +210,8 @@ enum uz_pg_state {
     UZ_PG_CLEAN = 2,
     UZ_PG_WB = 3,
     UZ_PG_SWAPPED = 4,
+    UZ_PG_HOLE = 5,
+    UZ_PG_NSTATES
 };
 #define UZ_PG_STATE_MASK 0x7ull
 #define UZ_PG_LOCK       (1ull << 3) /* the page lock (region_page.c; the holder may block) */
@@ -310,6 +326,8 @@ enum uz_region_sys_op {
     UZ_SYS_PROCESS_MADVISE, /* process_madvise on this process */
     UZ_SYS_READ,            /* process_vm_readv on this process (the snapshot copy) */
     UZ_SYS_MOVE,            /* UFFDIO_MOVE, either way between the region and the scratch */
+    UZ_SYS_TRASH,           /* UFFDIO_MOVE from the scratch to the trash (r->trash_uffd) */
+    UZ_SYS_WRITE,           /* process_vm_writev on this process (a moved page put back) */
     UZ_SYS_NOPS
 };
 
@@ -349,6 +367,28 @@ struct uz_region {
     unsigned char *scratch_cmp; /* one page: a stored copy read back for the comparison */
     bool scratch_registered;
     pthread_mutex_t scratch_lock;
+    /* The trash: UZ_RECLAIM_BATCH pages registered (write-protect mode only: nothing waits
+     * for a fault there) with a second userfaultfd, trash_uffd, that asks for no events. The
+     * scratch is emptied by moving its pages there and dropping them (MADV_DONTNEED): dropping
+     * the scratch itself would raise a REMOVE event on r->uffd, and the thread that drops
+     * (holding page locks) would wait for a fault thread to read it. Under scratch_lock. */
+    unsigned char *trash;
+    int trash_uffd;
+    bool trash_registered;
+
+    /* Non-cooperative events (UFFD_FEATURE_EVENT_*), where the kernel has them: REMOVE
+     * (madvise DONTNEED/FREE: only with can_move, because without UFFDIO_MOVE the region
+     * drops pages with madvise itself, holding page locks), UNMAP and REMAP.
+     * read_lock (a pthread mutex, order 0b: taken holding nothing but, inside, page locks
+     * in ascending order; the holder blocks only in a non-blocking read() and on page
+     * locks) is held by a fault thread across each read() of r->uffd and the handling of an
+     * event it returned, so that every message read after an event is handled after it (a
+     * fault on a page the application has just dropped never serves the old contents), and
+     * a thread that made an event-raising call waits for its handling by taking it once. The
+     * handling itself makes no userfaultfd ioctl that an unread event could refuse (EAGAIN)
+     * except REMAP's copies, which retry (region_fault.c). */
+    bool ev_remove, ev_unmap;
+    pthread_mutex_t read_lock;
 
     /* Watermarks in pages (limit 0: no reclaim). Faults wait while resident + n > limit;
      * reclaim starts above start_wm and evicts until resident - pending_evict <= stop_wm. */
@@ -365,7 +405,7 @@ struct uz_region {
     /* nstate[s] == |pages in state s| (s != EMPTY), kept by uz_region_pg_unlock() as pages
      * change state: uz_region_stat() sums them instead of scanning the page words. A sum read
      * while pages change state may be off by the changes in progress. */
-    struct uz_counter nstate[UZ_PG_SWAPPED + 1];
+    struct uz_counter nstate[UZ_PG_NSTATES];
     _Atomic uint64_t pending_evict; /* evicting writebacks not yet dropped or abandoned */
     _Atomic unsigned room_waiters;
     _Atomic bool reclaim_busy;
@@ -441,6 +481,9 @@ UZ_HIDDEN int uz_region_sys_register(struct uz_region *r);
 UZ_HIDDEN void uz_region_sys_close(struct uz_region *r);
 UZ_HIDDEN int uz_region_sys_copy(struct uz_region *r, uint64_t first, const void *src, unsigned n,
                                  bool wp, unsigned *done);
+/* uz_region_sys_copy_at() : UFFDIO_COPY of one page, writable, at addr (anywhere r->uffd has
+ *  registered: a mapping moved out of the region, see region_fault.c). @return : 0, -errno. */
+UZ_HIDDEN int uz_region_sys_copy_at(struct uz_region *r, uint64_t addr, const void *src);
 UZ_HIDDEN int uz_region_sys_zeropage(struct uz_region *r, uint64_t first, unsigned n,
                                      unsigned *done);
 UZ_HIDDEN int uz_region_sys_wp(struct uz_region *r, uint64_t first, uint64_t n, bool protect);
@@ -471,9 +514,20 @@ UZ_HIDDEN int uz_region_sys_move(struct uz_region *r, void *dst, const void *src
  *  or the error of page *done (the pages after it were not tried). */
 UZ_HIDDEN int uz_region_sys_move_run(struct uz_region *r, void *dst, const void *src, unsigned n,
                                      unsigned *done);
-/* uz_region_sys_scratch_unlock() : munlock of the scratch (mlockall locked it), then
- *  MADV_DONTNEED of its first n pages. @return : 0, -errno. */
-UZ_HIDDEN int uz_region_sys_scratch_unlock(struct uz_region *r, unsigned n);
+/* uz_region_sys_scratch_free() : empties the first n pages of the scratch (moved to the trash,
+ *  dropped there; no event). A scratch or trash that mlockall() populated or locked is
+ *  unlocked and emptied as well. Called with scratch_lock held. @return : 0, -errno. */
+UZ_HIDDEN int uz_region_sys_scratch_free(struct uz_region *r, unsigned n);
+/* uz_region_sys_scratch_unlock() : munlock of the scratch and the trash (mlockall locked
+ *  them), then empties the whole scratch. @return : 0, -errno. */
+UZ_HIDDEN int uz_region_sys_scratch_unlock(struct uz_region *r);
+/* uz_region_sys_write() : copies one page from src into page i of the region with
+ *  process_vm_writev (a write of the kernel's: never crashes, faults like a system call).
+ *  @return : 0, -EFAULT, -errno. */
+UZ_HIDDEN int uz_region_sys_write(struct uz_region *r, uint64_t i, const void *src);
+/* uz_region_sys_unregister() : takes [addr, addr+len) off r->uffd (the kernel clears its
+ *  uffd-wp bits). @return : 0, -errno. */
+UZ_HIDDEN int uz_region_sys_unregister(struct uz_region *r, void *addr, size_t len);
 /* uz_region_sys_inject() :
  *  For tests: the next `skip` calls of `op` on this region pass, the `times` after them fail
  *  with `err` (without being made). times 0 disarms. Safe from any thread. */
@@ -486,6 +540,12 @@ UZ_HIDDEN void uz_region_sys_inject(struct uz_region *r, enum uz_region_sys_op o
  *  that do not exist there. */
 UZ_HIDDEN void uz_region_init_sync(struct uz_region *r);
 UZ_HIDDEN void uz_region_discard_slot(struct uz_region *r, uint64_t i);
+/* uz_region_hole_locked() :
+ *  Locked page i (word w) is no longer the region's (unmapped): its stored copy is freed, and
+ *  what it counted (resident or kept, pinned, the pin budget) is given back. A writeback in
+ *  flight completes into a HOLE, which frees what it stored. @return : the word to unlock
+ *  with (HOLE). The caller calls uz_region_room_freed() after a run. */
+UZ_HIDDEN uint64_t uz_region_hole_locked(struct uz_region *r, uint64_t i, uint64_t w);
 UZ_HIDDEN unsigned uz_region_reserve(struct uz_region *r, unsigned min, unsigned want);
 /* uz_region_reserve_try() : the same without waiting. @return : pages reserved, 0 when there is
  *  no room for `min` (a stopping or failed region always has room). */
@@ -586,8 +646,8 @@ struct uz_region_check_result {
     uint64_t first_bad_word;   /* its page word */
     const char *first_problem; /* what is wrong with it (a static string), or NULL */
     uint64_t resident, pinned; /* counted from the page words */
-    uint64_t dirty, clean, writeback, swapped; /* counted from the page words */
-    uint64_t nstate[UZ_PG_SWAPPED + 1];        /* r->nstate[], summed */
+    uint64_t dirty, clean, writeback, swapped, holes; /* counted from the page words */
+    uint64_t nstate[UZ_PG_NSTATES];             /* r->nstate[], summed */
     uint64_t resident_counter;                 /* r->resident */
     uint64_t pinned_counter;                   /* r->pinned */
     char msg[192]; /* a one-line summary of the first problem, "" when none */

@@ -86,9 +86,9 @@ static void wb_done(void *arg, int result)
             atomic_store_explicit(&r->wd.last_wb_err, result, memory_order_relaxed);
             uz_counter_add(&r->st.wb_errors, 1);
         }
-    } else if (!result && (st == UZ_PG_DIRTY || st == UZ_PG_EMPTY)) {
-        /* Redirtied (or discarded, uz_region_discard) during writeback: what was stored is
-         * stale; free it. (No other writeback of the page can be in flight: one at a time.) */
+    } else if (!result && (st == UZ_PG_DIRTY || st == UZ_PG_EMPTY || st == UZ_PG_HOLE)) {
+        /* Redirtied (or discarded, or unmapped) during writeback: what was stored is stale;
+         * free it. (No other writeback of the page can be in flight: one at a time.) */
         uz_region_discard_slot(r, q->index);
     }
     uz_region_pg_unlock(r, q->index, w);
@@ -131,6 +131,8 @@ enum evict_out {
     EV_GONE,     /* out of the region, its contents were the slot's: SWAPPED */
     EV_KEPT,     /* the kernel refused (pinned, mlock'ed): DIRTY, kept, not counted */
     EV_RESTORED, /* moved out, found changed since the snapshot, put back: DIRTY */
+    EV_ZAPPED,   /* nothing to move: the application dropped it (a raw madvise): EMPTY */
+    EV_SAVED,    /* moved out, changed, could not be put back: its contents stored, SWAPPED */
 };
 
 /* Whether the page moved into scratch page `s` holds what the slot of page i holds. `snap` is
@@ -151,16 +153,27 @@ static bool moved_intact(struct uz_region *r, uint64_t i, uint64_t w, const unsi
     return memcmp(s, snap, UZ_PAGE_SIZE) == 0;
 }
 
-/* Puts back page i, moved to scratch page s. @return : 0, or the error (the region fails). */
-static int move_back(struct uz_region *r, uint64_t i, unsigned char *s)
+/* Puts back page i, moved to scratch page s and found changed (a write through a pin): moved
+ * back, or copied in, or (the range no longer registered: unmapped, its event not handled
+ * yet) written through the kernel. When none works, the contents are stored in the slot, so
+ * that even then no write is lost: @return : EV_RESTORED (mapped again, DIRTY), or EV_SAVED
+ * (stored: SWAPPED; the region fails if even that is refused). */
+static enum evict_out move_back(struct uz_region *r, uint64_t i, unsigned char *s)
 {
     unsigned char *a = r->base + i * UZ_PAGE_SIZE;
+    unsigned done;
     int rc = uz_region_sys_move(r, a, s);
-    if (rc) {
-        unsigned done;
+    if (rc)
         rc = uz_region_sys_copy(r, i, s, 1, false, &done);
-    }
-    return rc ? uz_region_error(r, rc) : 0;
+    if (rc && rc != -EEXIST)
+        rc = uz_region_sys_write(r, i, s);
+    if (!rc)
+        return EV_RESTORED;
+    uz_counter_add(&r->st.sys_errors, 1);
+    int wrc = uz_dev_write_page(r->dev, i, s);
+    if (wrc)
+        uz_region_set_failed(r, wrc);
+    return EV_SAVED;
 }
 
 /* Evicts the locked CLEAN pages locked[0..m) (ascending) by moving them into the scratch, page
@@ -185,7 +198,7 @@ static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint
                 out[j] = EV_GONE;
             } else {
                 /* A write through a pin landed after the snapshot: the page is the truth. */
-                out[j] = move_back(r, locked[j], sp) ? EV_GONE : EV_RESTORED;
+                out[j] = move_back(r, locked[j], sp);
             }
         }
         k += done;
@@ -195,7 +208,7 @@ static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint
             /* The scratch was populated (mlockall's populate): free it and unlock it, then
              * try page k again. */
             reset = true;
-            int e = uz_region_sys_scratch_unlock(r, UZ_RECLAIM_BATCH);
+            int e = uz_region_sys_scratch_unlock(r);
             if (e)
                 uz_region_error(r, e);
             continue;
@@ -210,9 +223,9 @@ static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint
             if (e) {
                 uz_region_error(r, e); /* the page is kept (DIRTY) below */
             } else if (!(rc = uz_region_sys_move(r, sp, a))) {
-                out[k] = moved_intact(r, locked[k], words[k] | UZ_PG_FRESH, sp, NULL) ? EV_GONE
-                         : move_back(r, locked[k], sp)                                ? EV_GONE
-                                                                                      : EV_RESTORED;
+                out[k] = moved_intact(r, locked[k], words[k] | UZ_PG_FRESH, sp, NULL)
+                             ? EV_GONE
+                             : move_back(r, locked[k], sp);
                 k++;
                 continue;
             }
@@ -220,27 +233,20 @@ static void evict_moving(struct uz_region *r, const uint64_t *locked, const uint
         if (rc == -EBUSY || rc == -EINVAL) {
             out[k] = EV_KEPT;
         } else if (rc == -ENOENT) {
-            /* Nothing mapped: the application dropped the page itself (a raw MADV_DONTNEED,
-             * region.h). It is gone as a move would have taken it; the stored copy stays, as
-             * on the DONTNEED path. */
-            out[k] = EV_GONE;
+            /* Nothing mapped: the application dropped the page itself (a raw MADV_DONTNEED or
+             * MADV_FREE, maybe after the snapshot) or unmapped it. It reads as zeros now,
+             * whatever the slot holds. */
+            out[k] = EV_ZAPPED;
         } else {
             uz_region_error(r, rc);
             out[k] = EV_STAYS;
         }
         k++;
     }
-    int rc = uz_region_sys_madvise(r, r->scratch, (size_t)m * UZ_PAGE_SIZE, MADV_DONTNEED);
-    if (rc == -EINVAL) {
-        /* mlockall(MCL_CURRENT) locked the scratch along with the region: what moved came
-         * from memory as locked as the scratch (the kernel wants both alike), which must
-         * stay resident. Put it back, then unlock and free the scratch. */
-        for (unsigned k = 0; k < m; k++)
-            if (out[k] == EV_GONE)
-                out[k] = move_back(r, locked[k], r->scratch + (size_t)k * UZ_PAGE_SIZE) ? EV_GONE
-                                                                                        : EV_KEPT;
-        rc = uz_region_sys_scratch_unlock(r, m);
-    }
+    /* Every page moved is stored or back in the region: the scratch can go (a page of
+     * memory mlockall(MCL_ONFAULT) locked, with the scratch locked alike, may have been
+     * evicted once: its contents are stored, and the scratch is unlocked on the way). */
+    int rc = uz_region_sys_scratch_free(r, m);
     if (rc)
         uz_region_error(r, rc);
     pthread_mutex_unlock(&r->scratch_lock);
@@ -292,7 +298,7 @@ unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, struct uz_regi
         for (unsigned k = 0; k < m; k++)
             out[k] = ok[run[k]] ? EV_GONE : rc == -EINVAL ? EV_KEPT : EV_STAYS;
     }
-    unsigned fresh = 0, dropped = 0, kept = 0;
+    unsigned fresh = 0, dropped = 0, kept = 0, zapped = 0;
     for (unsigned k = 0; k < m; k++) {
         uint64_t w = words[k];
         if (out[k] == EV_STAYS) {
@@ -301,7 +307,14 @@ unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, struct uz_regi
         }
         if (w & UZ_PG_SAMPLE)
             uz_region_note_sample(r, false);
-        if (out[k] == EV_GONE) {
+        if (out[k] == EV_ZAPPED) {
+            uz_region_discard_slot(r, locked[k]);
+            w &= ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH);
+            uz_region_pg_unlock(r, locked[k], uz_pg_set_state(w, UZ_PG_EMPTY));
+            zapped++;
+            continue;
+        }
+        if (out[k] == EV_GONE || out[k] == EV_SAVED) {
             dropped++;
             fresh += (w & UZ_PG_FRESH) != 0;
             w &= ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH);
@@ -325,7 +338,7 @@ unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, struct uz_regi
         uz_region_pg_unlock(r, locked[k], w);
     }
     atomic_fetch_add(&r->kept, kept);
-    atomic_fetch_sub(&r->resident, dropped + kept);
+    atomic_fetch_sub(&r->resident, dropped + kept + zapped);
     uz_counter_add(&r->st.swapouts, dropped);
     uz_counter_add(&r->st.swapouts_clean, dropped - fresh);
     uz_region_room_freed(r);
@@ -559,16 +572,22 @@ static void probe_kept(struct uz_region *r, const uint64_t *idx, unsigned n)
             pthread_mutex_lock(&r->scratch_lock);
             int rc = uz_region_sys_move(r, r->scratch, a);
             if (!rc) {
-                /* Back at once: it is DIRTY, mapped writable again. */
-                if (!move_back(r, idx[k], r->scratch)) {
-                    rc = uz_region_sys_madvise(r, r->scratch, UZ_PAGE_SIZE, MADV_DONTNEED);
-                    if (rc == -EINVAL)
-                        rc = uz_region_sys_scratch_unlock(r, 1);
-                    if (rc)
-                        uz_region_error(r, rc);
+                /* Back at once: it is DIRTY, mapped writable again (or, when that fails,
+                 * stored: SWAPPED). */
+                bool saved = move_back(r, idx[k], r->scratch) == EV_SAVED;
+                rc = uz_region_sys_scratch_free(r, 1); /* a copy put back leaves it there */
+                if (rc)
+                    uz_region_error(r, rc);
+                if (saved) {
+                    /* Not kept any more, not resident: its contents are in the slot. */
+                    atomic_fetch_sub(&r->kept, 1);
+                    w = uz_pg_set_state(w & ~(UZ_PG_KEPT | UZ_PG_REF), UZ_PG_SWAPPED);
+                    uz_region_pg_unlock(r, idx[k], w);
+                    pthread_mutex_unlock(&r->scratch_lock);
+                    continue;
                 }
             } else if (rc == -EEXIST) {
-                rc = uz_region_sys_scratch_unlock(r, UZ_RECLAIM_BATCH);
+                rc = uz_region_sys_scratch_unlock(r);
                 if (rc)
                     uz_region_error(r, rc);
                 movable = false; /* next lap */

@@ -109,11 +109,23 @@ static int sys_once(struct uz_region *r, struct sys_req *q)
     case UZ_SYS_MADVISE:
         rc = madvise((void *)a, left, (int)q->mode);
         break;
-    case UZ_SYS_MOVE: {
+    case UZ_SYS_MOVE:
+    case UZ_SYS_TRASH: {
         struct uffdio_move m = {.dst = a, .src = q->src + q->off, .len = left, .mode = q->mode};
-        rc = ioctl(r->uffd, UFFDIO_MOVE, &m);
+        rc = ioctl(q->op == UZ_SYS_TRASH ? r->trash_uffd : r->uffd, UFFDIO_MOVE, &m);
         if (rc && m.move > 0)
             q->off += (size_t)m.move;
+        break;
+    }
+    case UZ_SYS_WRITE: {
+        struct iovec local = {.iov_base = (void *)(q->src + q->off), .iov_len = left};
+        struct iovec remote = {.iov_base = (void *)a, .iov_len = left};
+        ssize_t got = process_vm_writev(r->pid, &local, 1, &remote, 1, 0);
+        if (got >= 0 && (size_t)got < left) {
+            q->off += (size_t)got;
+            return got ? EAGAIN : EFAULT;
+        }
+        rc = got < 0 ? -1 : 0;
         break;
     }
     default:
@@ -171,6 +183,13 @@ int uz_region_sys_copy(struct uz_region *r, uint64_t first, const void *src, uns
     }
     *done = (unsigned)(q.off / UZ_PAGE_SIZE);
     return rc;
+}
+
+int uz_region_sys_copy_at(struct uz_region *r, uint64_t addr, const void *src)
+{
+    struct sys_req q = {
+        .op = UZ_SYS_COPY, .start = (uintptr_t)addr, .len = UZ_PAGE_SIZE, .src = (uintptr_t)src};
+    return sys_call(r, &q);
 }
 
 int uz_region_sys_zeropage(struct uz_region *r, uint64_t first, unsigned n, unsigned *done)
@@ -251,14 +270,64 @@ int uz_region_sys_move_run(struct uz_region *r, void *dst, const void *src, unsi
     return rc;
 }
 
-/* mlockall(MCL_CURRENT) locks the scratch too (MADV_DONTNEED on it then fails with EINVAL,
- * and its populate faults are answered with zero pages, see region_fault.c): unlock it, so that
- * it differs from mlock'ed region memory again, and free its first n pages. */
-int uz_region_sys_scratch_unlock(struct uz_region *r, unsigned n)
+int uz_region_sys_write(struct uz_region *r, uint64_t i, const void *src)
 {
-    if (munlock(r->scratch, (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE))
+    struct sys_req q = {.op = UZ_SYS_WRITE,
+                        .start = page_addr(r, i),
+                        .len = UZ_PAGE_SIZE,
+                        .src = (uintptr_t)src};
+    return sys_call(r, &q);
+}
+
+int uz_region_sys_unregister(struct uz_region *r, void *addr, size_t len)
+{
+    struct uffdio_range range = {.start = (uintptr_t)addr, .len = len};
+    return ioctl(r->uffd, UFFDIO_UNREGISTER, &range) ? -errno : 0;
+}
+
+/* mlockall(MCL_CURRENT) locks the scratch and the trash too (MADV_DONTNEED then fails with
+ * EINVAL, and its populate maps their pages: the scratch's faults are answered with zero
+ * pages, see region_fault.c, the trash raises none): unlock them, so that the scratch differs
+ * from mlock'ed region memory again, and empty them. */
+int uz_region_sys_scratch_unlock(struct uz_region *r)
+{
+    size_t bytes = (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE;
+    if (munlock(r->scratch, bytes) || (r->trash && munlock(r->trash, bytes)))
         return -errno;
-    return uz_region_sys_madvise(r, r->scratch, (size_t)n * UZ_PAGE_SIZE, MADV_DONTNEED);
+    if (r->trash)
+        (void)uz_region_sys_madvise(r, r->trash, bytes, MADV_DONTNEED);
+    return uz_region_sys_scratch_free(r, UZ_RECLAIM_BATCH);
+}
+
+/* Without REMOVE events the scratch is simply dropped. With them, its pages move to the trash
+ * (one call: holes allowed, the pages put back into the region left some) and are dropped
+ * there, which raises no event: trash_uffd asked for none. */
+int uz_region_sys_scratch_free(struct uz_region *r, unsigned n)
+{
+    size_t bytes = (size_t)n * UZ_PAGE_SIZE;
+    if (!r->trash_registered)
+        return uz_region_sys_madvise(r, r->scratch, bytes, MADV_DONTNEED);
+    for (int tries = 0;; tries++) {
+        struct sys_req q = {.op = UZ_SYS_TRASH,
+                            .start = (uintptr_t)r->trash,
+                            .len = bytes,
+                            .src = (uintptr_t)r->scratch,
+                            .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES};
+        int rc = sys_call(r, &q);
+        int mrc = q.off ? uz_region_sys_madvise(r, r->trash, q.off, MADV_DONTNEED) : 0;
+        if (!rc || (rc != -EEXIST && rc != -EINVAL && !mrc))
+            return rc ? rc : mrc;
+        if (tries || (mrc && mrc != -EINVAL))
+            return mrc ? mrc : rc;
+        /* The trash was populated (EEXIST), or the scratch or the trash locked (EINVAL), by
+         * mlockall(): unlock both, empty the trash, once more (the pages moved so far left
+         * holes in the scratch, which the move skips). */
+        size_t all = (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE;
+        if (munlock(r->scratch, all) || munlock(r->trash, all))
+            return -errno;
+        if ((rc = uz_region_sys_madvise(r, r->trash, all, MADV_DONTNEED)))
+            return rc;
+    }
 }
 
 /* Linux 6.13 lets a process use process_madvise() on itself with any advice, and from 6.16 the
@@ -378,25 +447,55 @@ static int uffd_new(int *mode)
     return errno == ENOSYS ? -ENOSYS : errno == EINVAL ? -EPERM : -errno;
 }
 
+/* The trash's userfaultfd: move only, no events (see r->trash). @return : the descriptor, or
+ * -1 (then the region asks for no REMOVE event either). */
+static int trash_open(void)
+{
+    int mode, fd = uffd_new(&mode);
+    if (fd < 0)
+        return -1;
+    struct uffdio_api api = {.api = UFFD_API, .features = UFFD_FEATURE_MOVE};
+    if (ioctl(fd, UFFDIO_API, &api)) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int uz_region_sys_open(struct uz_region *r)
 {
     /* Poison (for pages the device cannot return) and move (eviction that respects page pins)
-     * when the kernel has them; UFFDIO_API takes one try per descriptor, and refuses a feature
-     * it does not know with EINVAL. */
+     * when the kernel has them, and the events that tell the region what the application does
+     * to its memory (r->ev_remove); UFFDIO_API takes one try per descriptor, and refuses a
+     * feature it does not know with EINVAL. */
     static const uint64_t tries[] = {UFFD_FEATURE_POISON | UFFD_FEATURE_MOVE, UFFD_FEATURE_MOVE,
                                      UFFD_FEATURE_POISON, 0};
-    for (unsigned attempt = 0; attempt < sizeof(tries) / sizeof(tries[0]); attempt++) {
+    const uint64_t ev_map = UFFD_FEATURE_EVENT_UNMAP | UFFD_FEATURE_EVENT_REMAP;
+    if (!uz_region_force_no_move && r->trash_uffd < 0)
+        r->trash_uffd = trash_open();
+    for (unsigned attempt = 0; attempt < 2 * sizeof(tries) / sizeof(tries[0]); attempt++) {
         int fd = uffd_new(&r->mode);
         if (fd < 0)
             return fd;
         /* The faulting thread's id tells the fault threads which faults reclaim raised. */
-        uint64_t want = uz_region_force_no_move ? tries[attempt] & ~(uint64_t)UFFD_FEATURE_MOVE
-                                                : tries[attempt];
+        uint64_t want = tries[attempt / 2];
+        if (uz_region_force_no_move)
+            want &= ~(uint64_t)UFFD_FEATURE_MOVE;
+        if (!(attempt & 1)) /* first with the events, then without */
+            want |= ev_map | ((want & UFFD_FEATURE_MOVE) && r->trash_uffd >= 0
+                                  ? (uint64_t)UFFD_FEATURE_EVENT_REMOVE
+                                  : 0);
         struct uffdio_api api = {.api = UFFD_API, .features = want | UFFD_FEATURE_THREAD_ID};
         if (ioctl(fd, UFFDIO_API, &api) == 0) {
             r->uffd = fd;
             r->can_poison = (want & UFFD_FEATURE_POISON) != 0;
             r->can_move = (want & UFFD_FEATURE_MOVE) != 0;
+            r->ev_remove = (want & UFFD_FEATURE_EVENT_REMOVE) != 0;
+            r->ev_unmap = (want & ev_map) != 0;
+            if (!r->ev_remove && r->trash_uffd >= 0) {
+                close(r->trash_uffd);
+                r->trash_uffd = -1;
+            }
             return 0;
         }
         int e = errno;
@@ -407,22 +506,72 @@ int uz_region_sys_open(struct uz_region *r)
     return -EOPNOTSUPP;
 }
 
+/* Registers the runs of pages of the region that are not HOLE (all of it at create; in a
+ * forked child, not what the application unmapped, which may be its own mapping now). */
+static int register_region(struct uz_region *r, uint64_t *ioctls)
+{
+    *ioctls = ~0ull;
+    if (!r->pages) { /* at create: all of it */
+        struct uffdio_register reg = {
+            .range = {.start = (uintptr_t)r->base, .len = r->size},
+            .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+        };
+        if (ioctl(r->uffd, UFFDIO_REGISTER, &reg))
+            return errno == EINVAL ? -EOPNOTSUPP : -errno;
+        *ioctls = reg.ioctls;
+        return 0;
+    }
+    for (uint64_t i = 0; i < r->npages;) {
+        if (uz_pg_state(atomic_load_explicit(&r->pages[i], memory_order_relaxed)) ==
+            UZ_PG_HOLE) {
+            i++;
+            continue;
+        }
+        uint64_t j = i + 1;
+        while (j < r->npages &&
+               uz_pg_state(atomic_load_explicit(&r->pages[j], memory_order_relaxed)) !=
+                   UZ_PG_HOLE)
+            j++;
+        struct uffdio_register reg = {
+            .range = {.start = page_addr(r, i), .len = (j - i) * UZ_PAGE_SIZE},
+            .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+        };
+        if (ioctl(r->uffd, UFFDIO_REGISTER, &reg))
+            return errno == EINVAL ? -EOPNOTSUPP : -errno;
+        *ioctls &= reg.ioctls;
+        i = j;
+    }
+    return 0;
+}
+
 int uz_region_sys_register(struct uz_region *r)
 {
-    struct uffdio_register reg = {
-        .range = {.start = (uintptr_t)r->base, .len = r->size},
-        .mode = UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
-    };
-    if (ioctl(r->uffd, UFFDIO_REGISTER, &reg))
-        return errno == EINVAL ? -EOPNOTSUPP : -errno;
+    uint64_t ioctls;
+    int rc = register_region(r, &ioctls);
+    if (rc)
+        return rc;
     uint64_t need = (1ull << _UFFDIO_COPY) | (1ull << _UFFDIO_ZEROPAGE) | (1ull << _UFFDIO_WAKE) |
                     (1ull << _UFFDIO_WRITEPROTECT);
-    if ((reg.ioctls & need) != need)
+    if ((ioctls & need) != need)
         return -EOPNOTSUPP;
-    if (!(reg.ioctls & (1ull << _UFFDIO_POISON)))
+    if (!(ioctls & (1ull << _UFFDIO_POISON)))
         r->can_poison = false;
-    if (!(reg.ioctls & (1ull << _UFFDIO_MOVE)))
+    if (!(ioctls & (1ull << _UFFDIO_MOVE)))
         r->can_move = false;
+    if (r->ev_remove && r->can_move) {
+        /* Write-protect mode only: nothing ever waits for a fault of the trash (mlockall's
+         * populate just maps it). */
+        struct uffdio_register tr = {
+            .range = {.start = (uintptr_t)r->trash, .len = (size_t)UZ_RECLAIM_BATCH * UZ_PAGE_SIZE},
+            .mode = UFFDIO_REGISTER_MODE_WP,
+        };
+        if (ioctl(r->trash_uffd, UFFDIO_REGISTER, &tr))
+            r->can_move = false;
+        else
+            r->trash_registered = true;
+    }
+    if (r->ev_remove && !r->can_move)
+        return -EOPNOTSUPP; /* the region would drop pages with madvise: see r->ev_remove */
     if (r->can_move) {
         /* The destination of a move must be registered with the same userfaultfd. */
         struct uffdio_register scr = {
@@ -447,9 +596,16 @@ void uz_region_sys_close(struct uz_region *r)
     if (r->uffd < 0)
         return;
     /* Closing the descriptor unregisters everything too; unregistering first is tidier. */
-    struct uffdio_range range = {.start = (uintptr_t)r->base, .len = r->size};
-    if (r->base)
-        (void)ioctl(r->uffd, UFFDIO_UNREGISTER, &range);
+    if (r->base && !r->pages)
+        (void)uz_region_sys_unregister(r, r->base, r->size);
+    for (uint64_t i = 0; r->base && r->pages && i < r->npages;) {
+        uint64_t j = i;
+        while (j < r->npages && uz_pg_state(atomic_load_explicit(&r->pages[j], memory_order_relaxed)) != UZ_PG_HOLE)
+            j++;
+        if (j > i)
+            (void)uz_region_sys_unregister(r, r->base + i * UZ_PAGE_SIZE, (j - i) * UZ_PAGE_SIZE);
+        i = j + 1;
+    }
     struct uffdio_range bell = {.start = (uintptr_t)r->doorbell,
                                 .len = (size_t)r->nfault * UZ_PAGE_SIZE};
     if (r->doorbell)
@@ -460,4 +616,8 @@ void uz_region_sys_close(struct uz_region *r)
         (void)ioctl(r->uffd, UFFDIO_UNREGISTER, &scr);
     close(r->uffd);
     r->uffd = -1;
+    if (r->trash_uffd >= 0)
+        close(r->trash_uffd); /* unregisters the trash */
+    r->trash_uffd = -1;
+    r->trash_registered = false;
 }
