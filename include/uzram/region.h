@@ -43,15 +43,40 @@
  * uz_region_pin() around the I/O. mlock()'ed region memory stays resident and is not counted
  * against resident_limit.
  *
- * The application's own memory calls on region memory:
- *  - To drop a range (what MADV_DONTNEED / MADV_FREE / MADV_REMOVE do), call
- *    uz_region_discard(): the range reads back as zeros and its stored copies are freed.
- *    A raw madvise(MADV_DONTNEED) is safe (nothing hangs or crashes) but only half defined:
- *    resident pages read back as zeros, swapped-out ones may keep their old contents.
- *  - mprotect() is allowed: reclaim never reads a page it cannot read (PROT_NONE) and leaves it
- *    resident; pages in read-only ranges are swapped as usual and read back read-only. Made
- *    writable again, every page has its contents.
- *  - Do not mremap() or munmap() region memory.
+ * The application's own memory calls on region memory. The kernel tells the region about
+ * them through userfaultfd events (Linux 4.11+ for unmap and mremap; madvise needs UFFDIO_MOVE
+ * too, Linux 6.8+): uz_region_stat.events and .remove_events say whether it does. With them,
+ * the raw system calls behave like the library calls below, wherever they are made from:
+ *  - madvise(MADV_DONTNEED / MADV_FREE) and uz_region_discard(): the range reads back as
+ *    zeros (MADV_FREE: zeros or, for a page the kernel has not freed yet, its contents, as on
+ *    any memory) and its stored copies are freed. (MADV_REMOVE is refused by the kernel on
+ *    private memory.) Without remove_events a raw madvise is safe (nothing hangs or crashes)
+ *    but only half defined: resident pages read back as zeros, swapped-out ones may keep
+ *    their old contents.
+ *  - MADV_PAGEOUT reaches the kernel's own swap, not the region (the kernel does not say):
+ *    call uz_region_swapout().
+ *  - mprotect() / uz_region_protect(): reclaim never reads a page it cannot read (PROT_NONE)
+ *    and leaves it resident; pages in read-only ranges are kept resident (the kernel moves
+ *    only writable pages) or, swapped out before, read back read-only. Made writable again,
+ *    every page has its contents.
+ *  - munmap() / uz_region_unmap() of part of the region, and mmap(MAP_FIXED) over it: the
+ *    range becomes a hole (uz_region_stat.hole_pages), its stored copies freed, pins and
+ *    counts given back. The region never touches what the application maps there later, and
+ *    uz_region_destroy() leaves it mapped.
+ *  - mremap(): shrinking makes a hole of the tail; growing in place (over holes of the
+ *    region: uz_region_remap(), or a raw mremap without MREMAP_MAYMOVE) gives the region its
+ *    pages back, zeros; moving region memory elsewhere (MREMAP_MAYMOVE, MREMAP_FIXED) takes it
+ *    out of the region: its old place is a hole, its new place is ordinary memory with all of
+ *    its contents (the swapped-out pages are copied in while the event is handled). A mapping
+ *    of the region grown past the region's end is ordinary memory there.
+ *  - mlock()'ed region memory stays resident and is not counted against resident_limit.
+ * One window is left to raw munmap() (not to uz_region_unmap()): between the unmap and the
+ * moment a fault thread has read its event (microseconds), another thread of the application
+ * may map new memory at that address, and an eviction already under way may move a page of
+ * it out, find it unlike the stored copy and put it back with a write of the kernel's; a
+ * write to that page in the same instant could be overwritten. Unmap region memory with
+ * uz_region_unmap() where threads of the application race to map the same addresses.
+ * Without events (kernels before 4.11): do not mremap() or munmap() region memory.
  *
  * fork(): the child gets its own copy of every region, contents included, and may use it like
  * the parent (pin, swap, destroy; its device is a copy-on-write view of the parent's). Fork
@@ -139,6 +164,10 @@ struct uz_region_stat {
                                   their snapshot, and put back (no write is lost) */
     uint64_t stalls;           /* faults not served within watchdog_ms (one per episode): see
                                   uz_region_set_watchdog() */
+    uint64_t hole_pages;       /* pages the application unmapped (or moved away): not the
+                                  region's any more, see "memory calls" above */
+    bool events;               /* the kernel reports munmap/mremap of region memory */
+    bool remove_events;        /* ... and madvise(MADV_DONTNEED/MADV_FREE) */
 };
 
 /* uz_region_create() :
@@ -197,6 +226,30 @@ UZ_API int uz_region_unpin(struct uz_region *r, void *addr, size_t len);
  *            region has failed), or -errno of madvise (the pages it could not drop keep
  *            their contents). */
 UZ_API int uz_region_discard(struct uz_region *r, void *addr, size_t len);
+
+/* uz_region_unmap() :
+ *  munmap() of [addr, addr+len) of the region, which becomes a hole (see "memory calls"
+ *  above): stored copies freed, pins dropped; the region never touches the range again, nor
+ *  what the application maps there. Returns after the region has taken note.
+ *  @return : 0, -EINVAL (addr or len not page-aligned, or the range outside the region),
+ *            -EOPNOTSUPP (the kernel reports no unmap events), or -errno of munmap. */
+UZ_API int uz_region_unmap(struct uz_region *r, void *addr, size_t len);
+
+/* uz_region_remap() :
+ *  mremap() of [addr, addr+old_len), in place: shrinking makes a hole of the tail; growing
+ *  takes holes of the region right after it back (as zeros). Never moves.
+ *  @return : 0, -EINVAL (not page-aligned, a length 0, or the result outside the region),
+ *            -ENOMEM (growing over pages that are not holes, or over a mapping the
+ *            application placed in a hole), -EOPNOTSUPP (no unmap events), -errno of mremap
+ *            (e.g. -EFAULT: the old range is not one mapping). */
+UZ_API int uz_region_remap(struct uz_region *r, void *addr, size_t old_len, size_t new_len);
+
+/* uz_region_protect() :
+ *  mprotect() of [addr, addr+len) (see "memory calls" above for what reclaim does with
+ *  PROT_NONE and read-only pages). @return : 0, -EINVAL (not page-aligned, outside the
+ *  region, or prot other than PROT_READ/WRITE/EXEC), -ENOMEM (the range has a hole), or
+ *  -errno of mprotect. */
+UZ_API int uz_region_protect(struct uz_region *r, void *addr, size_t len, int prot);
 
 /* uz_region_swapout() :
  *  Swaps out every page overlapping [addr, addr+len) that is neither pinned nor written to

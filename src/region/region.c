@@ -545,6 +545,9 @@ int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
     st->clean_pages = state_count(r, UZ_PG_CLEAN);
     st->writeback_pages = state_count(r, UZ_PG_WB);
     st->swapped_pages = state_count(r, UZ_PG_SWAPPED);
+    st->hole_pages = state_count(r, UZ_PG_HOLE);
+    st->events = r->ev_unmap;
+    st->remove_events = r->ev_remove;
     st->pinned_pages = atomic_load(&r->pinned);
     st->resident_pages = st->dirty_pages + st->clean_pages + st->writeback_pages;
     struct uz_region_stats *c = &r->st;
@@ -962,4 +965,71 @@ long uz_region_swapout(struct uz_region *r, void *addr, size_t len)
     long n = swapout_pass(r, first, end, true);
     uz_dev_flush(r->dev);
     return n + swapout_pass(r, first, end, false);
+}
+
+/* ---- the application's mappings ---- */
+
+/* Whether [addr, addr+len) is page-aligned and inside the region: its pages in *first, *end. */
+static bool aligned_pages(struct uz_region *r, const void *addr, size_t len, uint64_t *first,
+                          uint64_t *end)
+{
+    return r && !((uintptr_t)addr & (UZ_PAGE_SIZE - 1)) && !(len & (UZ_PAGE_SIZE - 1)) &&
+           range_pages(r, addr, len, first, end);
+}
+
+int uz_region_unmap(struct uz_region *r, void *addr, size_t len)
+{
+    uint64_t first, end;
+    if (!aligned_pages(r, addr, len, &first, &end))
+        return -EINVAL;
+    if (!r->ev_unmap)
+        return -EOPNOTSUPP;
+    /* The UNMAP event makes the pages holes; taking read_lock once waits for its handling
+     * (the munmap returned only after a fault thread read it). */
+    if (munmap(addr, len))
+        return -errno;
+    pthread_mutex_lock(&r->read_lock);
+    pthread_mutex_unlock(&r->read_lock);
+    return 0;
+}
+
+int uz_region_remap(struct uz_region *r, void *addr, size_t old_len, size_t new_len)
+{
+    uint64_t first, end;
+    size_t span = old_len > new_len ? old_len : new_len;
+    if (!old_len || !new_len || !aligned_pages(r, addr, span, &first, &end))
+        return -EINVAL;
+    if (new_len == old_len)
+        return 0;
+    if (new_len < old_len)
+        return uz_region_unmap(r, (unsigned char *)addr + new_len, old_len - new_len);
+    if (!r->ev_unmap)
+        return -EOPNOTSUPP;
+    /* Growing in place only: over holes of the region, which the kernel checks (ENOMEM when
+     * anything is mapped there). The grown part is registered as the mapping it extends. */
+    uint64_t from = first + old_len / UZ_PAGE_SIZE;
+    for (uint64_t i = from; i < end; i++)
+        if (uz_pg_state(uz_region_pg_settled(r, i)) != UZ_PG_HOLE)
+            return -ENOMEM;
+    if (mremap(addr, old_len, new_len, 0) == MAP_FAILED)
+        return -errno;
+    for (uint64_t i = from; i < end; i++) {
+        uint64_t w = uz_region_pg_lock(r, i);
+        if (uz_pg_state(w) == UZ_PG_HOLE)
+            w = uz_pg_set_state(w, UZ_PG_EMPTY);
+        uz_region_pg_unlock(r, i, w);
+    }
+    return 0;
+}
+
+int uz_region_protect(struct uz_region *r, void *addr, size_t len, int prot)
+{
+    uint64_t first, end;
+    if (!aligned_pages(r, addr, len, &first, &end) ||
+        (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
+        return -EINVAL;
+    for (uint64_t i = first; i < end; i++)
+        if (uz_pg_state(uz_region_pg_settled(r, i)) == UZ_PG_HOLE)
+            return -ENOMEM; /* as mprotect says of an unmapped range */
+    return mprotect(addr, len, prot) ? -errno : 0;
 }

@@ -64,8 +64,10 @@ static const char *page_problem(uint64_t w, uint8_t k)
     bool present = k & 1, writable = k & 2;
     if (w & (UZ_PG_LOCK | UZ_PG_WAITERS))
         return "locked";
-    if (st > UZ_PG_SWAPPED)
+    if (st > UZ_PG_HOLE)
         return "bad state";
+    if (st == UZ_PG_HOLE)
+        return uz_pg_pins(w) || (w & (UZ_PG_KEPT | UZ_PG_INFLIGHT)) ? "a hole that counts" : NULL;
     if (uz_pg_resident(st) && !present)
         return "resident but not mapped";
     if (!uz_pg_resident(st) && present)
@@ -102,6 +104,7 @@ int uz_region_check(struct uz_region *r, struct uz_region_check_result *out)
         res.clean += uz_pg_state(w) == UZ_PG_CLEAN;
         res.writeback += uz_pg_state(w) == UZ_PG_WB;
         res.swapped += uz_pg_state(w) == UZ_PG_SWAPPED;
+        res.holes += uz_pg_state(w) == UZ_PG_HOLE;
         if ((w & UZ_PG_KEPT) && uz_pg_state(w) != UZ_PG_DIRTY && !bad && !res.bad_pages++) {
             res.first_bad = i;
             res.first_bad_word = w;
@@ -112,12 +115,12 @@ int uz_region_check(struct uz_region *r, struct uz_region_check_result *out)
     res.pages = r->npages;
     res.resident_counter = atomic_load(&r->resident);
     res.pinned_counter = atomic_load(&r->pinned);
-    for (unsigned st = UZ_PG_DIRTY; st <= UZ_PG_SWAPPED; st++)
+    for (unsigned st = UZ_PG_DIRTY; st < UZ_PG_NSTATES; st++)
         res.nstate[st] = (uint64_t)uz_counter_read(&r->nstate[st]);
-    const uint64_t counted[UZ_PG_SWAPPED + 1] = {0, res.dirty, res.clean, res.writeback,
-                                                 res.swapped};
+    const uint64_t counted[UZ_PG_NSTATES] = {0,           res.dirty,   res.clean,
+                                             res.writeback, res.swapped, res.holes};
     unsigned bad_state = 0;
-    for (unsigned st = UZ_PG_DIRTY; st <= UZ_PG_SWAPPED && !bad_state; st++)
+    for (unsigned st = UZ_PG_DIRTY; st < UZ_PG_NSTATES && !bad_state; st++)
         if (counted[st] != res.nstate[st])
             bad_state = st;
     if (res.bad_pages)

@@ -66,6 +66,8 @@ static void prepare_one(struct uz_region *r)
     while (r->nfree + r->ndone < UZ_REGION_NREQ)
         pthread_cond_wait(&r->req_cond, &r->lock);
     pthread_mutex_unlock(&r->lock);
+    /* No event half handled: the child registers what the page words say is the region's. */
+    pthread_mutex_lock(&r->read_lock);
     for (uint64_t i = 0; i < r->npages; i++)
         (void)uz_region_pg_lock(r, i);
     pthread_mutex_lock(&r->scratch_lock);
@@ -89,6 +91,7 @@ static void parent_one(struct uz_region *r)
      * WAITERS meanwhile, which the unlock clears and answers). */
     for (uint64_t i = 0; i < r->npages; i++)
         uz_region_pg_unlock(r, i, atomic_load_explicit(&r->pages[i], memory_order_relaxed));
+    pthread_mutex_unlock(&r->read_lock);
     uz_region_wake_reclaim(r);
 }
 

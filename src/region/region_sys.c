@@ -315,9 +315,10 @@ int uz_region_sys_scratch_free(struct uz_region *r, unsigned n)
                             .mode = UFFDIO_MOVE_MODE_ALLOW_SRC_HOLES};
         int rc = sys_call(r, &q);
         int mrc = q.off ? uz_region_sys_madvise(r, r->trash, q.off, MADV_DONTNEED) : 0;
-        if (!rc || (rc != -EEXIST && rc != -EINVAL && !mrc))
-            return rc ? rc : mrc;
-        if (tries || (mrc && mrc != -EINVAL))
+        if (!rc && !mrc)
+            return 0;
+        bool locked = rc == -EEXIST || rc == -EINVAL || mrc == -EINVAL;
+        if (tries || !locked || (mrc && mrc != -EINVAL))
             return mrc ? mrc : rc;
         /* The trash was populated (EEXIST), or the scratch or the trash locked (EINVAL), by
          * mlockall(): unlock both, empty the trash, once more (the pages moved so far left
