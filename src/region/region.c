@@ -626,6 +626,8 @@ static int unpin_range(struct uz_region *r, uint64_t first, uint64_t end)
 static int make_writable(struct uz_region *r, uint64_t i, uint64_t *w, bool *used)
 {
     unsigned st = uz_pg_state(*w);
+    if (st == UZ_PG_HOLE)
+        return -EINVAL; /* not the region's */
     if (st == UZ_PG_EMPTY || st == UZ_PG_SWAPPED) {
         unsigned char page[UZ_PAGE_SIZE] __attribute__((aligned(64)));
         int err = 0;

@@ -440,6 +440,30 @@ static void event_remove(struct uz_region *r, uint64_t first, uint64_t last)
     }
 }
 
+/* Reads every message waiting into the backlog (read_lock held), which lets the threads
+ * that wait for their events to be read go on: the kernel refuses the ioctls that fill pages
+ * (EAGAIN) while an event waits. */
+static void read_ahead(struct uz_region *r)
+{
+    while (r->bl_n < UZ_EV_BACKLOG) {
+        struct uffd_msg *m = &r->backlog[(r->bl_head + r->bl_n) % UZ_EV_BACKLOG];
+        if (read(r->uffd, m, sizeof(*m)) != (ssize_t)sizeof(*m))
+            break;
+        r->bl_n++;
+    }
+}
+
+/* Set on the fault threads (see uz_region_fault_read_ahead()). */
+static __thread bool on_fault_thread;
+
+void uz_region_fault_read_ahead(struct uz_region *r)
+{
+    if (!on_fault_thread || !r->ev_unmap || pthread_mutex_trylock(&r->read_lock))
+        return; /* another thread holds it: it is reading, or handling an event (and reads) */
+    read_ahead(r);
+    pthread_mutex_unlock(&r->read_lock);
+}
+
 /* REMAP (mremap moved [from, from+len) to `to`), read after the move: the pages that were
  * swapped out are copied into their new place, so that the moved memory keeps all of its
  * contents, and the new place is taken off the region's userfaultfd: it is plain memory now,
@@ -455,8 +479,16 @@ static void event_remap(struct uz_region_fault_thread *ft, uint64_t from, uint64
             uint64_t w = uz_region_pg_lock(r, i);
             if (uz_pg_state(w) == UZ_PG_SWAPPED) {
                 uint64_t dst = to + ((uintptr_t)r->base + i * UZ_PAGE_SIZE - from);
-                if (uz_dev_read_page(r->dev, i, ft->staging) ||
-                    uz_region_sys_copy_at(r, dst, ft->staging))
+                int rc = uz_dev_read_page(r->dev, i, ft->staging);
+                for (int tries = 0; !rc || (rc == -EAGAIN && tries < 200); tries++) {
+                    if ((rc = uz_region_sys_copy_at(r, dst, ft->staging)) != -EAGAIN)
+                        break;
+                    /* The event in the way (the old place's UNMAP) read, its thread takes a
+                     * moment to go on. */
+                    read_ahead(r);
+                    usleep(20);
+                }
+                if (rc)
                     uz_counter_add(&r->st.sys_errors, 1);
             }
             uz_region_pg_unlock(r, i, uz_region_hole_locked(r, i, w));
@@ -513,7 +545,15 @@ static ssize_t read_msg(struct uz_region_fault_thread *ft, struct uffd_msg *msg,
     } else {
         pthread_mutex_lock(&r->read_lock);
     }
-    ssize_t n = read(r->uffd, msg, sizeof(*msg));
+    ssize_t n;
+    if (r->bl_n) {
+        *msg = r->backlog[r->bl_head];
+        r->bl_head = (r->bl_head + 1) % UZ_EV_BACKLOG;
+        r->bl_n--;
+        n = sizeof(*msg);
+    } else {
+        n = read(r->uffd, msg, sizeof(*msg));
+    }
     int e = errno;
     if (n == (ssize_t)sizeof(*msg) && msg->event != UFFD_EVENT_PAGEFAULT) {
         handle_event(ft, msg);
@@ -557,6 +597,7 @@ void *uz_region_fault_main(void *arg)
     struct uz_region_fault_thread *ft = arg;
     struct uz_region *r = ft->r;
     uint64_t last = 0;
+    on_fault_thread = true;
     for (;;) {
         struct uffd_msg msg;
         ssize_t n = sizeof(msg);

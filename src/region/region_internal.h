@@ -202,6 +202,7 @@ struct pm_scan_arg {
 #define UZ_PG_LOCK_SPINS    128u   /* a page lock waiter spins this many times, then sleeps */
 #define UZ_SYS_RETRIES      64u    /* EINTR/EAGAIN without progress before a call gives up */
 #define UZ_FAULT_DEFER      256u   /* faults a fault thread keeps aside while waiting for room */
+#define UZ_EV_BACKLOG       256u   /* messages read ahead while an event is handled */
 
 /* ---- the page word ---- */
 enum uz_pg_state {
@@ -389,6 +390,11 @@ struct uz_region {
      * except REMAP's copies, which retry (region_fault.c). */
     bool ev_remove, ev_unmap;
     pthread_mutex_t read_lock;
+    /* Messages read ahead while an event was being handled (a REMAP's copies are refused
+     * while the next event waits to be read: the handler reads it), served before the
+     * descriptor is read again; under read_lock. */
+    struct uffd_msg backlog[UZ_EV_BACKLOG];
+    unsigned bl_head, bl_n;
 
     /* Watermarks in pages (limit 0: no reclaim). Faults wait while resident + n > limit;
      * reclaim starts above start_wm and evicts until resident - pending_evict <= stop_wm. */
@@ -590,6 +596,12 @@ UZ_HIDDEN void *uz_region_fault_main(void *arg);
  *            gives their reservation back); 0 with *err set when none could be. */
 UZ_HIDDEN unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_t first,
                                       unsigned n, uint64_t *words, bool write, int *err);
+
+/* uz_region_fault_read_ahead() :
+ *  On a fault thread whose ioctl the kernel refuses with EAGAIN while an event waits to be
+ *  read (and this thread would be the one to read it): reads the waiting messages into the
+ *  backlog, which this thread serves next, so that the ioctl can succeed. Elsewhere a no-op. */
+UZ_HIDDEN void uz_region_fault_read_ahead(struct uz_region *r);
 
 /* region_reclaim.c */
 UZ_HIDDEN void *uz_region_reclaim_main(void *arg);

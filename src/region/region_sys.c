@@ -153,6 +153,8 @@ static int sys_call(struct uz_region *r, struct sys_req *q)
         idle = q->off > before ? 0 : idle + 1;
         if (idle >= UZ_SYS_RETRIES)
             return -EAGAIN;
+        if (e == EAGAIN && q->op != UZ_SYS_MADVISE)
+            uz_region_fault_read_ahead(r); /* an unread event holds the mm as changing */
         if (idle > 4)
             sched_yield();
     }
