@@ -20,16 +20,20 @@
  *                which region.h's "FULL mode serves these kernel faults: nothing to pin" misses.
  *                Guards: that the rule is needed, is enough, and what exactly FULL mode serves.
  *   glibc        the abort itself, deterministically, in forked children: a seccomp
- *                user-notification filter stops a thread's contended pthread_mutex_lock() in
- *                its FUTEX_WAIT or FUTEX_LOCK_PI (after glibc's user-space atomic made the page
- *                resident and dirty), the supervising thread swaps the page out
- *                (uz_region_swapout) and lets the call continue. USER_ONLY unpinned, and FULL
- *                with a PI mutex unpinned: the child dies of SIGABRT with glibc's "The futex
- *                facility returned an unexpected error code". Pinned (either mode, PI or not):
- *                the swap-out drops nothing and the lock is handed over; FULL with a normal
- *                mutex unpinned: the page is dropped, the kernel's fault is served, the lock is
- *                handed over. Guards: the window region.h describes exists and no "recently
- *                used" rule could close it; pins close it.
+ *                user-notification filter stops a thread's wait in its futex call (a contended
+ *                pthread_mutex_lock's FUTEX_WAIT or FUTEX_LOCK_PI, pthread_cond_wait's or
+ *                sem_wait's FUTEX_WAIT_BITSET) after glibc's user-space atomics made the page
+ *                resident, the supervising thread swaps the page out (uz_region_swapout) and
+ *                lets the call continue. USER_ONLY unpinned (mutex, condvar, semaphore), and
+ *                FULL with a PI mutex unpinned: the child dies of SIGABRT with glibc's "The
+ *                futex facility returned an unexpected error code". A process-shared
+ *                semaphore's sem_post stopped the same way in its FUTEX_WAKE, USER_ONLY
+ *                unpinned: the wake fails with EFAULT, which glibc ignores: sem_post returns 0
+ *                and the waiter sleeps on (a lost wake-up: a hang, not an abort). Pinned
+ *                (either mode): the swap-out drops nothing and the wait ends normally; FULL
+ *                unpinned (all but PI): the page is dropped, the kernel's fault is served, the
+ *                wait ends normally. Guards: the window region.h describes exists and no
+ *                "recently used" rule could close it; pins close it.
  *   user_pinned  USER_ONLY (forced as root), 4096 pages under a resident limit of 64: 64 mutexes
  *                with condition variables and counters on 8 pinned pages spread over the
  *                region, a barrier, a pshared semaphore and a pshared rwlock on a ninth, a
@@ -41,8 +45,13 @@
  *                reclaim really ran, the pinned pages stay resident and writable (mincore, page
  *                words) throughout. Guards: pins keeping pages resident AND writable (a pinned
  *                page write-protected for writeback would make the kernel's PI writes fail)
- *                under reclaim and explicit swap-outs. Without the pins this case aborts within
- *                a second (checked by hand: glibc's futex error).
+ *                under reclaim and explicit swap-outs.
+ *   user_unpinned the same stress without any pin, in a child: it must die of SIGABRT with
+ *                glibc's futex error, or hang on a lost wake-up (a thread asleep in a shared
+ *                FUTEX_WAIT on a region word for seconds without waking once: a pshared
+ *                object's wake failed), within up to ten runs of the stress; in the normal
+ *                build it aborts within a second or two. Guards: that user_pinned passes
+ *                because of the pins, not because the stress misses the window.
  *   full         FULL mode, the same stress with only the PI mutex's page pinned: the other
  *                nine sync pages are swapped out over and over under the threads. No abort,
  *                counts exact, shadow matches. Guards: kernel-mode faults (futex reads,
@@ -53,10 +62,13 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
 #include <linux/futex.h>
 #include <linux/seccomp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <semaphore.h>
 #include <signal.h>
@@ -100,6 +112,23 @@ static double now_s(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* Reads fd to its end and closes it: the first errlen - 1 bytes into err[], 0-terminated. */
+static void read_all(int fd, char *err, size_t errlen)
+{
+    size_t n = 0;
+    char sink[512]; /* the rest is drained, so that the child never blocks on a full pipe */
+    for (;;) {
+        bool room = n + 1 < errlen;
+        ssize_t k = room ? read(fd, err + n, errlen - 1 - n) : read(fd, sink, sizeof(sink));
+        if (k <= 0)
+            break;
+        if (room)
+            n += (size_t)k;
+    }
+    err[n] = 0;
+    close(fd);
 }
 
 static struct uz_region *make_mode(size_t pages, size_t limit, bool user_only)
@@ -174,6 +203,7 @@ static struct {
     struct uz_region *r;
     unsigned char *base;
     unsigned npin;   /* the last npin sync pages are pinned */
+    bool pshared;    /* the semaphore and the rwlock are process-shared */
     unsigned iters;  /* per lock thread, a multiple of ST_BARRIER */
     unsigned rounds; /* ping-pong rounds per pair */
     uint64_t sync_page[ST_NSP];
@@ -186,6 +216,8 @@ static struct {
     _Atomic unsigned done; /* lock and ping-pong threads finished */
     _Atomic uint64_t mem_writes, mem_verifies, mem_swapouts, sync_swapouts;
 } st;
+
+static int st_report_fd = -1; /* stress() sends its region's range here (user_unpinned) */
 
 static uint64_t word_of(uint64_t p, uint64_t v, uint64_t j)
 {
@@ -350,10 +382,12 @@ static void init_sync(void)
     struct misc *mc = st.misc;
     memset(mc, 0, sizeof(*mc));
     CHECK_EQ(pthread_barrier_init(&mc->barrier, NULL, ST_NLOCK), 0);
-    CHECK_EQ(sem_init(&mc->sem, 1, 2), 0);
+    CHECK_EQ(sem_init(&mc->sem, st.pshared, 2), 0);
     pthread_rwlockattr_t ra;
     CHECK_EQ(pthread_rwlockattr_init(&ra), 0);
-    CHECK_EQ(pthread_rwlockattr_setpshared(&ra, PTHREAD_PROCESS_SHARED), 0);
+    CHECK_EQ(pthread_rwlockattr_setpshared(&ra, st.pshared ? PTHREAD_PROCESS_SHARED
+                                                           : PTHREAD_PROCESS_PRIVATE),
+             0);
     CHECK_EQ(pthread_rwlock_init(&mc->rw, &ra), 0);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutexattr_t ma;
@@ -389,7 +423,7 @@ static void check_pinned_resident(void)
 }
 
 /* npin: the last npin of the sync pages are pinned (ST_NSP: all; 1: the PI mutex's). */
-static void stress(const char *name, bool user_only, unsigned npin)
+static void stress(const char *name, bool user_only, unsigned npin, bool pshared)
 {
     alarm(SANITIZED ? 400 : 90);
     double t0 = now_s();
@@ -398,7 +432,12 @@ static void stress(const char *name, bool user_only, unsigned npin)
     struct uz_region_stat s0 = stat_of(st.r);
     CHECK_EQ(s0.mode, user_only ? UZ_REGION_MODE_USER_ONLY : UZ_REGION_MODE_FULL);
     st.base = uz_region_base(st.r);
+    if (st_report_fd >= 0) {
+        uint64_t range[2] = {(uintptr_t)st.base, (uint64_t)ST_PAGES * PAGE};
+        CHECK_EQ(write(st_report_fd, range, sizeof(range)), (ssize_t)sizeof(range));
+    }
     st.npin = npin;
+    st.pshared = pshared;
     st.iters = (SANITIZED ? 100 : 400) * ST_BARRIER;
     st.rounds = SANITIZED ? 10000 : 40000;
     st.ver = calloc(ST_PAGES, sizeof(*st.ver));
@@ -520,7 +559,144 @@ static void stress(const char *name, bool user_only, unsigned npin)
 
 static void case_user_pinned(void)
 {
-    stress("user_pinned", true, ST_NSP);
+    stress("user_pinned", true, ST_NSP, true);
+}
+
+/* Thread tid of process pid: sleeping in a shared FUTEX_WAIT(_BITSET) on [lo, hi)? Sets *addr
+ * and *nvcsw (its voluntary context switches) then. */
+static bool shared_wait_in(pid_t pid, pid_t tid, uint64_t lo, uint64_t hi, uint64_t *addr,
+                           uint64_t *nvcsw)
+{
+    char path[96], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/syscall", (int)pid, (int)tid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    long nr = -1;
+    unsigned long long a0 = 0, a1 = 0;
+    int got = fscanf(f, "%ld %llx %llx", &nr, &a0, &a1);
+    fclose(f);
+    unsigned cmd = (unsigned)a1 & FUTEX_CMD_MASK;
+    if (got != 3 || nr != SYS_futex || a0 < lo || a0 >= hi || (a1 & FUTEX_PRIVATE_FLAG) ||
+        (cmd != FUTEX_WAIT && cmd != FUTEX_WAIT_BITSET))
+        return false;
+    snprintf(path, sizeof(path), "/proc/%d/task/%d/status", (int)pid, (int)tid);
+    f = fopen(path, "r");
+    if (!f)
+        return false;
+    *nvcsw = 0;
+    while (fgets(line, sizeof(line), f))
+        if (sscanf(line, "voluntary_ctxt_switches: %llu", &a1) == 1)
+            *nvcsw = a1;
+    fclose(f);
+    *addr = a0;
+    return true;
+}
+
+/* The same without the pins, in a child: it must die of glibc's futex error, or hang on a lost
+ * wake-up: a thread asleep, without waking once, in a shared FUTEX_WAIT on a region word for
+ * seconds (a process-shared object's FUTEX_WAKE failed with EFAULT, which glibc ignores: see
+ * the glibc case). Either comes within a second or so in the normal build; the child runs the
+ * stress up to ten times. */
+static void case_user_unpinned(void)
+{
+    alarm(SANITIZED ? 600 : 120);
+    const double lost_s = SANITIZED ? 10 : 3;
+    int ep[2], ip[2];
+    CHECK_EQ(pipe(ep), 0);
+    CHECK_EQ(pipe(ip), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (!pid) {
+        struct rlimit no_core = {0, 0};
+        setrlimit(RLIMIT_CORE, &no_core);
+        setenv("LIBC_FATAL_STDERR_", "1", 1);
+        dup2(ep[1], 2);
+        close(ep[0]);
+        close(ep[1]);
+        close(ip[0]);
+        st_report_fd = ip[1];
+        for (int k = 0; k < 10; k++)
+            stress("user_unpinned (survived)", true, 0, true);
+        _exit(0);
+    }
+    close(ep[1]);
+    close(ip[1]);
+    CHECK_EQ(fcntl(ep[0], F_SETFL, O_NONBLOCK), 0);
+    CHECK_EQ(fcntl(ip[0], F_SETFL, O_NONBLOCK), 0);
+    char err[4096];
+    size_t nerr = 0;
+    uint64_t range[2] = {0, 0}, got[2];
+    pid_t stuck_tid = 0;
+    uint64_t stuck_addr = 0, stuck_nvcsw = 0;
+    double stuck_since = 0;
+    int status = 0;
+    bool lost = false;
+    for (;;) {
+        usleep(100000);
+        while (read(ip[0], got, sizeof(got)) == (ssize_t)sizeof(got))
+            memcpy(range, got, sizeof(range));
+        ssize_t k;
+        while (nerr + 1 < sizeof(err) && (k = read(ep[0], err + nerr, sizeof(err) - 1 - nerr)) > 0)
+            nerr += (size_t)k;
+        err[nerr] = 0;
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        CHECK(w == 0 || w == pid);
+        if (w == pid)
+            break;
+        if (!range[0])
+            continue;
+        char dir[64];
+        snprintf(dir, sizeof(dir), "/proc/%d/task", (int)pid);
+        DIR *d = opendir(dir);
+        if (!d)
+            continue;
+        bool still = false;
+        pid_t cand = 0;
+        uint64_t cand_addr = 0, cand_nvcsw = 0;
+        struct dirent *e;
+        while ((e = readdir(d))) {
+            uint64_t addr, nvcsw;
+            pid_t tid = (pid_t)atoi(e->d_name);
+            if (tid <= 0 || !shared_wait_in(pid, tid, range[0], range[0] + range[1], &addr, &nvcsw))
+                continue;
+            if (tid == stuck_tid && addr == stuck_addr && nvcsw == stuck_nvcsw) {
+                still = true; /* the same sleep, not woken since */
+                break;
+            }
+            if (!cand) {
+                cand = tid;
+                cand_addr = addr;
+                cand_nvcsw = nvcsw;
+            }
+        }
+        closedir(d);
+        if (!still) {
+            stuck_tid = cand;
+            stuck_addr = cand_addr;
+            stuck_nvcsw = cand_nvcsw;
+            stuck_since = now_s();
+        } else if (now_s() - stuck_since > lost_s) {
+            lost = true;
+            kill(pid, SIGKILL);
+            CHECK_EQ(waitpid(pid, &status, 0), pid);
+            break;
+        }
+    }
+    close(ep[0]);
+    close(ip[0]);
+    bool aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT &&
+                   strstr(err, "The futex facility returned an unexpected error code");
+    if (lost)
+        printf("user_unpinned: a lost wake-up (thread %d asleep in a shared FUTEX_WAIT on region "
+               "offset %#llx for %.0f s, never woken)\n",
+               (int)stuck_tid, (unsigned long long)(stuck_addr - range[0]), lost_s);
+    else
+        printf("user_unpinned: %s\n", aborted ? "SIGABRT (glibc's futex error)" : "survived");
+    if (!aborted && !lost)
+        fprintf(stderr, "user_unpinned: status %#x, stderr:\n%s\n", status, err);
+    CHECK(aborted || lost);
 }
 
 static void case_full(void)
@@ -532,7 +708,7 @@ static void case_full(void)
         printf("full: kernel faults are not served here (user-only mode): skipped\n");
         return;
     }
-    stress("full", false, 1); /* only the PI mutex's page */
+    stress("full", false, 1, true); /* only the PI mutex's page */
 }
 
 /* ---- the futex system call itself on swapped-out, pinned and clean pages ---- */
@@ -704,16 +880,29 @@ static void case_syscalls(void)
 #if defined(FX_AUDIT_ARCH) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define FX_SECCOMP 1
 
+/* What the contender waits on: each is on page 5 of the child's region. GX_WAKE: a
+ * process-shared semaphore, whose poster (not its waiter) is stopped, in its FUTEX_WAKE. */
+enum gx_obj { GX_MUTEX, GX_PI, GX_COND, GX_SEM, GX_WAKE };
+
 static struct {
+    enum gx_obj obj;
     pthread_mutex_t *m;
-    int pipe[2]; /* the contender sends the listener fd (or -errno) */
+    pthread_cond_t *c;
+    sem_t *sem;
+    uint32_t *flag; /* under m: the condition of the COND variant */
+    int pipe[2];    /* the contender sends the listener fd (or -errno) */
+    _Atomic bool done;
+    _Atomic pid_t waiter; /* the contender's thread id */
 } gx;
 
 /* Installs, on the calling thread only, a filter that stops its FUTEX_WAIT(_BITSET) and
- * FUTEX_LOCK_PI calls on `word` for a supervisor. @return : the listener fd, or -errno. */
-static int trap_futex_wait(const void *word)
+ * FUTEX_LOCK_PI calls (`wake`: its FUTEX_WAKE calls) on words of `page` for a supervisor.
+ * @return : the listener fd, or -errno. */
+static int trap_futex(const void *page, bool wake)
 {
-    uint64_t a = (uint64_t)(uintptr_t)word;
+    const uint32_t c1 = wake ? FUTEX_WAKE : FUTEX_WAIT, c2 = wake ? FUTEX_WAKE : FUTEX_WAIT_BITSET,
+                   c3 = wake ? FUTEX_WAKE : FUTEX_LOCK_PI;
+    uint64_t a = (uint64_t)(uintptr_t)page;
     struct sock_filter f[] = {
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FX_AUDIT_ARCH, 1, 0),
@@ -722,6 +911,7 @@ static int trap_futex_wait(const void *word)
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_futex, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0])),
+        BPF_STMT(BPF_ALU | BPF_AND | BPF_K, ~(uint32_t)(PAGE - 1)),
         BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)a, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[0]) + 4),
@@ -729,9 +919,9 @@ static int trap_futex_wait(const void *word)
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, args[1])),
         BPF_STMT(BPF_ALU | BPF_AND | BPF_K, FUTEX_CMD_MASK & 0xff),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAIT, 3, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_WAIT_BITSET, 2, 0),
-        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, FUTEX_LOCK_PI, 1, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, c1, 3, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, c2, 2, 0),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, c3, 1, 0),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
         BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_USER_NOTIF),
     };
@@ -745,21 +935,80 @@ static int trap_futex_wait(const void *word)
 
 static void *contender_main(void *arg)
 {
-    (void)arg;
-    int fd = trap_futex_wait(&gx.m->__data.__lock);
-    CHECK_EQ(write(gx.pipe[1], &fd, sizeof(fd)), (ssize_t)sizeof(fd));
-    if (fd < 0)
-        return NULL;
-    CHECK_EQ(pthread_mutex_lock(gx.m), 0); /* contended: stops in FUTEX_WAIT or LOCK_PI */
-    CHECK_EQ(pthread_mutex_unlock(gx.m), 0);
+    atomic_store(&gx.waiter, (pid_t)syscall(SYS_gettid));
+    if (gx.obj != GX_WAKE) { /* (GX_WAKE's waiter is not stopped: its poster is) */
+        int fd = trap_futex(arg, false);
+        CHECK_EQ(write(gx.pipe[1], &fd, sizeof(fd)), (ssize_t)sizeof(fd));
+        if (fd < 0)
+            return NULL;
+    }
+    switch (gx.obj) {
+    case GX_MUTEX:
+    case GX_PI: /* contended: stops in FUTEX_WAIT or FUTEX_LOCK_PI */
+        CHECK_EQ(pthread_mutex_lock(gx.m), 0);
+        CHECK_EQ(pthread_mutex_unlock(gx.m), 0);
+        break;
+    case GX_COND: /* stops in FUTEX_WAIT_BITSET on the condition variable's signals word */
+        CHECK_EQ(pthread_mutex_lock(gx.m), 0);
+        while (!*gx.flag)
+            CHECK_EQ(pthread_cond_wait(gx.c, gx.m), 0);
+        CHECK_EQ(pthread_mutex_unlock(gx.m), 0);
+        break;
+    case GX_SEM:  /* value 0: stops in FUTEX_WAIT_BITSET */
+    case GX_WAKE: /* value 0: sleeps in FUTEX_WAIT_BITSET (shared) */
+        while (sem_wait(gx.sem))
+            CHECK_EQ(errno, EINTR);
+        break;
+    }
+    atomic_store(&gx.done, true);
     return NULL;
 }
 
-/* The child: a mutex (PTHREAD_PRIO_INHERIT when `pi`) on page 5 of a fresh region, held by
- * this thread; another thread's contended lock is stopped in its FUTEX_WAIT (FUTEX_LOCK_PI)
- * while the page is swapped out, then continued. Exits 0 when the lock was handed over, 77
- * without seccomp; dies of glibc's abort otherwise. */
-static void glibc_child(bool user_only, bool pinned, bool pi)
+/* GX_WAKE: posts the semaphore, stopped in its FUTEX_WAKE. */
+static void *poster_main(void *arg)
+{
+    int fd = trap_futex(arg, true);
+    CHECK_EQ(write(gx.pipe[1], &fd, sizeof(fd)), (ssize_t)sizeof(fd));
+    if (fd >= 0)
+        CHECK_EQ(sem_post(gx.sem), 0); /* glibc ignores the wake's EFAULT: the post "works" */
+    return NULL;
+}
+
+/* Whether thread `tid` of this process sleeps in a futex system call. */
+static bool in_futex(pid_t tid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+    FILE *f = fopen(path, "r");
+    CHECK(f);
+    long nr = -1;
+    int got = fscanf(f, "%ld", &nr);
+    fclose(f);
+    return got == 1 && nr == SYS_futex;
+}
+
+/* Answers the contender's later stops (a woken waiter may wait again) until it is done. */
+static void serve_until_done(int fd)
+{
+    while (!atomic_load(&gx.done)) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 10) <= 0)
+            continue;
+        struct seccomp_notif req;
+        memset(&req, 0, sizeof(req));
+        if (ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req))
+            continue;
+        struct seccomp_notif_resp resp = {.id = req.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
+        ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp);
+    }
+}
+
+/* The child: a mutex (PTHREAD_PRIO_INHERIT for GX_PI, held by this thread), a condition
+ * variable or a semaphore (value 0) on page 5 of a fresh region; another thread's wait on it is
+ * stopped in its futex call while the page is swapped out, then continued (GX_WAKE: the
+ * poster's wake is). Exits 0 when the wait ended normally (lock handed over, signal or post
+ * received), 3 when the wake-up was lost, 77 without seccomp; dies of glibc's abort otherwise. */
+static void glibc_child(bool user_only, bool pinned, enum gx_obj obj)
 {
     alarm(SANITIZED ? 120 : 30);
     setenv("LIBC_FATAL_STDERR_", "1", 1);
@@ -767,19 +1016,33 @@ static void glibc_child(bool user_only, bool pinned, bool pi)
     if (!user_only && stat_of(r).mode != UZ_REGION_MODE_FULL)
         _exit(UZT_SKIP);
     unsigned char *page = (unsigned char *)uz_region_base(r) + 5 * PAGE;
+    gx.obj = obj;
     gx.m = (pthread_mutex_t *)(page + 256);
+    gx.c = (pthread_cond_t *)(page + 512);
+    gx.sem = (sem_t *)(page + 768);
+    gx.flag = (uint32_t *)(page + 1024);
     if (pinned)
         CHECK_EQ(uz_region_pin(r, page, PAGE), 0);
     pthread_mutexattr_t ma;
     CHECK_EQ(pthread_mutexattr_init(&ma), 0);
-    if (pi)
+    if (obj == GX_PI)
         CHECK_EQ(pthread_mutexattr_setprotocol(&ma, PTHREAD_PRIO_INHERIT), 0);
     CHECK_EQ(pthread_mutex_init(gx.m, &ma), 0);
     pthread_mutexattr_destroy(&ma);
-    CHECK_EQ(pthread_mutex_lock(gx.m), 0);
+    CHECK_EQ(pthread_cond_init(gx.c, NULL), 0);
+    CHECK_EQ(sem_init(gx.sem, obj == GX_WAKE, 0), 0);
+    *gx.flag = 0;
+    if (obj == GX_MUTEX || obj == GX_PI)
+        CHECK_EQ(pthread_mutex_lock(gx.m), 0);
     CHECK_EQ(pipe(gx.pipe), 0);
-    pthread_t t;
-    CHECK_EQ(pthread_create(&t, NULL, contender_main, NULL), 0);
+    pthread_t t, w;
+    CHECK_EQ(pthread_create(&t, NULL, contender_main, page), 0);
+    if (obj == GX_WAKE) {
+        /* The waiter goes to sleep (the page resident), then the poster starts. */
+        while (!atomic_load(&gx.waiter) || !in_futex(atomic_load(&gx.waiter)))
+            usleep(1000);
+        CHECK_EQ(pthread_create(&w, NULL, poster_main, page), 0);
+    }
     int fd;
     CHECK_EQ(read(gx.pipe[0], &fd, sizeof(fd)), (ssize_t)sizeof(fd));
     if (fd < 0) {
@@ -790,12 +1053,34 @@ static void glibc_child(bool user_only, bool pinned, bool pi)
     memset(&req, 0, sizeof(req));
     CHECK_EQ(ioctl(fd, SECCOMP_IOCTL_NOTIF_RECV, &req), 0);
     CHECK_EQ(req.data.nr, SYS_futex);
-    CHECK_EQ(req.data.args[0], (uint64_t)(uintptr_t)&gx.m->__data.__lock);
-    CHECK_EQ(req.data.args[1] & FUTEX_CMD_MASK, pi ? FUTEX_LOCK_PI : FUTEX_WAIT);
-    if (!pi)
+    uintptr_t word = (uintptr_t)req.data.args[0];
+    unsigned cmd = (unsigned)req.data.args[1] & FUTEX_CMD_MASK;
+    switch (obj) {
+    case GX_MUTEX:
+        CHECK_EQ(word, (uintptr_t)&gx.m->__data.__lock);
+        CHECK_EQ(cmd, FUTEX_WAIT);
         CHECK_EQ(req.data.args[2], 2); /* glibc's "locked, with waiters" */
-    /* glibc's atomic (a failed compare-and-swap for PI: a write access all the same) made the
-     * page resident and dirty; the contender is between that atomic and its futex call: the
+        break;
+    case GX_PI:
+        CHECK_EQ(word, (uintptr_t)&gx.m->__data.__lock);
+        CHECK_EQ(cmd, FUTEX_LOCK_PI);
+        break;
+    case GX_COND:
+        CHECK(word >= (uintptr_t)gx.c && word < (uintptr_t)(gx.c + 1));
+        CHECK_EQ(cmd, FUTEX_WAIT_BITSET);
+        break;
+    case GX_SEM:
+        CHECK(word >= (uintptr_t)gx.sem && word < (uintptr_t)(gx.sem + 1));
+        CHECK_EQ(cmd, FUTEX_WAIT_BITSET);
+        break;
+    case GX_WAKE:
+        CHECK(word >= (uintptr_t)gx.sem && word < (uintptr_t)(gx.sem + 1));
+        CHECK_EQ(cmd, FUTEX_WAKE);
+        CHECK(req.data.args[1] & FUTEX_PRIVATE_FLAG ? 0 : 1); /* shared */
+        break;
+    }
+    /* glibc's user-space atomics (for PI a failed compare-and-swap: a write access all the
+     * same) made the page resident; the contender is between them and its futex call: the
      * window region.h describes. */
     CHECK(resident(page));
     CHECK_EQ(uz_region_swapout(r, page, PAGE), pinned ? 0 : 1);
@@ -803,17 +1088,47 @@ static void glibc_child(bool user_only, bool pinned, bool pi)
     struct seccomp_notif_resp resp = {.id = req.id, .flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE};
     CHECK_EQ(ioctl(fd, SECCOMP_IOCTL_NOTIF_SEND, &resp), 0);
     usleep(50000); /* the contender sleeps in the kernel, or has aborted the process */
-    CHECK_EQ(pthread_mutex_unlock(gx.m), 0);
+    int code = 0;
+    switch (obj) {
+    case GX_MUTEX:
+    case GX_PI:
+        CHECK_EQ(pthread_mutex_unlock(gx.m), 0);
+        break;
+    case GX_COND:
+        CHECK_EQ(pthread_mutex_lock(gx.m), 0);
+        *gx.flag = 1;
+        CHECK_EQ(pthread_cond_signal(gx.c), 0);
+        CHECK_EQ(pthread_mutex_unlock(gx.m), 0);
+        break;
+    case GX_SEM:
+        CHECK_EQ(sem_post(gx.sem), 0);
+        break;
+    case GX_WAKE: {
+        CHECK_EQ(pthread_join(w, NULL), 0); /* its sem_post returned 0 */
+        usleep(150000);
+        bool lost = !atomic_load(&gx.done);
+        int val = -1;
+        CHECK_EQ(sem_getvalue(gx.sem, &val), 0);
+        if (lost) {
+            CHECK_EQ(val, 1); /* posted, and nobody woken: the waiter sleeps on */
+            CHECK(in_futex(atomic_load(&gx.waiter)));
+            CHECK_EQ(sem_post(gx.sem), 0); /* this thread's wake is not stopped: it works */
+        }
+        code = lost ? 3 : 0;
+        break;
+    }
+    }
+    serve_until_done(fd);
     CHECK_EQ(pthread_join(t, NULL), 0);
     if (pinned)
         CHECK_EQ(uz_region_unpin(r, page, PAGE), 0);
     CHECK_EQ(stat_of(r).failed, 0);
     uz_region_destroy(r);
-    _exit(0);
+    _exit(code);
 }
 
 /* Runs glibc_child in a child process. @return : its wait status (its stderr in err[]). */
-static int run_glibc_child(bool user_only, bool pinned, bool pi, char *err, size_t errlen)
+static int run_glibc_child(bool user_only, bool pinned, enum gx_obj obj, char *err, size_t errlen)
 {
     int ep[2];
     CHECK_EQ(pipe(ep), 0);
@@ -826,15 +1141,10 @@ static int run_glibc_child(bool user_only, bool pinned, bool pi, char *err, size
         dup2(ep[1], 2);
         close(ep[0]);
         close(ep[1]);
-        glibc_child(user_only, pinned, pi);
+        glibc_child(user_only, pinned, obj);
     }
     close(ep[1]);
-    size_t n = 0;
-    ssize_t k;
-    while (n + 1 < errlen && (k = read(ep[0], err + n, errlen - 1 - n)) > 0)
-        n += (size_t)k;
-    err[n] = 0;
-    close(ep[0]);
+    read_all(ep[0], err, errlen);
     int status;
     CHECK_EQ(waitpid(pid, &status, 0), pid);
     return status;
@@ -849,40 +1159,48 @@ static void case_glibc(void)
     alarm(SANITIZED ? 400 : 120);
     static const struct {
         const char *name;
-        bool user_only, pinned, pi, aborts;
+        bool user_only, pinned;
+        enum gx_obj obj;
+        int expect; /* 0: the wait ends normally, SIGABRT, or 3: the wake-up is lost */
     } v[] = {
-        {"glibc user_only unpinned", true, false, false, true},
-        {"glibc user_only pinned", true, true, false, false},
-        {"glibc full unpinned", false, false, false, false},
+        {"glibc user_only mutex unpinned", true, false, GX_MUTEX, SIGABRT},
+        {"glibc user_only cond unpinned", true, false, GX_COND, SIGABRT},
+        {"glibc user_only sem unpinned", true, false, GX_SEM, SIGABRT},
+        {"glibc user_only pshared sem_post unpinned", true, false, GX_WAKE, 3},
+        {"glibc user_only mutex pinned", true, true, GX_MUTEX, 0},
+        {"glibc user_only cond pinned", true, true, GX_COND, 0},
+        {"glibc user_only sem pinned", true, true, GX_SEM, 0},
+        {"glibc user_only pshared sem_post pinned", true, true, GX_WAKE, 0},
+        {"glibc user_only pi pinned", true, true, GX_PI, 0},
+        {"glibc full mutex unpinned", false, false, GX_MUTEX, 0},
+        {"glibc full cond unpinned", false, false, GX_COND, 0},
+        {"glibc full sem unpinned", false, false, GX_SEM, 0},
+        {"glibc full pshared sem_post unpinned", false, false, GX_WAKE, 0},
         /* FULL mode does not serve the PI futex's own fault-in (see syscalls_mode()). */
-        {"glibc full pi unpinned", false, false, true, true},
-        {"glibc full pi pinned", false, true, true, false},
-        {"glibc user_only pi pinned", true, true, true, false},
+        {"glibc full pi unpinned", false, false, GX_PI, SIGABRT},
+        {"glibc full pi pinned", false, true, GX_PI, 0},
     };
     for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
         char err[4096];
-        int status = run_glibc_child(v[i].user_only, v[i].pinned, v[i].pi, err, sizeof(err));
+        int status = run_glibc_child(v[i].user_only, v[i].pinned, v[i].obj, err, sizeof(err));
         if (WIFEXITED(status) && WEXITSTATUS(status) == UZT_SKIP) {
             printf("%s: skipped: %s", v[i].name, err);
             continue;
         }
         bool aborted = WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT;
+        bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+        bool lost = WIFEXITED(status) && WEXITSTATUS(status) == 3;
         printf("%s: %s\n", v[i].name,
-               aborted                                         ? "SIGABRT"
-               : WIFEXITED(status) && WEXITSTATUS(status) == 0 ? "lock handed over"
-                                                               : "unexpected status");
-        if (v[i].aborts) {
-            if (!aborted)
-                fprintf(stderr, "%s: status %#x, stderr:\n%s\n", v[i].name, status, err);
-            CHECK(aborted);
-            if (!strstr(err, "The futex facility returned an unexpected error code"))
-                fprintf(stderr, "%s: stderr:\n%s\n", v[i].name, err);
-            CHECK(strstr(err, "The futex facility returned an unexpected error code"));
-        } else {
-            if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-                fprintf(stderr, "%s: status %#x, stderr:\n%s\n", v[i].name, status, err);
-            CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-        }
+               aborted ? "SIGABRT"
+               : ok    ? "the wait ended normally"
+               : lost  ? "the wake-up was lost (sem_post returned 0, the waiter sleeps on)"
+                       : "unexpected status");
+        bool want = v[i].expect == SIGABRT ? aborted : v[i].expect == 3 ? lost : ok;
+        if (want && aborted && !strstr(err, "The futex facility returned an unexpected error code"))
+            want = false;
+        if (!want)
+            fprintf(stderr, "%s: status %#x, stderr:\n%s\n", v[i].name, status, err);
+        CHECK(want);
     }
 #else
     printf("glibc: no seccomp filter for this architecture: skipped\n");
@@ -899,6 +1217,7 @@ int main(int argc, char **argv)
         {"syscalls", case_syscalls},
         {"glibc", case_glibc},
         {"user_pinned", case_user_pinned},
+        {"user_unpinned", case_user_unpinned},
         {"full", case_full},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
