@@ -99,7 +99,7 @@
 #endif
 
 #ifdef __SANITIZE_THREAD__
-/* The glibc case forks after the stress cases ran threads (see test_region_fork.c). */
+/* The glibc and user_unpinned cases fork after other cases ran threads (see test_region_fork.c). */
 const char *__tsan_default_options(void);
 const char *__tsan_default_options(void)
 {
