@@ -9,10 +9,11 @@
  * dropped it; the read landed in the dropped page and the region later faulted back the old
  * contents (thousands of pages lost per run). Every write here is checked against a shadow
  * copy of the whole region: 0 lost pages. mlock: the locked pages stay resident (mincore), the
- * region never fails and nothing livelocks (alarm()). The file for direct I/O is made in the
- * current directory (the build directory): a filesystem with O_DIRECT (tmpfs has none), else
- * those parts are skipped. Runs in the normal, ASan and TSan builds, fewer rounds under the
- * sanitizers.
+ * region never fails and nothing livelocks (alarm()). mlockall(MCL_FUTURE) before create, or
+ * while a region exists: the region is neither populated nor locked, its limit holds, destroy
+ * returns (in a child process). The file for direct I/O is made in the current directory (the
+ * build directory): a filesystem with O_DIRECT (tmpfs has none), else those parts are skipped.
+ * Runs in the normal, ASan and TSan builds, fewer rounds under the sanitizers.
  */
 #include "harness.h"
 
@@ -46,6 +47,16 @@
 #endif
 #ifndef SANITIZED
 #define SANITIZED 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define TSAN 1
+#endif
+#endif
+#ifndef TSAN
+#define TSAN 0
 #endif
 
 static struct uz_region *r;
@@ -431,7 +442,248 @@ static void t_mlockall(void)
     destroy_region();
 }
 
-/* UZT_CASE=odirect|aio|vm_writev|mlock|mlockall|mlock_nomove runs that one alone. */
+/* ---- mlockall(MCL_FUTURE) and regions created after it ---- */
+
+/* Issue 8: mlockall(MCL_FUTURE) made the kernel populate and lock every mapping of a region made
+ * after it (the region itself, its scratch and doorbell), so the limit was ignored, and under
+ * the sanitizers destroy hung. Each case runs in a child forked first (this process is never
+ * locked), which a watchdog (alarm) and the parent's timeout end if anything hangs.
+ * The memory locked is measured as the kernel reports it: VmLck (/proc/self/status) is the
+ * size of the locked mappings, resident or not (glibc's 64 MiB malloc arenas of the library's
+ * threads count whole), Locked (/proc/self/smaps_rollup) the resident pages of those. Each of
+ * the library's threads has a stack of the default size, locked whole by MCL_FUTURE (not
+ * ONFAULT): FUT_THREADS of them with two workers (one fault thread, reclaim, two zramd). */
+#define FUT_NPAGES  16384u /* 64 MiB of region */
+#define FUT_LIMIT   256u   /* 1 MiB resident */
+#define FUT_THREADS 4u
+
+/* Page p of version v: a few random words, then a fill that compresses well (the pool stays
+ * small: what is locked is the library's, not the swapped data). */
+static void fut_fill(unsigned char *dst, uint64_t v, uint64_t p)
+{
+    uint64_t *w = (uint64_t *)dst;
+    for (unsigned j = 0; j < PAGE / 8; j++)
+        w[j] = j < 8 ? mix(v << 40 | p << 8 | j) : (v << 32 | p);
+}
+
+/* The value of `key:` in /proc/self/<file>, in kB, or -1. */
+static long proc_kib(const char *file, const char *key)
+{
+    char line[256];
+    long v = -1;
+    size_t n = strlen(key);
+    snprintf(line, sizeof(line), "/proc/self/%s", file);
+    FILE *f = fopen(line, "r");
+    CHECK(f);
+    while (fgets(line, sizeof(line), f))
+        if (!strncmp(line, key, n) && line[n] == ':')
+            v = strtol(line + n + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+/* Mappings in [a, a+len) whose VmFlags (/proc/self/smaps) say locked ("lo") or lock on
+ * fault ("lf"). */
+static unsigned locked_vmas(const unsigned char *a, size_t len)
+{
+    char line[512];
+    unsigned n = 0;
+    bool in = false;
+    FILE *f = fopen("/proc/self/smaps", "r");
+    CHECK(f);
+    while (fgets(line, sizeof(line), f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' ')) {
+            in = lo < (uintptr_t)a + len && hi > (uintptr_t)a;
+        } else if (in && !strncmp(line, "VmFlags:", 8)) {
+            n += strstr(line, " lo") || strstr(line, " lf");
+        }
+    }
+    fclose(f);
+    return n;
+}
+
+static unsigned fut_resident(const unsigned char *a)
+{
+    static unsigned char vec[FUT_NPAGES];
+    CHECK_EQ(mincore((void *)a, (size_t)FUT_NPAGES * PAGE, vec), 0);
+    unsigned k = 0;
+    for (unsigned p = 0; p < FUT_NPAGES; p++)
+        k += vec[p] & 1;
+    return k;
+}
+
+/* Fails if more than the library may lock under MCL_FUTURE was locked (kB): its threads'
+ * stacks and 16 MiB (its buffers, the device's and pool's first pages). A region populated and
+ * locked is 64 MiB more, each pool chunk populated and locked 64 MiB. Not checked under the
+ * sanitizers, whose runtimes lock their own memory for each thread (TSan: 64 MiB and more). */
+static void fut_check_locked(long kib)
+{
+    pthread_attr_t at;
+    size_t stack = 8u << 20;
+    if (!pthread_getattr_default_np(&at)) {
+        pthread_attr_getstacksize(&at, &stack);
+        pthread_attr_destroy(&at);
+    }
+    CHECK(SANITIZED || kib < (long)(FUT_THREADS * stack / 1024) + 16 * 1024);
+}
+
+static struct uz_region *fut_create(const char *what)
+{
+    struct uz_region_config cfg = {.size = (size_t)FUT_NPAGES * PAGE,
+                                   .resident_limit = (size_t)FUT_LIMIT * PAGE,
+                                   .workers = 2};
+    struct uz_region *fr = NULL;
+    long lck0 = proc_kib("status", "VmLck"), res0 = proc_kib("smaps_rollup", "Locked");
+    double t0 = now_s();
+    int rc = uz_region_create(&cfg, &fr);
+    if (rc == -ENOSYS || rc == -EPERM || rc == -EOPNOTSUPP)
+        _exit(UZT_SKIP);
+    CHECK_EQ(rc, 0);
+    double dt = now_s() - t0;
+    unsigned char *b = uz_region_base(fr);
+    unsigned res = fut_resident(b), vmas = locked_vmas(b, (size_t)FUT_NPAGES * PAGE);
+    long lck = proc_kib("status", "VmLck"), rlck = proc_kib("smaps_rollup", "Locked");
+    printf("%s: create s=%.3f resident_after_create=%u locked_vmas=%u VmLck=+%ld kB "
+           "Locked=+%ld kB\n",
+           what, dt, res, vmas, lck - lck0, rlck - res0);
+    CHECK(res <= 16);  /* not populated */
+    CHECK_EQ(vmas, 0); /* nor locked */
+    fut_check_locked(lck - lck0);
+    fut_check_locked(rlck - res0);
+    return fr;
+}
+
+/* Every page written with version v, then every page read back; the limit held throughout and
+ * the region's memory stays unlocked. */
+static void fut_use(struct uz_region *fr, const char *what, uint64_t v)
+{
+    unsigned char *b = uz_region_base(fr), want[PAGE];
+    for (uint64_t p = 0; p < FUT_NPAGES; p++)
+        fut_fill(b + p * PAGE, v, p);
+    unsigned bad = 0;
+    for (uint64_t p = 0; p < FUT_NPAGES; p++) {
+        fut_fill(want, v, p);
+        bad += memcmp(b + p * PAGE, want, PAGE) != 0;
+    }
+    struct uz_region_stat st;
+    CHECK_EQ(uz_region_stat(fr, &st), 0);
+    unsigned res = fut_resident(b);
+    printf("%s: bad_pages=%u resident=%llu mincore=%u kept=%llu swapouts=%llu failed=%d "
+           "VmLck=%ld kB Locked=%ld kB\n",
+           what, bad, (unsigned long long)st.resident_pages, res, (unsigned long long)st.kept_pages,
+           (unsigned long long)st.swapouts, st.failed, proc_kib("status", "VmLck"),
+           proc_kib("smaps_rollup", "Locked"));
+    CHECK_EQ(bad, 0);
+    CHECK_EQ(st.failed, 0);
+    CHECK(st.swapouts >= FUT_NPAGES - FUT_LIMIT);
+    CHECK_EQ(st.kept_pages, 0);
+    /* Faults reserve up to a readahead window past the limit before reclaim catches up. */
+    CHECK(st.resident_pages <= FUT_LIMIT + UZ_RA_MAX);
+    CHECK(res <= FUT_LIMIT + UZ_RA_MAX);
+    CHECK_EQ(locked_vmas(b, (size_t)FUT_NPAGES * PAGE), 0);
+}
+
+static void fut_destroy(struct uz_region *fr, const char *what)
+{
+    double t0 = now_s();
+    uz_region_destroy(fr);
+    printf("%s: destroy s=%.3f\n", what, now_s() - t0);
+}
+
+/* The mlockall() flags of a child: no MCL_CURRENT under the sanitizers (it would lock their
+ * shadow memory, terabytes of reserved address space), and MCL_FUTURE only with MCL_ONFAULT
+ * under TSan, whose runtime maps gigabytes it means to fill lazily: MCL_FUTURE populates them
+ * (1 GB locked here with gcc; once, with clang, a child grew to 24 GB and was OOM-killed). */
+static int fut_mlockall(int flags)
+{
+    if (SANITIZED)
+        flags &= ~MCL_CURRENT;
+    if (TSAN)
+        flags |= MCL_ONFAULT;
+    return (int)syscall(SYS_mlockall, flags);
+}
+
+/* mlockall(MCL_CURRENT | MCL_FUTURE [| MCL_ONFAULT]) before create: the region is neither
+ * populated nor locked, the limit holds, the resident memory locked stays the library's own,
+ * destroy returns. */
+static int fut_flags;
+static const char *fut_name;
+
+static void fut_before_child(void)
+{
+    if (fut_mlockall(MCL_CURRENT | fut_flags)) {
+        printf("mlockall: %s: skipped\n", strerror(errno));
+        _exit(UZT_SKIP);
+    }
+    long rlck0 = proc_kib("smaps_rollup", "Locked");
+    struct uz_region *fr = fut_create(fut_name);
+    fut_use(fr, fut_name, 1);
+    fut_use(fr, fut_name, 2);
+    fut_check_locked(proc_kib("smaps_rollup", "Locked") - rlck0);
+    fut_destroy(fr, fut_name);
+}
+
+/* MCL_FUTURE set while a region exists changes nothing for it; a region created afterwards is
+ * neither populated nor locked either. */
+static void fut_after_child(void)
+{
+    struct uz_region *a = fut_create("mcl_future_after");
+    fut_use(a, "mcl_future_after", 1);
+    if (fut_mlockall(MCL_FUTURE)) {
+        printf("mlockall: %s: skipped\n", strerror(errno));
+        _exit(UZT_SKIP);
+    }
+    long rlck0 = proc_kib("smaps_rollup", "Locked");
+    fut_use(a, "mcl_future_after", 2);
+    struct uz_region *b = fut_create("mcl_future_after");
+    fut_use(b, "mcl_future_after", 3);
+    fut_use(a, "mcl_future_after", 4);
+    fut_check_locked(proc_kib("smaps_rollup", "Locked") - rlck0);
+    fut_destroy(b, "mcl_future_after");
+    fut_destroy(a, "mcl_future_after");
+}
+
+/* Runs fn in a child (forked before it creates anything) and fails unless it exits 0 within
+ * `secs`; exit 77 (skip) is passed on as a skip of that case. */
+static void in_child(void (*fn)(void), const char *what, unsigned secs)
+{
+    fflush(NULL);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (!pid) {
+        alarm(secs); /* a hang in the child kills it (SIGALRM) */
+        fn();
+        exit(0);
+    }
+    int status = 0;
+    double t0 = now_s();
+    for (;;) {
+        pid_t w = waitpid(pid, &status, WNOHANG);
+        CHECK(w >= 0);
+        if (w == pid)
+            break;
+        if (now_s() - t0 > secs + 10) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &status, 0);
+            fprintf(stderr, "%s: the child did not finish in %u s\n", what, secs);
+            CHECK(0);
+        }
+        usleep(10000);
+    }
+    if (WIFEXITED(status) && WEXITSTATUS(status) == UZT_SKIP) {
+        printf("%s: skipped\n", what);
+        return;
+    }
+    if (WIFSIGNALED(status))
+        fprintf(stderr, "%s: the child died of signal %d\n", what, WTERMSIG(status));
+    else if (WEXITSTATUS(status))
+        fprintf(stderr, "%s: the child exited %d\n", what, WEXITSTATUS(status));
+    CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+/* UZT_CASE=odirect|aio|vm_writev|mlock|mlockall|mlock_nomove|mcl_future|mcl_future_onfault|
+ * mcl_future_after runs that one alone. */
 static bool wanted(const char *name)
 {
     const char *only = getenv("UZT_CASE");
@@ -459,6 +711,18 @@ int main(void)
         t_mlock();
     if (wanted("mlockall"))
         t_mlockall();
+    if (wanted("mcl_future")) {
+        fut_flags = MCL_FUTURE;
+        fut_name = "mcl_future";
+        in_child(fut_before_child, "mcl_future", SANITIZED ? 300 : 60);
+    }
+    if (wanted("mcl_future_onfault")) {
+        fut_flags = MCL_FUTURE | MCL_ONFAULT;
+        fut_name = "mcl_future_onfault";
+        in_child(fut_before_child, "mcl_future_onfault", SANITIZED ? 300 : 60);
+    }
+    if (wanted("mcl_future_after"))
+        in_child(fut_after_child, "mcl_future_after", SANITIZED ? 300 : 60);
     if (wanted("mlock_nomove")) {
         /* As on a kernel before 6.8: MADV_DONTNEED's EINVAL keeps the locked pages. */
         uz_region_force_no_move = true;

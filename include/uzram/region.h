@@ -40,8 +40,19 @@
  * process_vm_writev, RDMA) is safe with uz_region_stat.move_eviction (Linux 6.8+): a pinned
  * page is never evicted, and a write that lands after the page's snapshot is noticed when the
  * page is moved out. Without it (older kernels) such a write can be lost: pin the range with
- * uz_region_pin() around the I/O. mlock()'ed region memory stays resident and is not counted
- * against resident_limit.
+ * uz_region_pin() around the I/O.
+ *
+ * mlock() and mlockall(): region memory is swap, and mlockall(MCL_FUTURE) never locks it. A
+ * region created after MCL_FUTURE (with MCL_ONFAULT or not) is mapped neither populated nor
+ * locked and its resident limit holds; the library's own buffers are locked as they are first
+ * touched, as always (uz_region_stat.locked); the stacks and malloc arenas of its threads are
+ * new memory like any other, which MCL_FUTURE locks. MCL_FUTURE set while a region exists
+ * changes nothing for it (it applies to new mappings only). What the application locks itself
+ * stays resident and is not counted against resident_limit (uz_region_stat.kept_pages): a range
+ * mlock()'ed, or the whole region after mlockall(MCL_CURRENT) while it exists (which populates
+ * it); munlock() or munlockall() lets the pages be swapped again. An unprivileged process under
+ * MCL_FUTURE needs RLIMIT_MEMLOCK room for the region's size at create all the same: the kernel
+ * checks it when the memory is mapped, before the library can unlock it (-EAGAIN).
  *
  * The application's own memory calls on region memory. The kernel tells the region about
  * them through userfaultfd events (Linux 4.11+ for unmap and mremap; madvise needs UFFDIO_MOVE

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 /*
- * util.c - thread slots, backoff, sharded counters, the big-reader lock and size parsing.
+ * util.c - thread slots, backoff, sharded counters, the big-reader lock, size parsing and
+ * memory mappings that mlockall(MCL_FUTURE) leaves alone.
  * See util.h for what each is for.
  */
 #include "util.h"
@@ -10,6 +11,7 @@
 #include <linux/futex.h>
 #include <sched.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -157,4 +159,19 @@ int uz_parse_size(const char *s, uint64_t *out)
         return -EINVAL;
     *out = (uint64_t)v << shift;
     return 0;
+}
+
+void *uz_map_unlocked(size_t bytes, int flags)
+{
+    void *p = mmap(NULL, bytes, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+    /* The system call itself: the sanitizers' munlock() interceptor does nothing. */
+    if (syscall(SYS_munlock, p, bytes) || mprotect(p, bytes, PROT_READ | PROT_WRITE)) {
+        int e = errno;
+        munmap(p, bytes);
+        errno = e;
+        return NULL;
+    }
+    return p;
 }

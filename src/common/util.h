@@ -3,8 +3,8 @@
  * util.h - small helpers every module uses: likely/unlikely, cache-line alignment, a stable
  * per-thread slot number, sharded counters (per-thread shards summed on read, so hot-path
  * statistics never bounce a cache line between cores), a test-and-test-and-set spinlock, a
- * "big reader" lock for rare whole-object operations, futex wait/wake, and size parsing with
- * K/M/G suffixes.
+ * "big reader" lock for rare whole-object operations, futex wait/wake, size parsing with
+ * K/M/G suffixes, and anonymous memory that mlockall(MCL_FUTURE) leaves alone.
  * Depends on nothing else in the tree.
  */
 #ifndef UZ_UTIL_H
@@ -105,5 +105,18 @@ UZ_HIDDEN void uz_brlock_write_unlock(struct uz_brlock *b);
  *  surrounding white space and a trailing newline allowed), as the kernel's memparse does.
  *  @return : 0 and *out, or -EINVAL (empty, junk, overflow). */
 UZ_HIDDEN int uz_parse_size(const char *s, uint64_t *out);
+
+/* uz_map_unlocked() :
+ *  Maps `bytes` of private anonymous memory, read/write, mmap(2) `flags` added (MAP_NORESERVE),
+ *  that an earlier mlockall(MCL_FUTURE) neither populates nor locks: memory the library
+ *  populates as it needs it (the region and what userfaultfd must find empty, the device's
+ *  slot table, the pool's address space). MCL_FUTURE makes every new mapping VM_LOCKED, which
+ *  mmap populates whole (or, with MCL_ONFAULT, locks page by page as it is touched). Here it is
+ *  mapped PROT_NONE, which the populate skips (get_user_pages refuses an inaccessible mapping),
+ *  then unlocked, which clears VM_LOCKED and VM_LOCKONFAULT from it, then made accessible,
+ *  which populates only a VM_LOCKED mapping. An unprivileged process under MCL_FUTURE still
+ *  needs RLIMIT_MEMLOCK room for `bytes`: the kernel checks it at the mmap (EAGAIN).
+ *  @return : the mapping, or NULL with errno set. */
+UZ_HIDDEN void *uz_map_unlocked(size_t bytes, int flags);
 
 #endif

@@ -20,10 +20,11 @@ int uz_dev_init_storage(struct uz_dev *dev, uint64_t disksize)
     if (!nr_pages || disksize % UZ_PAGE_SIZE || nr_pages > (SIZE_MAX / sizeof(struct uz_slot)))
         return -EINVAL;
     size_t bytes = (size_t)nr_pages * sizeof(struct uz_slot);
-    /* Untouched slots cost no memory: the table is mapped lazily, like zram's vmalloc'd one. */
-    void *t = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    if (t == MAP_FAILED)
+    /* Untouched slots cost no memory: the table is mapped lazily, like zram's vmalloc'd one,
+     * even after mlockall(MCL_FUTURE), which would populate and lock it whole (16 bytes per
+     * page of disk: 1 GiB for 64 GiB). */
+    void *t = uz_map_unlocked(bytes, MAP_NORESERVE);
+    if (!t)
         return -ENOMEM;
     struct uz_pool *pool;
     int rc = uz_pool_create(&pool);

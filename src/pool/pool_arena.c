@@ -27,11 +27,13 @@
 #define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
 #endif
 
+/* Address space whose pages the pool populates as it needs them, and gives back with
+ * MADV_DONTNEED: never populated nor locked by mlockall(MCL_FUTURE), which would make each
+ * 64 MiB chunk resident at once and refuse the MADV_DONTNEED. */
 void *uz_arena_map_anon(size_t bytes)
 {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                   -1, 0);
-    if (p == MAP_FAILED)
+    void *p = uz_map_unlocked(bytes, MAP_NORESERVE);
+    if (!p)
         return NULL;
     madvise(p, bytes, MADV_NOHUGEPAGE); /* THP would make untouched pages resident */
     return p;

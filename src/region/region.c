@@ -217,12 +217,15 @@ void uz_region_note_sample(struct uz_region *r, bool written)
 /* ---- create / destroy ---- */
 
 /* Maps memory for the library's own use and locks it. `lazy` (the page words, 2 MiB per GiB of
- * region): locked as it is first touched (MLOCK_ONFAULT), so that create neither populates
- * nor locks the words of pages never used; a kernel without it leaves them unlocked. */
+ * region; snapshot and staging buffers): locked as it is first touched (MLOCK_ONFAULT), so that
+ * create neither populates nor locks the words of pages never used, and mapped so that an
+ * mlockall(MCL_FUTURE) does not either (uz_map_unlocked()); a kernel without MLOCK_ONFAULT
+ * leaves them unlocked. */
 static void *map_locked(size_t bytes, bool lazy, bool *locked)
 {
-    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
+    void *p = lazy ? uz_map_unlocked(bytes, 0)
+                   : mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (!p || p == MAP_FAILED)
         return NULL;
     if (lazy ? syscall(SYS_mlock2, p, bytes, MLOCK_ONFAULT) != 0 : mlock(p, bytes) != 0)
         *locked = false;
@@ -244,12 +247,12 @@ void uz_region_init_sync(struct uz_region *r)
 }
 
 /* Private anonymous memory of `bytes` starting at a multiple of `align` (a power of two), or
- * NULL. The address space around it is given back. */
+ * NULL, neither populated nor locked by mlockall(MCL_FUTURE) (uz_map_unlocked()). The address
+ * space around it is given back. */
 static void *map_aligned(size_t bytes, size_t align)
 {
-    unsigned char *p = mmap(NULL, bytes + align, PROT_READ | PROT_WRITE,
-                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (p == MAP_FAILED)
+    unsigned char *p = uz_map_unlocked(bytes + align, MAP_NORESERVE);
+    if (!p)
         return NULL;
     unsigned char *a = (unsigned char *)(((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1));
     if (a > p)
@@ -273,9 +276,11 @@ static void teardown(struct uz_region *r)
     unsigned running = 0;
     for (unsigned t = 0; r->ft && t < r->nfault; t++)
         running += r->ft[t].started;
-    /* mlockall() may have populated (and locked) the doorbell: empty it again first. */
+    /* mlockall(MCL_CURRENT) after create may have populated (and locked) the doorbell: empty
+     * it again first (raw munlock: the sanitizers' interceptor does nothing, and a locked page
+     * cannot be dropped). */
     if (running) {
-        (void)munlock(r->doorbell, (size_t)r->nfault * UZ_PAGE_SIZE);
+        (void)syscall(SYS_munlock, r->doorbell, (size_t)r->nfault * UZ_PAGE_SIZE);
         (void)uz_region_sys_madvise(r, r->doorbell, (size_t)r->nfault * UZ_PAGE_SIZE,
                                     MADV_DONTNEED);
     }
@@ -396,10 +401,15 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     int rc = uz_region_sys_open(r);
     if (rc)
         goto fail;
-    r->base = mmap(NULL, r->size, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (r->base == MAP_FAILED) {
-        r->base = NULL;
+    /* The region, its doorbell and its scratch (below) must be empty when userfaultfd is
+     * registered, and mlockall(MCL_FUTURE) would populate (and lock) them here: a page
+     * populated before the registration never faults (the region's pages would be written
+     * unseen, resident and never counted or evicted: the limit ignored; the doorbell's would
+     * not wake its fault thread at destroy unless emptied again, see teardown()). Region
+     * memory is swap, never locked by MCL_FUTURE, so that its resident limit holds (region.h:
+     * mlock): uz_map_unlocked() maps all three neither populated nor locked. */
+    r->base = uz_map_unlocked(r->size, MAP_NORESERVE);
+    if (!r->base) {
         rc = -errno;
         goto fail;
     }
@@ -409,10 +419,8 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     rc = uz_region_sys_madvise(r, r->base, r->size, MADV_NOHUGEPAGE);
     if (rc && rc != -EINVAL)
         goto fail;
-    r->doorbell = mmap(NULL, (size_t)r->nfault * UZ_PAGE_SIZE, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (r->doorbell == MAP_FAILED) {
-        r->doorbell = NULL;
+    r->doorbell = uz_map_unlocked((size_t)r->nfault * UZ_PAGE_SIZE, 0);
+    if (!r->doorbell) {
         rc = -ENOMEM;
         goto fail;
     }
