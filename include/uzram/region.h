@@ -32,9 +32,15 @@
  *    returned an unexpected error code"): pthread_mutex_lock when contended, pthread_cond_wait,
  *    sem_wait, pthread_barrier_wait. A private FUTEX_WAKE never reads the word and succeeds
  *    (glibc also ignores EFAULT from a wake); shared (pshared) futexes look the page up for both
- *    wait and wake (EFAULT); PI mutexes (FUTEX_LOCK_PI/UNLOCK_PI) write the word from the kernel,
+ *    wait and wake (EFAULT; glibc drops the failed wake, so a pshared waiter can sleep forever
+ *    instead of aborting); PI mutexes (FUTEX_LOCK_PI/UNLOCK_PI) write the word from the kernel,
  *    which fails on a write-protected (CLEAN or under writeback) page too. FULL mode serves
- *    these kernel faults: nothing to pin there.
+ *    these kernel faults, with one exception, in every mode: the private PI operations
+ *    (PTHREAD_PRIO_INHERIT mutexes: FUTEX_LOCK_PI, TRYLOCK_PI, UNLOCK_PI) and FUTEX_WAKE_OP
+ *    fault the word in with fixup_user_fault() without the retry userfaultfd needs, so they
+ *    fail with EFAULT on a swapped-out or write-protected page even in FULL mode (Linux 6.18;
+ *    shared PI mutexes look the page up first and work): pin the page of a PI mutex in both
+ *    modes (tests/test_region_futex.c shows each case).
  *
  * I/O into region memory by the kernel through page pins (O_DIRECT, Linux AIO, io_uring,
  * process_vm_writev, RDMA) is safe with uz_region_stat.move_eviction (Linux 6.8+): a pinned
@@ -80,7 +86,7 @@
  *    out of the region: its old place is a hole, its new place is ordinary memory with all of
  *    its contents (the swapped-out pages are copied in while the event is handled). A mapping
  *    of the region grown past the region's end is ordinary memory there.
- *  - mlock()'ed region memory stays resident and is not counted against resident_limit.
+ *  - mlock() / mlockall(): see above.
  * One window is left to raw munmap() (not to uz_region_unmap()): between the unmap and the
  * moment a fault thread has read its event (microseconds), another thread of the application
  * may map new memory at that address, and an eviction already under way may move a page of
