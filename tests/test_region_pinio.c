@@ -327,13 +327,18 @@ static pid_t start_helper(void)
     return pid;
 }
 
-static void t_vm_writev(void)
+/* putback_fails: every page found changed after its move cannot be put back (injected):
+ * its contents are stored instead (the path a page unmapped mid-eviction takes), still 0
+ * lost (a moved page used to be dropped with the scratch then). */
+static void t_vm_writev(bool putback_fails)
 {
     make_region(NPAGES, LIMIT);
     if (!full_mode()) {
         destroy_region();
         return;
     }
+    if (putback_fails)
+        uz_region_sys_inject(r, UZ_SYS_PUTBACK, 0, 1u << 30, EINVAL);
     scramble(NPAGES, NPAGES, 0);
     double t0 = now_s();
     unsigned lost = 0, rounds = 0;
@@ -359,7 +364,14 @@ static void t_vm_writev(void)
         rounds++;
         memcpy(base, shadow, (size_t)NPAGES * PAGE);
     }
-    finish("vm_writev", rounds, lost, t0);
+    struct uz_region_stat st = stat_now();
+    if (putback_fails) {
+        CHECK_EQ(st.evict_restored, 0);
+        CHECK(st.evict_saved > 0); /* the path was taken */
+        CHECK_EQ(st.failed, 0);
+        printf("vm_writev_putback: saved=%llu\n", (unsigned long long)st.evict_saved);
+    }
+    finish(putback_fails ? "vm_writev_putback" : "vm_writev", rounds, lost, t0);
     destroy_region();
 }
 
@@ -682,7 +694,7 @@ static void in_child(void (*fn)(void), const char *what, unsigned secs)
     CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 }
 
-/* UZT_CASE=odirect|aio|vm_writev|mlock|mlockall|mlock_nomove|mcl_future|mcl_future_onfault|
+/* UZT_CASE=odirect|aio|vm_writev|vm_writev_putback|mlock|mlockall|mlock_nomove|mcl_future|mcl_future_onfault|
  * mcl_future_after runs that one alone. */
 static bool wanted(const char *name)
 {
@@ -704,7 +716,9 @@ int main(void)
         close(fd);
     }
     if (wanted("vm_writev"))
-        t_vm_writev();
+        t_vm_writev(false);
+    if (wanted("vm_writev_putback"))
+        t_vm_writev(true);
     close(helper_cmd);
     waitpid(helper, NULL, 0);
     if (wanted("mlock"))

@@ -181,6 +181,8 @@ struct uz_region_stat {
                                   their snapshot, and put back (no write is lost) */
     uint64_t stalls;           /* faults not served within watchdog_ms (one per episode): see
                                   uz_region_set_watchdog() */
+    uint64_t evict_saved;      /* of evict_restored's kind, but the page could not be put back
+                                  (unmapped meanwhile): its contents stored instead */
     uint64_t hole_pages;       /* pages the application unmapped (or moved away): not the
                                   region's any more, see "memory calls" above */
     bool events;               /* the kernel reports munmap/mremap of region memory */
@@ -271,8 +273,9 @@ UZ_API int uz_region_protect(struct uz_region *r, void *addr, size_t len, int pr
 /* uz_region_swapout() :
  *  Swaps out every page overlapping [addr, addr+len) that is neither pinned nor written to
  *  meanwhile (like MADV_PAGEOUT), waiting for the compression.
- *  @return : the number of pages dropped from memory (>= 0), -EINVAL, or -EIO (the region has
- *            failed). */
+ *  @return : the number of evictions made (>= 0; a page another thread faulted back in
+ *            meanwhile and that was dropped again counts twice), -EINVAL, or -EIO (the region
+ *            has failed). */
 UZ_API long uz_region_swapout(struct uz_region *r, void *addr, size_t len);
 
 /* Why a fault stalls (uz_region_stall.reason). */

@@ -554,6 +554,7 @@ int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
     st->writeback_pages = state_count(r, UZ_PG_WB);
     st->swapped_pages = state_count(r, UZ_PG_SWAPPED);
     st->hole_pages = state_count(r, UZ_PG_HOLE);
+    st->evict_saved = (uint64_t)uz_counter_read(&r->st.evict_saved);
     st->events = r->ev_unmap;
     st->remove_events = r->ev_remove;
     st->pinned_pages = atomic_load(&r->pinned);

@@ -295,7 +295,7 @@ struct uz_region_stats {
     struct uz_counter major_faults, minor_faults, wp_faults, swapins, readahead_pages;
     struct uz_counter swapouts, swapouts_clean, writebacks, redirtied, throttled, read_errors;
     struct uz_counter wb_errors, sys_errors;
-    struct uz_counter evict_refused, evict_restored;
+    struct uz_counter evict_refused, evict_restored, evict_saved;
 };
 
 /* The watchdog (region_watchdog.c). */
@@ -329,6 +329,7 @@ enum uz_region_sys_op {
     UZ_SYS_MOVE,            /* UFFDIO_MOVE, either way between the region and the scratch */
     UZ_SYS_TRASH,           /* UFFDIO_MOVE from the scratch to the trash (r->trash_uffd) */
     UZ_SYS_WRITE,           /* process_vm_writev on this process (a moved page put back) */
+    UZ_SYS_PUTBACK,         /* uz_region_sys_put_back() as a whole (for tests) */
     UZ_SYS_NOPS
 };
 
@@ -527,6 +528,10 @@ UZ_HIDDEN int uz_region_sys_scratch_free(struct uz_region *r, unsigned n);
 /* uz_region_sys_scratch_unlock() : munlock of the scratch and the trash (mlockall locked
  *  them), then empties the whole scratch. @return : 0, -errno. */
 UZ_HIDDEN int uz_region_sys_scratch_unlock(struct uz_region *r);
+/* uz_region_sys_put_back() : page i, moved out to scratch page s, into the region again:
+ *  moved back, else copied in (UFFDIO_COPY), else written (process_vm_writev: the range no
+ *  longer registered, its event not handled yet). @return : 0, or the last error. */
+UZ_HIDDEN int uz_region_sys_put_back(struct uz_region *r, uint64_t i, unsigned char *s);
 /* uz_region_sys_write() : copies one page from src into page i of the region with
  *  process_vm_writev (a write of the kernel's: never crashes, faults like a system call).
  *  @return : 0, -EFAULT, -errno. */

@@ -160,16 +160,9 @@ static bool moved_intact(struct uz_region *r, uint64_t i, uint64_t w, const unsi
  * (stored: SWAPPED; the region fails if even that is refused). */
 static enum evict_out move_back(struct uz_region *r, uint64_t i, unsigned char *s)
 {
-    unsigned char *a = r->base + i * UZ_PAGE_SIZE;
-    unsigned done;
-    int rc = uz_region_sys_move(r, a, s);
-    if (rc)
-        rc = uz_region_sys_copy(r, i, s, 1, false, &done);
-    if (rc && rc != -EEXIST)
-        rc = uz_region_sys_write(r, i, s);
-    if (!rc)
+    if (!uz_region_sys_put_back(r, i, s))
         return EV_RESTORED;
-    uz_counter_add(&r->st.sys_errors, 1);
+    uz_counter_add(&r->st.evict_saved, 1);
     int wrc = uz_dev_write_page(r->dev, i, s);
     if (wrc)
         uz_region_set_failed(r, wrc);

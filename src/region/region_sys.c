@@ -281,6 +281,20 @@ int uz_region_sys_write(struct uz_region *r, uint64_t i, const void *src)
     return sys_call(r, &q);
 }
 
+int uz_region_sys_put_back(struct uz_region *r, uint64_t i, unsigned char *s)
+{
+    int e = injected(r, UZ_SYS_PUTBACK);
+    if (e)
+        return -e;
+    unsigned done;
+    int rc = uz_region_sys_move(r, (void *)page_addr(r, i), s);
+    if (rc)
+        rc = uz_region_sys_copy(r, i, s, 1, false, &done);
+    if (rc && rc != -EEXIST)
+        rc = uz_region_sys_write(r, i, s);
+    return rc;
+}
+
 int uz_region_sys_unregister(struct uz_region *r, void *addr, size_t len)
 {
     struct uffdio_range range = {.start = (uintptr_t)addr, .len = len};
