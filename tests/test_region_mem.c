@@ -222,7 +222,7 @@ static void unmap_once(bool user_only)
     wait_holes(r, 256);
     for (uint64_t p = 448; p < UN_HOLE_END; p++)
         fill(b, p, 2000);
-    CHECK_EQ(uz_region_unmap(r, b + 100 * PAGE, 3), -EINVAL);      /* not page-sized */
+    CHECK_EQ(uz_region_unmap(r, b + 100 * PAGE, 3), -EINVAL); /* not page-sized */
     CHECK_EQ(uz_region_protect(r, b + 250 * PAGE, 10 * PAGE, PROT_READ), -ENOMEM); /* a hole */
     CHECK_EQ(uz_region_pin(r, b + 260 * PAGE, PAGE), -EINVAL);
 
@@ -250,9 +250,9 @@ static void unmap_once(bool user_only)
     CHECK(st.orig_data_size <= (uint64_t)(UN_PAGES - 256) * PAGE);
     CHECK_EQ(st.failed, 0);
     settle_and_check(r);
-    fprintf(stderr, "  %s: %ld ops, %llu swapouts, %llu holes\n",
-            user_only ? "user-only" : "full", atomic_load(&un.ops),
-            (unsigned long long)st.swapouts, (unsigned long long)st.hole_pages);
+    fprintf(stderr, "  %s: %ld ops, %llu swapouts, %llu holes\n", user_only ? "user-only" : "full",
+            atomic_load(&un.ops), (unsigned long long)st.swapouts,
+            (unsigned long long)st.hole_pages);
     uz_region_destroy(r);
     /* The application's mappings outlive the region. */
     for (uint64_t p = UN_HOLE; p < UN_HOLE + 128; p++)
@@ -312,8 +312,7 @@ static void mremap_once(bool user_only)
     CHECK(stat_of(r).swapped_pages >= 50);
     unsigned char *to = mmap(NULL, 200 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     CHECK(to != MAP_FAILED);
-    CHECK(mremap(b + 600 * PAGE, 200 * PAGE, 200 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, to) ==
-          to);
+    CHECK(mremap(b + 600 * PAGE, 200 * PAGE, 200 * PAGE, MREMAP_MAYMOVE | MREMAP_FIXED, to) == to);
     wait_holes(r, 200);
     for (uint64_t k = 0; k < 200; k++) {
         const uint64_t *w = (const uint64_t *)(to + k * PAGE);

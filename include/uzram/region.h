@@ -222,8 +222,8 @@ UZ_API void uz_region_destroy(struct uz_region *r);
  *  Brings every page overlapping [addr, addr+len) in, writable, and keeps it resident until a
  *  matching uz_region_unpin(). Pins nest (up to 65535 per page). Needed only in
  *  UZ_REGION_MODE_USER_ONLY, around system calls on region memory; harmless otherwise.
- *  @return : 0, -EINVAL (range outside the region, or over a hole), -ENOMEM (more than half of resident_limit
- *            would be pinned, counting the ranges other threads' uz_region_pin() calls are
+ *  @return : 0, -EINVAL (range outside the region, or over a hole), -ENOMEM (more than half of
+ * resident_limit would be pinned, counting the ranges other threads' uz_region_pin() calls are
  *            pinning meanwhile; nothing is pinned then: retry after an unpin), -EIO (a page
  *            the device cannot return or the kernel would not map, or the region has failed;
  *            nothing is pinned then).

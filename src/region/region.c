@@ -295,8 +295,9 @@ static void teardown(struct uz_region *r)
     /* Not the holes: what is mapped there now is the application's. */
     for (uint64_t i = 0; r->base && i < r->npages;) {
         uint64_t j = i;
-        while (j < r->npages && (!r->pages || uz_pg_state(atomic_load_explicit(
-                                                  &r->pages[j], memory_order_relaxed)) != UZ_PG_HOLE))
+        while (j < r->npages &&
+               (!r->pages || uz_pg_state(atomic_load_explicit(&r->pages[j],
+                                                              memory_order_relaxed)) != UZ_PG_HOLE))
             j++;
         if (j > i)
             munmap(r->base + i * UZ_PAGE_SIZE, (j - i) * UZ_PAGE_SIZE);
@@ -884,8 +885,7 @@ static int discard_stubborn(struct uz_region *r, uint64_t idx, unsigned n, const
     }
     if (!any)
         return 0;
-    pthread_mutex_lock(&r->read_lock); /* the events of the calls above are handled */
-    pthread_mutex_unlock(&r->read_lock);
+    uz_region_events_settle(r); /* the events of the calls above are handled */
     for (unsigned k = 0; k < n; k++) {
         if (!stubborn[k])
             continue;
@@ -995,12 +995,11 @@ int uz_region_unmap(struct uz_region *r, void *addr, size_t len)
         return -EINVAL;
     if (!r->ev_unmap)
         return -EOPNOTSUPP;
-    /* The UNMAP event makes the pages holes; taking read_lock once waits for its handling
-     * (the munmap returned only after a fault thread read it). */
+    /* The UNMAP event makes the pages holes; uz_region_events_settle() waits for its
+     * handling (the munmap returned once a fault thread had read it). */
     if (munmap(addr, len))
         return -errno;
-    pthread_mutex_lock(&r->read_lock);
-    pthread_mutex_unlock(&r->read_lock);
+    uz_region_events_settle(r);
     return 0;
 }
 

@@ -117,8 +117,8 @@ int uz_region_check(struct uz_region *r, struct uz_region_check_result *out)
     res.pinned_counter = atomic_load(&r->pinned);
     for (unsigned st = UZ_PG_DIRTY; st < UZ_PG_NSTATES; st++)
         res.nstate[st] = (uint64_t)uz_counter_read(&r->nstate[st]);
-    const uint64_t counted[UZ_PG_NSTATES] = {0,           res.dirty,   res.clean,
-                                             res.writeback, res.swapped, res.holes};
+    const uint64_t counted[UZ_PG_NSTATES] = {0,           res.dirty, res.clean, res.writeback,
+                                             res.swapped, res.holes};
     unsigned bad_state = 0;
     for (unsigned st = UZ_PG_DIRTY; st < UZ_PG_NSTATES && !bad_state; st++)
         if (counted[st] != res.nstate[st])

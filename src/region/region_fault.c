@@ -464,13 +464,26 @@ void uz_region_fault_read_ahead(struct uz_region *r)
     pthread_mutex_unlock(&r->read_lock);
 }
 
+void uz_region_events_settle(struct uz_region *r)
+{
+    if (!r->ev_unmap)
+        return;
+    pthread_mutex_lock(&r->read_lock);
+    while (r->bl_n) {
+        /* Read ahead by a fault thread busy with a fault: it serves them right after. */
+        pthread_mutex_unlock(&r->read_lock);
+        usleep(20);
+        pthread_mutex_lock(&r->read_lock);
+    }
+    pthread_mutex_unlock(&r->read_lock);
+}
+
 /* REMAP (mremap moved [from, from+len) to `to`), read after the move: the pages that were
  * swapped out are copied into their new place, so that the moved memory keeps all of its
  * contents, and the new place is taken off the region's userfaultfd: it is plain memory now,
  * the application's, like the old place is a hole. A copy refused while another event waits
  * to be read (EAGAIN past the retries) leaves that page zero (counted in sys_errors). */
-static void event_remap(struct uz_region_fault_thread *ft, uint64_t from, uint64_t to,
-                        uint64_t len)
+static void event_remap(struct uz_region_fault_thread *ft, uint64_t from, uint64_t to, uint64_t len)
 {
     struct uz_region *r = ft->r;
     uint64_t first, last;

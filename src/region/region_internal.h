@@ -386,9 +386,9 @@ struct uz_region {
      * locks) is held by a fault thread across each read() of r->uffd and the handling of an
      * event it returned, so that every message read after an event is handled after it (a
      * fault on a page the application has just dropped never serves the old contents), and
-     * a thread that made an event-raising call waits for its handling by taking it once. The
-     * handling itself makes no userfaultfd ioctl that an unread event could refuse (EAGAIN)
-     * except REMAP's copies, which retry (region_fault.c). */
+     * a thread that made an event-raising call waits for its handling with
+     * uz_region_events_settle(). The handling itself makes no userfaultfd ioctl that an unread
+     * event could refuse (EAGAIN) except REMAP's copies, which retry (region_fault.c). */
     bool ev_remove, ev_unmap;
     pthread_mutex_t read_lock;
     /* Messages read ahead while an event was being handled (a REMAP's copies are refused
@@ -608,6 +608,12 @@ UZ_HIDDEN unsigned uz_region_fill_run(struct uz_region *r, unsigned char *stagin
  *  backlog, which this thread serves next, so that the ioctl can succeed. Elsewhere a no-op. */
 UZ_HIDDEN void uz_region_fault_read_ahead(struct uz_region *r);
 
+/* uz_region_events_settle() :
+ *  Returns once every event read so far is handled (read_lock free, the backlog empty): a
+ *  thread that made a call raising one (munmap, madvise: they return once it is read) sees
+ *  its effect after this. Holding no lock. */
+UZ_HIDDEN void uz_region_events_settle(struct uz_region *r);
+
 /* region_reclaim.c */
 UZ_HIDDEN void *uz_region_reclaim_main(void *arg);
 /* uz_region_drop() :
@@ -664,9 +670,9 @@ struct uz_region_check_result {
     const char *first_problem; /* what is wrong with it (a static string), or NULL */
     uint64_t resident, pinned; /* counted from the page words */
     uint64_t dirty, clean, writeback, swapped, holes; /* counted from the page words */
-    uint64_t nstate[UZ_PG_NSTATES];             /* r->nstate[], summed */
-    uint64_t resident_counter;                 /* r->resident */
-    uint64_t pinned_counter;                   /* r->pinned */
+    uint64_t nstate[UZ_PG_NSTATES];                   /* r->nstate[], summed */
+    uint64_t resident_counter;                        /* r->resident */
+    uint64_t pinned_counter;                          /* r->pinned */
     char msg[192]; /* a one-line summary of the first problem, "" when none */
 };
 /* uz_region_check() :

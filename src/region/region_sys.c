@@ -274,10 +274,8 @@ int uz_region_sys_move_run(struct uz_region *r, void *dst, const void *src, unsi
 
 int uz_region_sys_write(struct uz_region *r, uint64_t i, const void *src)
 {
-    struct sys_req q = {.op = UZ_SYS_WRITE,
-                        .start = page_addr(r, i),
-                        .len = UZ_PAGE_SIZE,
-                        .src = (uintptr_t)src};
+    struct sys_req q = {
+        .op = UZ_SYS_WRITE, .start = page_addr(r, i), .len = UZ_PAGE_SIZE, .src = (uintptr_t)src};
     return sys_call(r, &q);
 }
 
@@ -539,15 +537,13 @@ static int register_region(struct uz_region *r, uint64_t *ioctls)
         return 0;
     }
     for (uint64_t i = 0; i < r->npages;) {
-        if (uz_pg_state(atomic_load_explicit(&r->pages[i], memory_order_relaxed)) ==
-            UZ_PG_HOLE) {
+        if (uz_pg_state(atomic_load_explicit(&r->pages[i], memory_order_relaxed)) == UZ_PG_HOLE) {
             i++;
             continue;
         }
         uint64_t j = i + 1;
         while (j < r->npages &&
-               uz_pg_state(atomic_load_explicit(&r->pages[j], memory_order_relaxed)) !=
-                   UZ_PG_HOLE)
+               uz_pg_state(atomic_load_explicit(&r->pages[j], memory_order_relaxed)) != UZ_PG_HOLE)
             j++;
         struct uffdio_register reg = {
             .range = {.start = page_addr(r, i), .len = (j - i) * UZ_PAGE_SIZE},
@@ -617,7 +613,8 @@ void uz_region_sys_close(struct uz_region *r)
         (void)uz_region_sys_unregister(r, r->base, r->size);
     for (uint64_t i = 0; r->base && r->pages && i < r->npages;) {
         uint64_t j = i;
-        while (j < r->npages && uz_pg_state(atomic_load_explicit(&r->pages[j], memory_order_relaxed)) != UZ_PG_HOLE)
+        while (j < r->npages &&
+               uz_pg_state(atomic_load_explicit(&r->pages[j], memory_order_relaxed)) != UZ_PG_HOLE)
             j++;
         if (j > i)
             (void)uz_region_sys_unregister(r, r->base + i * UZ_PAGE_SIZE, (j - i) * UZ_PAGE_SIZE);
