@@ -98,9 +98,14 @@
  *      a leaf). The holder may sleep only in pthread_cond_(timed)wait on its own conditions.
  *   r->ra_lock (a spinlock, readahead streams) is a leaf taken under nothing else; its holder
  *   never blocks (a few loads and stores).
+ *   0b. r->read_lock (a pthread mutex): taken holding nothing, by a fault thread around a
+ *   read of the userfaultfd and the handling of an event (which takes page locks, ascending),
+ *   by uz_region_events_settle(), and by the fork prepare handler; a fault thread holding page
+ *   locks only trylocks it (uz_region_fault_read_ahead()). Its holder blocks on page locks and
+ *   in non-blocking reads only.
  *   0. Outside all of these: the fork list lock (region_fork.c), taken holding nothing by
  *   create and destroy, and by the fork prepare handler, which then takes, region by region,
- *   every page lock (ascending, after the writebacks drained), scratch_lock, the device
+ *   read_lock, every page lock (ascending, after the writebacks drained), scratch_lock, the device
  *   (uz_dev_fork_prepare), r->lock and r->ra_lock, and holds them all across the fork.
  * uz_dev_write_page_async() (which may block on a full queue) is only called holding no lock.
  * No page lock is held across anything that needs another thread: the snapshot copy, which may
