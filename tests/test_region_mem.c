@@ -16,6 +16,9 @@
  *            with its contents, the old place is a hole
  *   churn    threads that munmap, re-map (grow in place) and madvise random chunks while
  *            others write and verify: no hang, no lost page, the checker agrees at the end
+ *   fork     fork while threads unmap and re-map chunks: in the child every page its region
+ *            calls its own is mapped (an UNMAP not handled before the fork used to leave the
+ *            child a page that is not), the region has not failed, the checker agrees
  * Every case in FULL mode and, where the kernel sends events to it, user-only mode; under
  * alarm(). Runs in the normal, ASan and TSan builds.
  * Usage: test_region_mem [case...] (default: all).
@@ -24,12 +27,19 @@
 
 #include <pthread.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "region_harness.h"
 
 #define PAGE UZ_PAGE_SIZE
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED_BUILD 1
+#else
+#define SANITIZED_BUILD 0
+#endif
 
 #ifndef MREMAP_FIXED
 #define MREMAP_FIXED 2
@@ -482,16 +492,90 @@ static void t_churn(void)
     alarm(0);
 }
 
+/* ---- fork while the application unmaps and re-maps ---- */
+
+/* A child of a fork taken while another thread unmaps, grows back and drops chunks: every
+ * page the child's region says is its own is mapped (a page of a range an unhandled UNMAP took
+ * away would crash the read), the region has not failed, and the checker agrees. */
+static void fork_child(void)
+{
+    alarm(20);
+    struct uz_region_stat st = stat_of(ch.r);
+    CHECK_EQ(st.failed, 0);
+    uint64_t holes = 0;
+    for (uint64_t p = 0; p < CH_PAGES; p++) {
+        if (uz_pg_state(atomic_load(&ch.r->pages[p])) == UZ_PG_HOLE) {
+            holes++;
+            continue;
+        }
+        (void)*(volatile unsigned char *)(ch.b + p * PAGE);
+    }
+    CHECK_EQ(stat_of(ch.r).hole_pages, holes);
+    settle_and_check(ch.r);
+    _exit(0);
+}
+
+static void fork_once(bool user_only)
+{
+    ch.r = make_mode(CH_PAGES, CH_LIMIT, user_only, true);
+    if (!ch.r)
+        return;
+    ch.b = uz_region_base(ch.r);
+    for (uint64_t c = 0; c < CH_CHUNKS; c++) {
+        pthread_mutex_init(&ch.lock[c], NULL);
+        ch.mapped[c] = true;
+    }
+    for (uint64_t p = 0; p < CH_PAGES; p++) {
+        ch.ver[p] = 1;
+        fill(ch.b, p, 1);
+    }
+    atomic_store(&ch.stop, false);
+    atomic_store(&ch.unmaps, 0);
+    pthread_t m[2];
+    for (uintptr_t t = 0; t < 2; t++)
+        CHECK_EQ(pthread_create(&m[t], NULL, ch_mapper, (void *)t), 0);
+    unsigned forks = SANITIZED_BUILD ? 6 : 30;
+    for (unsigned k = 0; k < forks; k++) {
+        usleep(5000);
+        pid_t pid = fork();
+        CHECK(pid >= 0);
+        if (!pid)
+            fork_child();
+        int status;
+        CHECK_EQ(waitpid(pid, &status, 0), pid);
+        if (!WIFEXITED(status) || WEXITSTATUS(status)) {
+            fprintf(stderr, "fork %u: child status %#x\n", k, status);
+            CHECK(0);
+        }
+    }
+    atomic_store(&ch.stop, true);
+    for (int t = 0; t < 2; t++)
+        CHECK_EQ(pthread_join(m[t], NULL), 0);
+    fprintf(stderr, "  %s: %u forks, %ld unmaps\n", user_only ? "user-only" : "full", forks,
+            atomic_load(&ch.unmaps));
+    CHECK(atomic_load(&ch.unmaps) > 10);
+    CHECK_EQ(stat_of(ch.r).failed, 0);
+    uz_region_destroy(ch.r);
+    for (uint64_t c = 0; c < CH_CHUNKS; c++)
+        pthread_mutex_destroy(&ch.lock[c]);
+}
+
+static void t_fork(void)
+{
+    alarm(180);
+    fork_once(false);
+    fork_once(true);
+    alarm(0);
+}
+
 int main(int argc, char **argv)
 {
     static const struct {
         const char *name;
         void (*fn)(void);
     } cases[] = {
-        {"remove", t_remove},
-        {"unmap", t_unmap},
-        {"mremap", t_mremap},
-        {"churn", t_churn},
+        {"remove", t_remove}, {"unmap", t_unmap}, {"mremap", t_mremap},
+        {"churn", t_churn},   {"fork", t_fork},
     };
     for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
         bool run = argc < 2;

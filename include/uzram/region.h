@@ -105,7 +105,9 @@
  * (no memory, no userfaultfd) its region is failed (uz_region_stat.failed) and PROT_NONE: a
  * touch crashes instead of reading swapped-out pages as zeros. vfork() and posix_spawn() need
  * and cost nothing (the child only execs); a child made without fork handlers (_Fork(), a raw
- * clone()) must not touch region memory.
+ * clone()) must not touch region memory. A fork while another thread unmaps region memory is
+ * safe: the child makes a hole of every page its own mm no longer maps (a mapping another
+ * thread placed there in that same instant is taken for the region's in the child).
  */
 #ifndef UZRAM_REGION_H
 #define UZRAM_REGION_H

@@ -27,6 +27,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -483,18 +484,18 @@ void uz_region_events_settle(struct uz_region *r)
  * contents, and the new place is taken off the region's userfaultfd: it is plain memory now,
  * the application's, like the old place is a hole. A copy refused while another event waits
  * to be read (EAGAIN past the retries) leaves that page zero (counted in sys_errors). */
-static void event_remap(struct uz_region_fault_thread *ft, uint64_t from, uint64_t to, uint64_t len)
+static void event_remap(struct uz_region *r, unsigned char *staging, uint64_t from, uint64_t to,
+                        uint64_t len)
 {
-    struct uz_region *r = ft->r;
     uint64_t first, last;
     if (event_pages(r, from, from + len, &first, &last)) {
         for (uint64_t i = first; i < last; i++) {
             uint64_t w = uz_region_pg_lock(r, i);
             if (uz_pg_state(w) == UZ_PG_SWAPPED) {
                 uint64_t dst = to + ((uintptr_t)r->base + i * UZ_PAGE_SIZE - from);
-                int rc = uz_dev_read_page(r->dev, i, ft->staging);
+                int rc = uz_dev_read_page(r->dev, i, staging);
                 for (int tries = 0; !rc || (rc == -EAGAIN && tries < 200); tries++) {
-                    if ((rc = uz_region_sys_copy_at(r, dst, ft->staging)) != -EAGAIN)
+                    if ((rc = uz_region_sys_copy_at(r, dst, staging)) != -EAGAIN)
                         break;
                     /* The event in the way (the old place's UNMAP) read, its thread takes a
                      * moment to go on. */
@@ -520,11 +521,9 @@ static void event_unmap(struct uz_region *r, uint64_t first, uint64_t last)
 }
 
 /* Handles an event message; called with read_lock held (see r->read_lock). */
-static void handle_event(struct uz_region_fault_thread *ft, const struct uffd_msg *m)
+static void event(struct uz_region *r, unsigned char *staging, const struct uffd_msg *m)
 {
-    struct uz_region *r = ft->r;
     uint64_t first, last;
-    atomic_fetch_add(&ft->busy, 1);
     switch (m->event) {
     case UFFD_EVENT_REMOVE:
         if (event_pages(r, m->arg.remove.start, m->arg.remove.end, &first, &last))
@@ -535,12 +534,39 @@ static void handle_event(struct uz_region_fault_thread *ft, const struct uffd_ms
             event_unmap(r, first, last);
         break;
     case UFFD_EVENT_REMAP:
-        event_remap(ft, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
+        event_remap(r, staging, m->arg.remap.from, m->arg.remap.to, m->arg.remap.len);
         break;
     default:
         break;
     }
+}
+
+static void handle_event(struct uz_region_fault_thread *ft, const struct uffd_msg *m)
+{
     atomic_fetch_add(&ft->busy, 1);
+    event(ft->r, ft->staging, m);
+    atomic_fetch_add(&ft->busy, 1);
+}
+
+int uz_region_events_drain(struct uz_region *r)
+{
+    if (!r->ev_unmap)
+        return 0;
+    unsigned char *staging = malloc(UZ_PAGE_SIZE);
+    if (!staging)
+        return -ENOMEM;
+    read_ahead(r);
+    unsigned kept = 0;
+    for (unsigned k = 0; k < r->bl_n; k++) {
+        struct uffd_msg m = r->backlog[(r->bl_head + k) % UZ_EV_BACKLOG];
+        if (m.event == UFFD_EVENT_PAGEFAULT)
+            r->backlog[(r->bl_head + kept++) % UZ_EV_BACKLOG] = m; /* in order */
+        else
+            event(r, staging, &m);
+    }
+    r->bl_n = kept;
+    free(staging);
+    return 0;
 }
 
 /* Reads one message. With events, under read_lock, and an event is handled before the lock

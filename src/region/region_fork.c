@@ -35,7 +35,10 @@
 #include "region_internal.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
@@ -68,6 +71,10 @@ static void prepare_one(struct uz_region *r)
     pthread_mutex_unlock(&r->lock);
     /* No event half handled: the child registers what the page words say is the region's. */
     pthread_mutex_lock(&r->read_lock);
+    /* An event read ahead or not read yet (a munmap on another thread, its caller waiting):
+     * handled now, so the child's words agree with the mm it inherits (without memory the
+     * child's region may fail, which it survives: see child_one). */
+    (void)uz_region_events_drain(r);
     for (uint64_t i = 0; i < r->npages; i++)
         (void)uz_region_pg_lock(r, i);
     pthread_mutex_lock(&r->scratch_lock);
@@ -143,6 +150,7 @@ static void reset_threads_state(struct uz_region *r)
     atomic_store(&r->room_waiters, 0);
     atomic_store(&r->reclaim_busy, true);
     atomic_store(&r->reclaim_tid, 0);
+    r->bl_head = r->bl_n = 0; /* faults of the parent's threads */
     for (unsigned t = 0; t < r->nfault; t++) {
         r->ft[t].started = false;
         r->ft[t].dhead = r->ft[t].ndefer = 0;
@@ -244,6 +252,66 @@ static int start_threads(struct uz_region *r)
     return 0;
 }
 
+/* Pages of [first, end) no mapping covers: HOLE. */
+static void holes_in(struct uz_region *r, uint64_t first, uint64_t end)
+{
+    for (uint64_t i = first; i < end; i++) {
+        uint64_t w = atomic_load_explicit(&r->pages[i], memory_order_relaxed);
+        atomic_store_explicit(&r->pages[i], uz_region_hole_locked(r, i, w), memory_order_relaxed);
+    }
+}
+
+/* The child's own mm is the truth: a munmap another thread made between the prepare handler
+ * and the kernel's copy of the mm has its event queued to the parent only. Every page of the
+ * region that no mapping of the child covers becomes a hole (/proc/self/maps, read with plain
+ * system calls into a stack buffer: ascending, one "start-end ..." line per mapping). A
+ * mapping placed in such a hole in the same instant cannot be told from the region's and is
+ * taken for it (region.h). @return : 0, or -errno (maps unreadable: nothing changed). */
+static int child_holes(struct uz_region *r)
+{
+    int fd = open("/proc/self/maps", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    const uint64_t base = (uintptr_t)r->base, top = base + r->size;
+    uint64_t next = base; /* the first byte of the region not known to be mapped */
+    char buf[4096];
+    size_t have = 0;
+    bool skip = false; /* dropping the rest of a line longer than the buffer */
+    for (;;) {
+        ssize_t n = read(fd, buf + have, sizeof(buf) - 1 - have);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        have += (size_t)n;
+        buf[have] = 0;
+        char *line = buf, *nl;
+        for (;;) {
+            nl = strchr(line, '\n');
+            if (!nl && (line > buf || have < sizeof(buf) - 1))
+                break; /* a partial line: read on */
+            if (!skip) {
+                char *dash;
+                uint64_t start = strtoull(line, &dash, 16), end = strtoull(dash + 1, NULL, 16);
+                if (end > next && start < top) {
+                    if (start > next)
+                        holes_in(r, (next - base) / UZ_PAGE_SIZE,
+                                 ((start < top ? start : top) - base) / UZ_PAGE_SIZE);
+                    next = end;
+                }
+            }
+            skip = !nl; /* a full buffer with no newline: its addresses are taken */
+            line = nl ? nl + 1 : buf + have;
+        }
+        have = (size_t)(buf + have - line);
+        memmove(buf, line, have);
+    }
+    close(fd);
+    if (next < top)
+        holes_in(r, (next - base) / UZ_PAGE_SIZE, r->npages);
+    return 0;
+}
+
 static void child_one(struct uz_region *r)
 {
     /* Close, never use: the userfaultfd works on the parent's mm (an ioctl through it would
@@ -269,6 +337,8 @@ static void child_one(struct uz_region *r)
     relock(r);
 
     int rc = r->fork_dev ? uz_dev_fork_child(r->dev) : -EDEADLK;
+    if (!rc && r->ev_unmap)
+        rc = child_holes(r);
     if (!rc)
         rc = uz_region_sys_open(r);
     if (!rc)

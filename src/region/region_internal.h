@@ -619,6 +619,13 @@ UZ_HIDDEN void uz_region_fault_read_ahead(struct uz_region *r);
  *  its effect after this. Holding no lock. */
 UZ_HIDDEN void uz_region_events_settle(struct uz_region *r);
 
+/* uz_region_events_drain() :
+ *  With read_lock held and no page lock: reads every waiting message into the backlog and
+ *  handles the events among them at once (the faults stay, in order), so that the page words
+ *  say what the kernel did before they are copied (the fork prepare handler: a child would
+ *  otherwise register a range an unread UNMAP has taken away). @return : 0, -ENOMEM. */
+UZ_HIDDEN int uz_region_events_drain(struct uz_region *r);
+
 /* region_reclaim.c */
 UZ_HIDDEN void *uz_region_reclaim_main(void *arg);
 /* uz_region_drop() :
