@@ -41,6 +41,17 @@
 #define SANITIZED_BUILD 0
 #endif
 
+#ifdef __SANITIZE_THREAD__
+/* The fork case's children start the region's threads again, which TSan refuses by default
+ * after a multithreaded fork (test_region_fork.c says why that is safe here). The children
+ * exit without destroying their region (GCC 12's libtsan keeps the parent's threads). */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "die_after_fork=0";
+}
+#endif
+
 #ifndef MREMAP_FIXED
 #define MREMAP_FIXED 2
 #endif
