@@ -93,6 +93,12 @@
  * it out, find it unlike the stored copy and put it back with a write of the kernel's; a
  * write to that page in the same instant could be overwritten. Unmap region memory with
  * uz_region_unmap() where threads of the application race to map the same addresses.
+ * The same holds for a fault on a page that another thread is dropping with a raw madvise at
+ * that moment, where the region has more than one fault thread (4 CPUs or more): a fault
+ * thread already decompressing the page when the REMOVE event is read can map the old
+ * contents after the kernel dropped the page, so that even the madvise caller may read them
+ * afterwards. Only a program that accesses memory while another thread drops it sees this;
+ * with one fault thread messages are served in order and it cannot happen.
  * Without events (kernels before 4.11): do not mremap() or munmap() region memory.
  *
  * fork(): the child gets its own copy of every region, contents included, and may use it like
