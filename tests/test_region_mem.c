@@ -25,6 +25,7 @@
  */
 #include "harness.h"
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -246,6 +247,13 @@ static void unmap_once(bool user_only)
     CHECK_EQ(uz_region_unmap(r, b + 100 * PAGE, 3), -EINVAL); /* not page-sized */
     CHECK_EQ(uz_region_protect(r, b + 250 * PAGE, 10 * PAGE, PROT_READ), -ENOMEM); /* a hole */
     CHECK_EQ(uz_region_pin(r, b + 260 * PAGE, PAGE), -EINVAL);
+    /* The descriptors a runner must keep the application from closing: live ones. */
+    int fds[4];
+    int nfd = uz_region_fds(r, fds, 4);
+    CHECK(nfd >= 1 && nfd <= 3);
+    for (int k = 0; k < nfd; k++)
+        CHECK(fcntl(fds[k], F_GETFD) >= 0);
+    CHECK_EQ(uz_region_fds(r, NULL, 0), nfd);
 
     /* Reclaim and the workers go on around the application's mappings. */
     long ops0 = atomic_load(&un.ops);

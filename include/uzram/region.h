@@ -329,6 +329,13 @@ typedef void (*uz_region_watchdog_fn)(void *arg, const struct uz_region_stall *s
  *  @return : 0, or -EINVAL (r NULL). */
 UZ_API int uz_region_set_watchdog(struct uz_region *r, uz_region_watchdog_fn fn, void *arg);
 
+/* uz_region_fds() :
+ *  The file descriptors the region keeps open (its userfaultfds and a pidfd): closing one, or
+ *  dup2()ing over it, breaks the region (a fault is then never served). A runner that
+ *  interposes close() refuses these. They change in a forked child (it opens its own).
+ *  @return : how many there are (the first `max` stored in fds[]), or -EINVAL (r NULL). */
+UZ_API int uz_region_fds(struct uz_region *r, int *fds, unsigned max);
+
 /* uz_region_dev() : the region's device, for its attributes (uz_dev_attr_read: mm_stat, ...).
  *  Do not write to it or reset it. */
 UZ_API struct uz_dev *uz_region_dev(struct uz_region *r);

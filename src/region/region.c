@@ -516,6 +516,22 @@ void *uz_region_base(struct uz_region *r)
     return r ? r->base : NULL;
 }
 
+int uz_region_fds(struct uz_region *r, int *fds, unsigned max)
+{
+    if (!r || (max && !fds))
+        return -EINVAL;
+    int have[3] = {r->uffd, r->trash_uffd, r->pidfd_own};
+    unsigned n = 0;
+    for (unsigned k = 0; k < 3; k++) {
+        if (have[k] < 0)
+            continue;
+        if (n < max)
+            fds[n] = have[k];
+        n++;
+    }
+    return (int)n;
+}
+
 struct uz_dev *uz_region_dev(struct uz_region *r)
 {
     return r ? r->dev : NULL;
