@@ -29,7 +29,7 @@ if ! echo "$out" | grep -q "errors: 0"; then
     exit 1
 fi
 for bug in BUG_MULTI_INFLIGHT BUG_IGNORE_REDIRTY BUG_LATE_UNPROTECT BUG_NO_WP BUG_DONTNEED_PINNED \
-    BUG_NO_COMPARE; do
+    BUG_NO_COMPARE BUG_IGNORE_REMOVE BUG_MOVE_BACK BUG_REMOVE_WAITS; do
     out=$(verify -D$bug)
     if echo "$out" | grep -q "errors: 0" || ! echo "$out" | grep -q "assertion violated"; then
         echo "$out"

@@ -189,8 +189,9 @@ struct uz_region_stat {
                                   their snapshot, and put back (no write is lost) */
     uint64_t stalls;           /* faults not served within watchdog_ms (one per episode): see
                                   uz_region_set_watchdog() */
-    uint64_t evict_saved;      /* of evict_restored's kind, but the page could not be put back
-                                  (unmapped meanwhile): its contents stored instead */
+    uint64_t evict_saved;      /* of evict_restored's kind, but stored instead of put back
+                                  (always with remove_events, see design.md; else when the
+                                  put-back failed: unmapped meanwhile) */
     uint64_t hole_pages;       /* pages the application unmapped (or moved away): not the
                                   region's any more, see "memory calls" above */
     bool events;               /* the kernel reports munmap/mremap of region memory */

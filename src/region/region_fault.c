@@ -413,34 +413,6 @@ static bool event_pages(struct uz_region *r, uint64_t start, uint64_t end, uint6
     return *first < *last;
 }
 
-/* REMOVE (MADV_DONTNEED, MADV_FREE), read before the kernel drops the range: what is stored
- * of it is dropped too, so that every page reads back as zeros. A swapped page becomes
- * EMPTY; a mapped one loses its stored copy (or its writeback) and is DIRTY until the kernel
- * unmaps it, right after: its next fault maps zeros (missing_on_resident()), and an eviction
- * that finds it gone frees it (region_reclaim.c). */
-static void event_remove(struct uz_region *r, uint64_t first, uint64_t last)
-{
-    for (uint64_t i = first; i < last; i++) {
-        uint64_t w = uz_region_pg_lock(r, i);
-        switch (uz_pg_state(w)) {
-        case UZ_PG_SWAPPED:
-            uz_region_discard_slot(r, i);
-            w = uz_pg_set_state(w & ~UZ_PG_REF, UZ_PG_EMPTY);
-            break;
-        case UZ_PG_CLEAN:
-            uz_region_discard_slot(r, i);
-            w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
-            break;
-        case UZ_PG_WB:
-            w = uz_pg_set_state(uz_pg_next_gen(w) & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
-            break;
-        default:
-            break;
-        }
-        uz_region_pg_unlock(r, i, w);
-    }
-}
-
 /* Reads every message waiting into the backlog (read_lock held), which lets the threads
  * that wait for their events to be read go on: the kernel refuses the ioctls that fill pages
  * (EAGAIN) while an event waits. */
@@ -451,6 +423,99 @@ static void read_ahead(struct uz_region *r)
         if (read(r->uffd, m, sizeof(*m)) != (ssize_t)sizeof(*m))
             break;
         r->bl_n++;
+    }
+}
+
+/* REMOVE (MADV_DONTNEED, MADV_FREE), read before the kernel drops the range: the region drops
+ * it first, so that every page reads back as zeros. The kernel's own drop comes only after
+ * the caller wakes, which it does as soon as the event is read: until then an eviction could
+ * still snapshot and store the old contents of a resident page and move it out, leaving
+ * nothing to drop (the model's variant without this step). So resident pages are moved out
+ * here (UFFDIO_MOVE into the scratch, then freed) and become EMPTY; a swapped one becomes
+ * EMPTY; each stored copy is freed. A page the kernel will not move (pinned for I/O or by
+ * uz_region_pin(), or a move refused: the mm changing again, EAGAIN past the read-ahead)
+ * loses its stored copy (or its writeback), is DIRTY, and the kernel's drop follows: its next
+ * fault maps zeros (missing_on_resident()), and an eviction that finds it gone frees it
+ * (region_reclaim.c). MADV_FREE's pages go as MADV_DONTNEED's do (allowed: a freed page may be
+ * dropped at any time). Called with read_lock held, no page lock. */
+static void event_remove(struct uz_region *r, uint64_t first, uint64_t last)
+{
+    for (uint64_t i = first; i < last;) {
+        unsigned n = last - i < UZ_RECLAIM_BATCH ? (unsigned)(last - i) : UZ_RECLAIM_BATCH;
+        uint64_t words[UZ_RECLAIM_BATCH];
+        bool gone[UZ_RECLAIM_BATCH];
+        for (unsigned k = 0; k < n; k++) { /* ascending: the lock order */
+            words[k] = uz_region_pg_lock(r, i + k);
+            gone[k] = false;
+        }
+        if (r->can_move) {
+            pthread_mutex_lock(&r->scratch_lock);
+            for (unsigned k = 0; k < n;) {
+                if (!uz_pg_resident(uz_pg_state(words[k])) || uz_pg_pins(words[k])) {
+                    k++;
+                    continue;
+                }
+                unsigned len = 1, done = 0;
+                while (k + len < n && uz_pg_resident(uz_pg_state(words[k + len])) &&
+                       !uz_pg_pins(words[k + len]))
+                    len++;
+                int rc = uz_region_sys_move_run(r, r->scratch + (size_t)k * UZ_PAGE_SIZE,
+                                                r->base + (i + k) * UZ_PAGE_SIZE, len, &done);
+                for (int tries = 0; rc == -EAGAIN && tries < 100; tries++) {
+                    for (unsigned j = k; j < k + done; j++)
+                        gone[j] = true;
+                    k += done;
+                    len -= done;
+                    read_ahead(r); /* the next event, in the way */
+                    usleep(20);
+                    rc = uz_region_sys_move_run(r, r->scratch + (size_t)k * UZ_PAGE_SIZE,
+                                                r->base + (i + k) * UZ_PAGE_SIZE, len, &done);
+                }
+                for (unsigned j = k; j < k + done; j++)
+                    gone[j] = true;
+                k += done;
+                if (rc == -EEXIST) { /* mlockall populated the scratch */
+                    if ((rc = uz_region_sys_scratch_unlock(r)))
+                        uz_region_error(r, rc);
+                    continue;
+                }
+                if (rc == -ENOENT)
+                    gone[k] = true; /* dropped already */
+                else if (rc && rc != -EBUSY && rc != -EINVAL)
+                    uz_counter_add(&r->st.sys_errors, 1);
+                if (rc)
+                    k++;
+            }
+            int rc = uz_region_sys_scratch_free(r, n);
+            if (rc)
+                uz_region_error(r, rc);
+            pthread_mutex_unlock(&r->scratch_lock);
+        }
+        uint64_t freed = 0;
+        for (unsigned k = 0; k < n; k++) {
+            uint64_t w = words[k];
+            unsigned st = uz_pg_state(w);
+            if (st == UZ_PG_CLEAN || st == UZ_PG_SWAPPED)
+                uz_region_discard_slot(r, i + k);
+            if (st == UZ_PG_WB)
+                w = uz_pg_next_gen(w); /* its completion frees what it stored */
+            if (st == UZ_PG_SWAPPED || gone[k]) {
+                if (gone[k] && (w & UZ_PG_KEPT))
+                    atomic_fetch_sub(&r->kept, 1);
+                else if (gone[k])
+                    freed++;
+                w = uz_pg_set_state(w & ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH | UZ_PG_KEPT),
+                                    UZ_PG_EMPTY);
+            } else if (uz_pg_resident(st)) {
+                w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
+            }
+            uz_region_pg_unlock(r, i + k, w);
+        }
+        if (freed) {
+            atomic_fetch_sub(&r->resident, freed);
+            uz_region_room_freed(r);
+        }
+        i += n;
     }
 }
 

@@ -153,19 +153,29 @@ static bool moved_intact(struct uz_region *r, uint64_t i, uint64_t w, const unsi
     return memcmp(s, snap, UZ_PAGE_SIZE) == 0;
 }
 
-/* Puts back page i, moved to scratch page s and found changed (a write through a pin): moved
- * back, or copied in, or (the range no longer registered: unmapped, its event not handled
- * yet) written through the kernel. When none works, the contents are stored in the slot, so
- * that even then no write is lost: @return : EV_RESTORED (mapped again, DIRTY), or EV_SAVED
- * (stored: SWAPPED; the region fails if even that is refused). */
+/* Keeps page i, moved to scratch page s and found changed (a write through a pin) or, for a
+ * kept page, simply movable again. With REMOVE events its contents are stored in the slot
+ * (SWAPPED): moving it back could map them again after the application dropped the page
+ * meanwhile, because the drop's event may have been read (and the kernel's drop done, over
+ * nothing) while this thread held the page lock its handler waits for; the model's
+ * BUG_MOVE_BACK. Otherwise, and when the device has no room, it is put back: moved back, or
+ * copied in, or (the range no longer registered: unmapped, its event not handled yet)
+ * written through the kernel. When nothing works the region fails: no write is lost silently.
+ * @return : EV_RESTORED (mapped again, DIRTY), or EV_SAVED (stored: SWAPPED). */
 static enum evict_out move_back(struct uz_region *r, uint64_t i, unsigned char *s)
 {
+    int wrc = r->ev_remove ? uz_dev_write_page(r->dev, i, s) : -EAGAIN;
+    if (!wrc) {
+        uz_counter_add(&r->st.evict_saved, 1);
+        return EV_SAVED;
+    }
     if (!uz_region_sys_put_back(r, i, s))
         return EV_RESTORED;
-    uz_counter_add(&r->st.evict_saved, 1);
-    int wrc = uz_dev_write_page(r->dev, i, s);
-    if (wrc)
-        uz_region_set_failed(r, wrc);
+    if (wrc == -EAGAIN && !(wrc = uz_dev_write_page(r->dev, i, s))) {
+        uz_counter_add(&r->st.evict_saved, 1);
+        return EV_SAVED;
+    }
+    uz_region_set_failed(r, wrc);
     return EV_SAVED;
 }
 
@@ -565,8 +575,8 @@ static void probe_kept(struct uz_region *r, const uint64_t *idx, unsigned n)
             pthread_mutex_lock(&r->scratch_lock);
             int rc = uz_region_sys_move(r, r->scratch, a);
             if (!rc) {
-                /* Back at once: it is DIRTY, mapped writable again (or, when that fails,
-                 * stored: SWAPPED). */
+                /* Movable again: stored (SWAPPED, with REMOVE events: see move_back()), or
+                 * back at once, DIRTY, mapped writable again. */
                 bool saved = move_back(r, idx[k], r->scratch) == EV_SAVED;
                 rc = uz_region_sys_scratch_free(r, 1); /* a copy put back leaves it there */
                 if (rc)
@@ -574,6 +584,7 @@ static void probe_kept(struct uz_region *r, const uint64_t *idx, unsigned n)
                 if (saved) {
                     /* Not kept any more, not resident: its contents are in the slot. */
                     atomic_fetch_sub(&r->kept, 1);
+                    uz_counter_add(&r->st.swapouts, 1);
                     w = uz_pg_set_state(w & ~(UZ_PG_KEPT | UZ_PG_REF), UZ_PG_SWAPPED);
                     uz_region_pg_unlock(r, idx[k], w);
                     pthread_mutex_unlock(&r->scratch_lock);

@@ -31,7 +31,15 @@
  *   Eviction is UFFDIO_MOVE: atomically, a pinned page is refused (EBUSY: the page stays, DIRTY,
  *   unprotected: "kept"), else the page leaves the region; the moved page is then compared
  *   with the slot: equal, the page is SWAPPED; different (a write through a pin landed after
- *   the snapshot), it is moved back, DIRTY.
+ *   the snapshot), its contents are stored, SWAPPED.
+ *   Then the application drops the page with madvise(MADV_DONTNEED) (issue 8): the kernel
+ *   queues a REMOVE event behind the faults, wakes the caller once the fault thread has READ
+ *   it, and only then unmaps the page; from the call's return the page reads zeros. The fault
+ *   thread handles the event under the page lock: the slot freed (a writeback abandoned), a
+ *   resident page moved out at once (EMPTY), or, when the move is refused (pinned, or failing),
+ *   DIRTY until the kernel's drop; SWAPPED -> EMPTY. A missing fault on a page the words call
+ *   resident maps zeros (the page was dropped behind them); an eviction that finds no page to
+ *   move (ENOENT) frees the slot and leaves the page EMPTY.
  *   The kernel's part (MMU checks, UFFDIO_COPY, UFFDIO_WRITEPROTECT, UFFDIO_MOVE) is atomic.
  *   Each of those calls may also fail, as region_sys.c reports after its retries: a copy that
  *   fails maps nothing (the faulting thread is woken and faults again), an unprotect that fails
@@ -60,6 +68,16 @@
  *   -DBUG_NO_COMPARE      the move is not followed by the comparison: a write through a pin
  *                         that landed after the snapshot, the pin released before the move,
  *                         is dropped with the page
+ *   -DBUG_IGNORE_REMOVE   the REMOVE event is ignored (before issue 8's events): a page
+ *                         swapped out before the madvise comes back with its old contents
+ *   -DBUG_REMOVE_WAITS    the event handler leaves resident pages to the kernel's drop (as
+ *                         first written this session): an eviction between the event's read
+ *                         and the drop stores the old contents and leaves nothing to drop
+ *                         (found by this model)
+ *   -DBUG_MOVE_BACK       a moved page found changed is moved back (as before this session):
+ *                         when the drop's event was read while the eviction held the page
+ *                         lock, the drop found nothing and the move back maps the old contents
+ *                         again after madvise returned (found by this model)
  */
 
 #define MAXV 2   /* versions the application writes */
@@ -67,7 +85,7 @@
 #define MAXGEN 6 /* writebacks in the model (bounds the state space; no wrap) */
 #define GONE 9   /* what a dropped page "contains" */
 
-mtype = { MISSING, WP };
+mtype = { MISSING, WP, REMOVE };
 #define EMPTY_ 0
 #define DIRTY 1
 #define CLEAN 2
@@ -93,6 +111,7 @@ bool pinned = false;
 bool orphan = false;     /* the pinned page is no longer the region's (dropped) */
 bool dma_since_snap = false; /* a write through the pin since the last snapshot */
 chan io = [0] of { bit };
+chan evread = [0] of { bit }; /* the REMOVE event was read: the madvise caller goes on */
 chan iodone = [0] of { bit };
 
 chan faults = [2] of { mtype };
@@ -138,7 +157,15 @@ active proctype app() {
     load(0, x);
     assert(x == KV);
     load(1, x);
-    assert(x == KV)
+    assert(x == KV);
+    /* madvise(MADV_DONTNEED): the event, read; then the kernel drops the page */
+    faults!REMOVE;
+    evread?_;
+    atomic { present = false; wp = false; w[0] = GONE; w[1] = GONE; last[0] = 0; last[1] = 0 };
+    load(0, x);
+    assert(x == 0);
+    load(1, x);
+    assert(x == 0)
 }
 
 /* The kernel serving the application's read: fault in writable (the faults go to the fault
@@ -162,10 +189,56 @@ active proctype fault() {
 end:
     do
     :: faults?m ->
+        if
+        :: m == REMOVE -> evread!1 /* read: the caller goes on (and drops the page) */
+        :: else -> skip
+        fi;
         lock();
         if
+        :: m == REMOVE ->
+#ifndef BUG_IGNORE_REMOVE
+            if
+            :: st == SWAPPED -> slot_valid = false; st = EMPTY_
+            :: st == CLEAN || st == WB || st == DIRTY ->
+                if
+                :: st == CLEAN -> slot_valid = false
+                :: st == WB -> gen++
+                :: else -> skip
+                fi;
+                if
+#ifndef BUG_REMOVE_WAITS
+                :: atomic { present && !pinned -> present = false; wp = false;
+                            w[0] = GONE; w[1] = GONE };
+                    /* moved out at once (UFFDIO_MOVE): EMPTY */
+                    st = EMPTY_
+#endif
+                :: atomic { pinned || !present -> st = DIRTY }
+                    /* pinned (EBUSY), or gone already: the kernel's drop follows. (A move that
+                     * fails otherwise, EAGAIN past the retries, does the same in the code, a
+                     * failure path counted in sys_errors; not modelled.) */
+#ifdef BUG_REMOVE_WAITS
+                :: st = DIRTY
+#endif
+                fi
+            :: else -> skip
+            fi;
+#endif
+            unlock()
         :: m == MISSING ->
             if
+            :: st == EMPTY_ ->
+                /* never touched, or dropped: zeros */
+                atomic { w[0] = 0; w[1] = 0; present = true; wp = false };
+                st = DIRTY
+            :: st != SWAPPED && st != EMPTY_ && !present ->
+                /* the words say resident, the page was dropped behind them: zeros */
+                atomic { w[0] = 0; w[1] = 0; present = true; wp = false };
+                if
+                :: st == CLEAN -> slot_valid = false
+                :: st == WB -> gen++
+                :: else -> skip
+                fi;
+                st = DIRTY
             :: st == SWAPPED ->
                 assert(slot_valid);
                 if /* the policy: read-only (swap cache) or writable (slot discarded) */
@@ -188,7 +261,8 @@ end:
             :: else -> skip /* mapped meanwhile: EEXIST, just wake */
             fi;
             unlock()
-        :: m == WP ->
+        :: m == WP && !present -> unlock() /* dropped meanwhile: refaults as missing */
+        :: m == WP && present ->
             if
             :: st == CLEAN ->
                 slot_valid = false;
@@ -215,7 +289,10 @@ end:
             unlock()
 #endif
         fi;
-        wake!1
+        if
+        :: m != REMOVE -> wake!1
+        :: else -> skip
+        fi
     od
 }
 
@@ -230,14 +307,18 @@ end:
     do
     :: lock();
         if
-        :: st == DIRTY && gen < MAXGEN && !inflight && !wp ->
+        :: st == DIRTY && !present ->
+            /* dropped behind the words: the snapshot copy faults, its fault maps zeros and
+             * moves the generation on, the snapshot is abandoned */
+            unlock()
+        :: st == DIRTY && gen < MAXGEN && !inflight && !wp && present ->
             /* the write-protect failed: the page stays DIRTY, protected or not */
             if
             :: wp = true
             :: skip
             fi;
             unlock()
-        :: st == DIRTY && gen < MAXGEN && !inflight ->
+        :: st == DIRTY && gen < MAXGEN && !inflight && present ->
 #ifndef BUG_NO_WP
             wp = true;
 #endif
@@ -269,7 +350,11 @@ end:
                 :: wp = false
                 :: skip /* the unprotect failed: DIRTY allows it */
                 fi
-            :: atomic { !pinned -> m0 = w[0]; m1 = w[1]; present = false; wp = false;
+            :: atomic { !pinned && !present -> skip };
+                /* ENOENT: dropped by the application since the snapshot: zeros now */
+                slot_valid = false;
+                st = EMPTY_
+            :: atomic { !pinned && present -> m0 = w[0]; m1 = w[1]; present = false; wp = false;
                         w[0] = GONE; w[1] = GONE };
 #ifdef BUG_NO_COMPARE
                 st = SWAPPED
@@ -277,10 +362,19 @@ end:
                 if
                 :: m0 == slot[0] && m1 == slot[1] -> st = SWAPPED
                 :: else ->
-                    /* changed through a pin: moved back (writable), DIRTY */
+#ifdef BUG_MOVE_BACK
+                    /* changed through a pin: moved back (writable), DIRTY -- over a drop
+                     * whose event was read while this held the lock */
                     atomic { w[0] = m0; w[1] = m1; present = true };
                     slot_valid = false;
                     st = DIRTY
+#else
+                    /* changed through a pin: its contents stored, SWAPPED */
+                    slot[0] = m0;
+                    slot[1] = m1;
+                    slot_valid = true;
+                    st = SWAPPED
+#endif
                 fi
 #endif
             fi;
@@ -327,13 +421,16 @@ end:
     do
     :: atomic {
         !locked ->
-        assert((st == SWAPPED) == !present);
+        assert(st != SWAPPED || !present);
+        assert(st != EMPTY_ || !present);
+        assert(!present || st == DIRTY || st == CLEAN || st == WB);
         /* (writes through a pin bypass write-protection: CLEAN is then only "as far as the
          * region could see", which the move's comparison catches up with) */
-        assert(st != CLEAN || (slot_valid && (dma_since_snap || (slot[0] == w[0] && slot[1] == w[1]))));
+        assert(st != CLEAN || (slot_valid && (dma_since_snap || !present ||
+                                              (slot[0] == w[0] && slot[1] == w[1]))));
 #ifndef BUG_NO_WP
-        assert(st != CLEAN || wp);
-        assert(st != WB || wp)
+        assert(st != CLEAN || wp || !present);
+        assert(st != WB || wp || !present)
 #endif
        }
     od
