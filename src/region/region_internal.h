@@ -38,10 +38,10 @@
  *                       lock held), submit if still WB(g+1) (reclaim, uz_region_swapout); not
  *                       while a writeback is in flight
  *   any     -> EMPTY    uz_region_discard: unmapped, stored copy freed (pinned: DIRTY, zeros)
- *   SWAPPED -> EMPTY    the application dropped the range (REMOVE event: MADV_DONTNEED,
- *                       MADV_FREE), stored copy freed (fault thread, under read_lock)
- *   CLEAN   -> DIRTY    same event: the slot freed; the kernel unmaps the page just after
- *   WB(g)   -> DIRTY    same event: g+1, the copy in flight abandoned
+ *   any     -> EMPTY    the application dropped the range (REMOVE event: MADV_DONTNEED,
+ *                       MADV_FREE): stored copy freed (a writeback abandoned), a resident page
+ *                       moved out at once (fault thread, under read_lock)
+ *   CLEAN/WB -> DIRTY   same event, the page pinned: the kernel's drop follows
  *   any     -> HOLE     UNMAP / REMAP event, uz_region_unmap(): stored copy freed, counters
  *                       given back (pins, kept, resident) (fault thread, under read_lock)
  *   HOLE    -> EMPTY    a missing fault on it: the region's mapping grew back over it
@@ -54,9 +54,10 @@
  *   CLEAN   -> SWAPPED  evicted while WP and locked (reclaim, uz_region_swapout): moved into
  *                       the scratch (UFFDIO_MOVE), found equal to what the slot holds, freed
  *                       there; or, without UFFDIO_MOVE (before Linux 6.8), MADV_DONTNEED
- *   CLEAN   -> DIRTY    the move found the page changed (a write through a pin, e.g. O_DIRECT
- *                       or process_vm_writev, landed after the snapshot): moved back, the slot
- *                       discarded (reclaim) -- "restored"
+ *   CLEAN   -> SWAPPED  the move found the page changed (a write through a pin, e.g. O_DIRECT
+ *                       or process_vm_writev, landed after the snapshot): its contents stored
+ *                       (reclaim) -- "saved"; without REMOVE events, or the device full:
+ *   CLEAN   -> DIRTY    moved back, the slot discarded -- "restored"
  *   CLEAN   -> EMPTY    the move found no page: the application dropped it (a raw madvise)
  *                       since the snapshot: it reads as zeros, the stored copy is freed
  *   CLEAN   -> DIRTY+KEPT  the kernel refused the eviction: EBUSY (pinned by get_user_pages
