@@ -26,6 +26,13 @@
 
 #define PAGE  4096u
 #define DEPTH 256 /* UZ_DEV_QUEUE_DEPTH */
+#define SPAN  32  /* UZ_DEV_WORKER_SPAN: slots i and j share a worker when i/SPAN == j/SPAN */
+
+/* The k-th slot (k < SPAN * many) that worker w of two serves. */
+static uint64_t slot_of(unsigned w, uint64_t k)
+{
+    return (k / SPAN) * 2 * SPAN + w * SPAN + k % SPAN;
+}
 
 static void fill(unsigned char *p, unsigned v)
 {
@@ -123,9 +130,9 @@ static void cross_done(struct cross_ctx *c, int me)
     atomic_fetch_add(&c->in_callback, 1);
     while (!atomic_load(&c->release))
         usleep(1000);
-    /* Index 1 - me belongs to the other worker, whose queue is full and whose own callback is
-     * doing the same to ours. */
-    c->rc[me] = uz_dev_write_page_async(c->dev, (uint64_t)(1 - me), c->page, cross_count, c);
+    /* Slot_of(1 - me, 0) belongs to the other worker, whose queue is full and whose own
+     * callback is doing the same to ours. */
+    c->rc[me] = uz_dev_write_page_async(c->dev, slot_of(1 - me, 0), c->page, cross_count, c);
     atomic_fetch_add(&c->calls, 1);
 }
 static void cross_done0(void *arg, int rc)
@@ -146,12 +153,12 @@ static void test_cross_submit(void)
     CHECK_EQ(uz_dev_create(&cfg, &c.dev), 0);
     fill(c.page, 3);
     alarm(60);
-    CHECK_EQ(uz_dev_write_page_async(c.dev, 0, c.page, cross_done0, &c), 0);
-    CHECK_EQ(uz_dev_write_page_async(c.dev, 1, c.page, cross_done1, &c), 0);
-    /* Fill both rings: even indexes go to worker 0, odd ones to worker 1. */
+    CHECK_EQ(uz_dev_write_page_async(c.dev, slot_of(0, 0), c.page, cross_done0, &c), 0);
+    CHECK_EQ(uz_dev_write_page_async(c.dev, slot_of(1, 0), c.page, cross_done1, &c), 0);
+    /* Fill both rings (stripes of SPAN slots alternate between the two workers). */
     for (unsigned i = 1; i < DEPTH; i++) {
-        CHECK_EQ(uz_dev_write_page_async(c.dev, 2 * i, c.page, cross_count, &c), 0);
-        CHECK_EQ(uz_dev_write_page_async(c.dev, 2 * i + 1, c.page, cross_count, &c), 0);
+        CHECK_EQ(uz_dev_write_page_async(c.dev, slot_of(0, i), c.page, cross_count, &c), 0);
+        CHECK_EQ(uz_dev_write_page_async(c.dev, slot_of(1, i), c.page, cross_count, &c), 0);
     }
     atomic_store(&c.release, 1);
     while (atomic_load(&c.calls) < 2 * DEPTH + 2)
