@@ -26,7 +26,7 @@
 
 #define PAGE  4096u
 #define DEPTH 256 /* UZ_DEV_QUEUE_DEPTH */
-#define SPAN  32  /* UZ_DEV_WORKER_SPAN: slots i and j share a worker when i/SPAN == j/SPAN */
+#define SPAN  64  /* UZ_DEV_WORKER_SPAN: slots i and j share a worker when i/SPAN == j/SPAN */
 
 /* The k-th slot (k < SPAN * many) that worker w of two serves. */
 static uint64_t slot_of(unsigned w, uint64_t k)

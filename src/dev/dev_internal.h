@@ -64,7 +64,7 @@ struct uz_dev_req {
 #define UZ_DEV_QUEUE_DEPTH 256
 /* Slots per worker stripe: the requests for slots i and j go to the same worker when
  * i / UZ_DEV_WORKER_SPAN == j / UZ_DEV_WORKER_SPAN (dev_queue.c says why). */
-#define UZ_DEV_WORKER_SPAN 32u
+#define UZ_DEV_WORKER_SPAN 64u
 
 /* A request queued past a full ring by a callback (which never waits for room). */
 struct uz_dev_req_node {
