@@ -121,6 +121,7 @@ static void fork_child(void)
 {
     uzp_range_fork_child();
     forks = 0;
+    stats_at_exit = false; /* the parent prints */
     uzp_fd_scan(); /* the child's region has its own userfaultfd */
     uzp_in--;
 }
@@ -188,6 +189,8 @@ __attribute__((constructor)) static void uzp_start(void)
         drop_from_ld_preload();
     const char *st = getenv("UZRAM_STATS");
     stats_at_exit = st && strcmp(st, "1") == 0;
+    if (stats_at_exit)
+        unsetenv("UZRAM_STATS"); /* one line: this program's, not its children's */
 
     struct uz_region_config cfg = {
         .size = env_size("UZRAM_SIZE", uzp_default_size()),
