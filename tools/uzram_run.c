@@ -206,11 +206,11 @@ int main(int argc, char **argv)
 
     const char *prog = argv[optind];
     char *path = resolve(prog);
-    if (!path)
-        die("%s: command not found", prog);
     struct stat sb;
-    if (stat(path, &sb) != 0)
-        die("%s: %s", path, strerror(errno));
+    if (!path || stat(path, &sb) != 0) { /* as env(1): 127 for a program not found */
+        fprintf(stderr, "uzram-run: %s: %s\n", prog, path ? strerror(errno) : "command not found");
+        return errno == ENOENT || !path ? 127 : 126;
+    }
     if (sb.st_mode & (S_ISUID | S_ISGID))
         die("%s is set-user-ID or set-group-ID: the loader ignores LD_PRELOAD for it, so it "
             "cannot run with uzram (run a copy without the bit)",
