@@ -23,6 +23,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
+#include <locale.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -100,6 +101,63 @@ UZP_EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*
     if (rc)
         __libc_free(s);
     return rc;
+}
+
+/* ---- locales ----
+ * The global locale's data is read by every new thread before its start routine
+ * (start_thread -> __ctype_init) and by libc calls of the library's threads (strerror, printf):
+ * were it in the region, a fault thread started in a forked child would fault on it and wait
+ * for itself. setlocale() and newlocale() (duplocale()) therefore allocate in glibc's heap. */
+
+static void *real_fn(void **slot, const char *name)
+{
+    if (!*slot) {
+        uzp_in++;
+        *slot = dlsym(RTLD_NEXT, name);
+        uzp_in--;
+    }
+    return *slot;
+}
+
+static void *real_setlocale, *real_newlocale, *real_duplocale;
+
+UZP_EXPORT char *setlocale(int category, const char *locale)
+{
+    char *(*fn)(int, const char *) = (char *(*)(int, const char *))real_fn(&real_setlocale,
+                                                                         "setlocale");
+    if (!fn)
+        return NULL;
+    uzp_in++;
+    char *r = fn(category, locale);
+    uzp_in--;
+    return r;
+}
+
+UZP_EXPORT locale_t newlocale(int mask, const char *locale, locale_t base)
+{
+    locale_t (*fn)(int, const char *, locale_t) =
+        (locale_t(*)(int, const char *, locale_t))real_fn(&real_newlocale, "newlocale");
+    if (!fn) {
+        errno = ENOMEM;
+        return (locale_t)0;
+    }
+    uzp_in++;
+    locale_t r = fn(mask, locale, base);
+    uzp_in--;
+    return r;
+}
+
+UZP_EXPORT locale_t duplocale(locale_t l)
+{
+    locale_t (*fn)(locale_t) = (locale_t(*)(locale_t))real_fn(&real_duplocale, "duplocale");
+    if (!fn) {
+        errno = ENOMEM;
+        return (locale_t)0;
+    }
+    uzp_in++;
+    locale_t r = fn(l);
+    uzp_in--;
+    return r;
 }
 
 /* ---- fork ---- */
@@ -183,6 +241,9 @@ __attribute__((constructor)) static void uzp_start(void)
 {
     uzp_in++;
     get_real_pthread_create();
+    real_fn(&real_setlocale, "setlocale");
+    real_fn(&real_newlocale, "newlocale");
+    real_fn(&real_duplocale, "duplocale");
     uzp_real_malloc_usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
     const char *nc = getenv("UZRAM_NO_CHILDREN");
     if (nc && strcmp(nc, "1") == 0)
