@@ -74,6 +74,11 @@ cp "$PROG" "$tmp/suid" && chmod u+s "$tmp/suid"
 run "setuid refused" 125 --size 1G -- "$tmp/suid" exit 0
 grep -q "set-user-ID" "$tmp/err" || bad "setuid: message: $(cat "$tmp/err")"
 
+# C++: aligned new 16 B..64 KiB, containers and exceptions across threads (if built).
+if [ -n "${UZT_RUN_CXX:-}" ]; then
+    run "c++" 0 --limit 32M --size 1G -- "$UZT_RUN_CXX"
+fi
+
 # python3 (a real runtime: its arenas are mmaps) under a limit, verified.
 if [ -x /usr/bin/python3 ]; then
     run python3 0 --limit 32M --size 2G -- /usr/bin/python3 -c '
