@@ -74,6 +74,16 @@ cp "$PROG" "$tmp/suid" && chmod u+s "$tmp/suid"
 run "setuid refused" 125 --size 1G -- "$tmp/suid" exit 0
 grep -q "set-user-ID" "$tmp/err" || bad "setuid: message: $(cat "$tmp/err")"
 
+# userfaultfd denied by seccomp: the program runs uncompressed, with one line on stderr.
+if [ -n "${UZT_RUN_SECCOMP:-}" ]; then
+    timeout 60 "$UZT_RUN_SECCOMP" "$UZRAM_PRELOAD" "$PROG" memtest 32 >"$tmp/out" 2>"$tmp/err"
+    got=$?
+    if [ $got = 77 ]; then echo "skip seccomp (no seccomp here)"
+    elif [ $got = 0 ] && grep -q "running uncompressed" "$tmp/err" &&
+         [ "$(wc -l <"$tmp/err")" = 1 ]; then ok "seccomp: runs uncompressed"
+    else bad "seccomp (status $got)"; cat "$tmp/out" "$tmp/err"; fi
+fi
+
 # C++: aligned new 16 B..64 KiB, containers and exceptions across threads (if built).
 if [ -n "${UZT_RUN_CXX:-}" ]; then
     run "c++" 0 --limit 32M --size 1G -- "$UZT_RUN_CXX"
