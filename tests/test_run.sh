@@ -102,5 +102,26 @@ assert os.waitpid(pid, 0)[1] == 0
 os.closerange(3, 65536)
 assert sum(len(v) for v in d.values()) == sum(len(str(i)) * 20 for i in range(400000))
 '
+    # fork from a multithreaded parent (threads allocating meanwhile), 10 times.
+    run "python3 fork from threads" 0 --limit 32M --size 2G -- /usr/bin/python3 -c '
+import os, threading
+stop = False
+def churn(k):
+    x = []
+    while not stop:
+        x.append(bytes(5000 + k) * 3)
+        if len(x) > 2000: x = x[1000:]
+d = {i: str(i) * 20 for i in range(200000)}
+ts = [threading.Thread(target=churn, args=(k,)) for k in range(4)]
+for t in ts: t.start()
+for n in range(10):
+    pid = os.fork()
+    if pid == 0:
+        ok = d[777] == "777" * 20 and len([bytes(1000) for _ in range(2000)]) == 2000
+        os._exit(0 if ok else 3)
+    assert os.waitpid(pid, 0)[1] == 0
+stop = True
+for t in ts: t.join()
+'
 fi
 exit $fail

@@ -12,10 +12,13 @@
  * the threads it creates keep uzp_in set for life (the pthread_create wrapper below).
  *
  * fork: the handlers are registered after the region's, so ours run first in the parent
- * (uzp_in set, the range allocator locked) and last in the child (after the region has made
- * the child's userfaultfd and threads: the descriptors are scanned again). jemalloc's own fork
- * handlers run after the region's quiesce; no jemalloc lock is held across a fault on region
- * memory (the arena's metadata is outside the region).
+ * (uzp_in set, extent hooks kept out of the region: uzp_malloc_fork_prepare) and last in the
+ * child (after the region has made the child's userfaultfd and threads: the descriptors are
+ * scanned again). jemalloc's own fork handlers run after the region's quiesce, so no thread may
+ * block on the region while holding a jemalloc lock: the arena's metadata is outside the
+ * region, jemalloc touches object memory outside its locks, and the hooks that call the region
+ * (purge, dalloc) fail fast during a fork. The range allocator's lock is not held across fork
+ * either (preload_range.c says how the child copes).
  */
 #include "preload.h"
 #include "preload_sys.h"
@@ -58,6 +61,10 @@ void uzp_log(const char *fmt, ...)
 
 /* ---- threads ---- */
 
+/* Depth of dlopen/dlclose calls of this thread: threads a constructor starts are not the
+ * library's. */
+static __thread int uzp_loader __attribute__((tls_model("initial-exec")));
+
 typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *), void *);
 static pthread_create_fn real_pthread_create;
 
@@ -90,16 +97,70 @@ UZP_EXPORT int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*
     pthread_create_fn real = get_real_pthread_create();
     if (!real)
         return EAGAIN;
-    if (!uzp_in)
-        return real(t, attr, fn, arg);
-    struct start *s = __libc_malloc(sizeof(*s));
-    if (!s)
-        return EAGAIN;
-    s->fn = fn;
-    s->arg = arg;
-    int rc = real(t, attr, library_thread, s);
-    if (rc)
-        __libc_free(s);
+    /* What glibc allocates for the thread (its DTV) stays in glibc's heap: a forked child
+     * clears the DTVs of its parent's other threads when it reuses their stacks, on the thread
+     * that is starting the child's fault threads. */
+    int rc, was_in = uzp_in++ - uzp_loader; /* in the uzram library, not just in dlopen */
+    if (!was_in) {
+        rc = real(t, attr, fn, arg);
+    } else {
+        struct start *s = __libc_malloc(sizeof(*s));
+        if (!s) {
+            uzp_in--;
+            return EAGAIN;
+        }
+        s->fn = fn;
+        s->arg = arg;
+        rc = real(t, attr, library_thread, s);
+        if (rc)
+            __libc_free(s);
+    }
+    uzp_in--;
+    return rc;
+}
+
+/* The loader's own tables (link maps, the TLS slot list that every new thread's setup reads)
+ * stay in glibc's heap too. */
+static void *real_dlopen, *real_dlclose, *real_dlmopen;
+static void *real_fn(void **slot, const char *name);
+
+UZP_EXPORT void *dlopen(const char *file, int mode)
+{
+    void *(*fn)(const char *, int) = (void *(*)(const char *, int))real_fn(&real_dlopen, "dlopen");
+    if (!fn)
+        return NULL;
+    uzp_in++;
+    uzp_loader++;
+    void *h = fn(file, mode);
+    uzp_loader--;
+    uzp_in--;
+    return h;
+}
+
+UZP_EXPORT void *dlmopen(Lmid_t lmid, const char *file, int mode)
+{
+    void *(*fn)(Lmid_t, const char *, int) =
+        (void *(*)(Lmid_t, const char *, int))real_fn(&real_dlmopen, "dlmopen");
+    if (!fn)
+        return NULL;
+    uzp_in++;
+    uzp_loader++;
+    void *h = fn(lmid, file, mode);
+    uzp_loader--;
+    uzp_in--;
+    return h;
+}
+
+UZP_EXPORT int dlclose(void *h)
+{
+    int (*fn)(void *) = (int (*)(void *))real_fn(&real_dlclose, "dlclose");
+    if (!fn)
+        return -1;
+    uzp_in++;
+    uzp_loader++;
+    int rc = fn(h);
+    uzp_loader--;
+    uzp_in--;
     return rc;
 }
 
@@ -165,18 +226,19 @@ UZP_EXPORT locale_t duplocale(locale_t l)
 static void fork_prepare(void)
 {
     uzp_in++;
-    uzp_range_fork_prepare();
+    uzp_malloc_fork_prepare();
 }
 
 static void fork_parent(void)
 {
-    uzp_range_fork_parent();
+    uzp_malloc_fork_done();
     forks++;
     uzp_in--;
 }
 
 static void fork_child(void)
 {
+    uzp_malloc_fork_done();
     uzp_range_fork_child();
     forks = 0;
     stats_at_exit = false; /* the parent prints */
@@ -244,6 +306,9 @@ __attribute__((constructor)) static void uzp_start(void)
     real_fn(&real_setlocale, "setlocale");
     real_fn(&real_newlocale, "newlocale");
     real_fn(&real_duplocale, "duplocale");
+    real_fn(&real_dlopen, "dlopen");
+    real_fn(&real_dlmopen, "dlmopen");
+    real_fn(&real_dlclose, "dlclose");
     uzp_real_malloc_usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
     const char *nc = getenv("UZRAM_NO_CHILDREN");
     if (nc && strcmp(nc, "1") == 0)

@@ -69,13 +69,17 @@ bool uzp_range_take_exact(uintptr_t addr, size_t len);
 void uzp_range_claim(uintptr_t addr, size_t len);
 /* Gives [addr, addr+len) back; pages already free stay free (a double free is harmless). */
 void uzp_range_free(uintptr_t addr, size_t len);
-void uzp_range_fork_prepare(void);
-void uzp_range_fork_parent(void);
+/* In the child after fork (the lock is not held across fork, see preload_range.c). */
 void uzp_range_fork_child(void);
 
 /* preload_malloc.c */
 /* Creates the region arena (jemalloc, extent hooks); @return : 0 or -errno. */
 int uzp_malloc_init(void);
+/* Around fork: extent hooks stop calling into the region (they report failure, jemalloc keeps
+ * the pages) and prepare waits for those under way, so no thread holding a jemalloc lock blocks
+ * on the quiesced region while the forking thread waits for that lock in jemalloc's handler. */
+void uzp_malloc_fork_prepare(void);
+void uzp_malloc_fork_done(void);
 /* Real (glibc) functions the preload calls by pointer. */
 extern size_t (*uzp_real_malloc_usable_size)(void *);
 

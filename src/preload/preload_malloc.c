@@ -20,7 +20,9 @@
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 extern void *__libc_malloc(size_t);
@@ -73,12 +75,36 @@ static int flags(void)
 
 /* ---- extent hooks ---- */
 
+static atomic_bool forking;
+static _Atomic unsigned in_hook; /* hooks inside uz_region_discard() now */
+
+/* 0, or nonzero when the pages were not discarded (the hook then reports failure). */
 static int discard(void *addr, size_t len)
 {
+    atomic_fetch_add(&in_hook, 1);
+    if (atomic_load(&forking)) {
+        atomic_fetch_sub(&in_hook, 1);
+        return -EAGAIN;
+    }
     uzp_in++;
     int rc = uz_region_discard(uzp_region, addr, len);
     uzp_in--;
+    atomic_fetch_sub(&in_hook, 1);
     return rc;
+}
+
+void uzp_malloc_fork_prepare(void)
+{
+    atomic_store(&forking, true);
+    unsigned spins = 0;
+    while (atomic_load(&in_hook))
+        if (++spins > 64)
+            sched_yield();
+}
+
+void uzp_malloc_fork_done(void)
+{
+    atomic_store(&forking, false);
 }
 
 static void *h_alloc(extent_hooks_t *h, void *new_addr, size_t size, size_t alignment, bool *zero,
@@ -184,6 +210,12 @@ int uzp_malloc_init(void)
     }
     if (rc)
         return -rc;
+    /* jemalloc grows an arena by ever larger extents (opt.retain); on a bounded address space
+     * they would end up too large to place. 64 MiB steps keep the region's space usable. */
+    char name[64];
+    size_t limit = 64u << 20;
+    snprintf(name, sizeof(name), "arena.%u.retain_grow_limit", arena_ind);
+    (void)mallctl(name, NULL, NULL, &limit, sizeof(limit));
     return 0;
 }
 

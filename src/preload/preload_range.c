@@ -9,7 +9,12 @@
  * Freed ranges were discarded by the caller (they read as zeros), so what is handed out again
  * is always zero-filled. The array lives in glibc's heap (never in the region).
  * Invariant: ivs[i].start < ivs[i].end < ivs[i+1].start, every bound page-aligned.
- * Lock: range_lock, a leaf (nothing else is taken under it; glibc's malloc is called).
+ * Lock: range_lock, a leaf (nothing else is taken under it; glibc's malloc is called). It is not
+ * held across fork(): jemalloc's fork handler, which runs after ours, waits for threads that
+ * may be waiting for range_lock inside an extent hook. A child forked while another thread was
+ * in the middle of an operation (the lock held, the array possibly half-moved) starts afresh
+ * from the high-water mark instead: every address below it may be in use, none above it is.
+ * Invariant: every range ever handed out lies below r_high.
  */
 #include "preload.h"
 
@@ -27,7 +32,7 @@ struct iv {
 static pthread_mutex_t range_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct iv *ivs;
 static size_t n_ivs, cap_ivs;
-static uintptr_t r_base, r_end;
+static uintptr_t r_base, r_end, r_high;
 
 static bool reserve(size_t n)
 {
@@ -49,6 +54,7 @@ void uzp_range_init(uintptr_t base, size_t size)
     pthread_mutex_lock(&range_lock);
     r_base = base;
     r_end = base + size;
+    r_high = base;
     n_ivs = 0;
     if (reserve(1)) {
         ivs[0] = (struct iv){base, base + size};
@@ -61,6 +67,8 @@ void uzp_range_init(uintptr_t base, size_t size)
 static bool carve(size_t i, uintptr_t a, uintptr_t b)
 {
     struct iv v = ivs[i];
+    if (b > r_high)
+        r_high = b; /* before the array changes: the child's fallback relies on it */
     if (v.start == a && v.end == b) {
         memmove(&ivs[i], &ivs[i + 1], (n_ivs - i - 1) * sizeof(*ivs));
         n_ivs--;
@@ -172,17 +180,16 @@ void uzp_range_free(uintptr_t addr, size_t len)
     pthread_mutex_unlock(&range_lock);
 }
 
-void uzp_range_fork_prepare(void)
-{
-    pthread_mutex_lock(&range_lock);
-}
-
-void uzp_range_fork_parent(void)
-{
-    pthread_mutex_unlock(&range_lock);
-}
-
 void uzp_range_fork_child(void)
 {
+    if (pthread_mutex_trylock(&range_lock) == 0) { /* no operation was under way: consistent */
+        pthread_mutex_unlock(&range_lock);
+        return;
+    }
     pthread_mutex_init(&range_lock, NULL);
+    n_ivs = 0;
+    if (r_high < r_end && reserve(1)) {
+        ivs[0] = (struct iv){r_high, r_end};
+        n_ivs = 1;
+    }
 }
