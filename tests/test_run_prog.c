@@ -68,8 +68,8 @@ static int memtest(size_t mib)
         uint64_t r = rnd(&s);
         size_t sz = r % 4 == 0 ? 1 + r % 200 : r % 4 == 1 ? 1 + r % 8192 : 1 + r % (256 << 10);
         size_t al = (size_t)16 << (r >> 40) % 10; /* 16 B .. 8 KiB */
-        unsigned char *p = (r >> 20) % 3 == 0 ? aligned_alloc(al, (sz + al - 1) / al * al)
-                                              : malloc(sz);
+        unsigned char *p =
+            (r >> 20) % 3 == 0 ? aligned_alloc(al, (sz + al - 1) / al * al) : malloc(sz);
         CHECK(p);
         if ((r >> 20) % 3 == 0)
             CHECK((uintptr_t)p % al == 0);
@@ -191,7 +191,7 @@ static int foreign(void)
     return 0;
 }
 
-#define NT 8
+#define NT    8
 #define SLOTS 4096
 static void *_Atomic slots[SLOTS];
 
@@ -321,8 +321,8 @@ static int mmap_test(void)
     CHECK(munmap(q, n) == 0);
     /* a munmapped range reads zeros on reuse */
     for (int i = 0; i < 4; i++) {
-        unsigned char *r = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE,
-                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        unsigned char *r =
+            mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
         CHECK(r != MAP_FAILED);
         for (size_t j = 0; j < (1u << 20); j++)
             CHECK(r[j] == 0);
@@ -330,8 +330,8 @@ static int mmap_test(void)
         CHECK(munmap(r, 1 << 20) == 0);
     }
     /* a PROT_NONE reservation committed with MAP_FIXED (the JVM's way) */
-    unsigned char *res = mmap(NULL, 8 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                              -1, 0);
+    unsigned char *res =
+        mmap(NULL, 8 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     CHECK(res != MAP_FAILED);
     unsigned char *c = mmap(res + (1 << 20), 1 << 20, PROT_READ | PROT_WRITE,
                             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);

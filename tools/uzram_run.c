@@ -233,7 +233,8 @@ int main(int argc, char **argv)
             strerror(-mode));
     if (mode == UZ_REGION_MODE_USER_ONLY && !allow_user_only)
         die("userfaultfd is user-mode only for this user, and system calls that touch swapped "
-            "out memory would fail (EFAULT). As root, run once: sysctl vm.unprivileged_userfaultfd=1 "
+            "out memory would fail (EFAULT). As root, run once: sysctl "
+            "vm.unprivileged_userfaultfd=1 "
             "(or give this user read/write access to /dev/userfaultfd); or pass "
             "--allow-user-only to run anyway");
 

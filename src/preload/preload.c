@@ -184,8 +184,8 @@ static void *real_setlocale, *real_newlocale, *real_duplocale;
 
 UZP_EXPORT char *setlocale(int category, const char *locale)
 {
-    char *(*fn)(int, const char *) = (char *(*)(int, const char *))real_fn(&real_setlocale,
-                                                                         "setlocale");
+    char *(*fn)(int, const char *) =
+        (char *(*)(int, const char *))real_fn(&real_setlocale, "setlocale");
     if (!fn)
         return NULL;
     uzp_in++;
@@ -242,7 +242,7 @@ static void fork_child(void)
     uzp_range_fork_child();
     forks = 0;
     stats_at_exit = false; /* the parent prints */
-    uzp_fd_scan(); /* the child's region has its own userfaultfd */
+    uzp_fd_scan();         /* the child's region has its own userfaultfd */
     uzp_in--;
 }
 
@@ -295,8 +295,9 @@ done:
 
 static const char *mode_name(int mode)
 {
-    return mode == UZ_REGION_MODE_FULL ? "full" : mode == UZ_REGION_MODE_USER_ONLY ? "user_only"
-                                                                                    : "none";
+    return mode == UZ_REGION_MODE_FULL        ? "full"
+           : mode == UZ_REGION_MODE_USER_ONLY ? "user_only"
+                                              : "none";
 }
 
 __attribute__((constructor)) static void uzp_start(void)

@@ -248,8 +248,7 @@ UZP_EXPORT void free(void *p)
         uzp_in++;
         dallocx(p, f);
         uzp_in--;
-    }
-    else
+    } else
         __libc_free(p);
 }
 

@@ -115,10 +115,10 @@ static void *do_mmap(void *addr, size_t len, int prot, int flags, int fd, long o
 }
 
 /* With _FILE_OFFSET_BITS=64 the header names mmap "mmap64": both symbols are spelled out. */
-UZP_EXPORT void *uzp_mmap(void *addr, size_t len, int prot, int flags, int fd, long off)
-    __asm__("mmap");
-UZP_EXPORT void *uzp_mmap64(void *addr, size_t len, int prot, int flags, int fd, long off)
-    __asm__("mmap64");
+UZP_EXPORT void *uzp_mmap(void *addr, size_t len, int prot, int flags, int fd,
+                          long off) __asm__("mmap");
+UZP_EXPORT void *uzp_mmap64(void *addr, size_t len, int prot, int flags, int fd,
+                            long off) __asm__("mmap64");
 
 void *uzp_mmap(void *addr, size_t len, int prot, int flags, int fd, long off)
 {
@@ -223,8 +223,7 @@ UZP_EXPORT int posix_madvise(void *addr, size_t len, int advice)
 UZP_EXPORT int mprotect(void *addr, size_t len, int prot)
 {
     if (!uzp_routing() || ((uintptr_t)addr & (UZP_PAGE - 1)) || !len ||
-        !uzp_range_in_region(addr, page_up(len)) ||
-        (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
+        !uzp_range_in_region(addr, page_up(len)) || (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
         return (int)syscall(SYS_mprotect, addr, len, prot);
     uzp_in++;
     int rc = uz_region_protect(uzp_region, addr, page_up(len), prot);
