@@ -54,6 +54,10 @@ run "fork --stats" 0 --limit 32M --size 1G --stats -- "$PROG" fork
 [ "$(grep -c '^resident_bytes=' "$tmp/err")" = 1 ] || bad "--stats printed $(grep -c '^resident_bytes=' "$tmp/err") lines, want 1"
 grep -q "forks=1 " "$tmp/err" && ok "forks=1" || bad "forks= not 1: $(cat "$tmp/err")"
 
+# mlockall(MCL_CURRENT) and (MCL_FUTURE) under a limit: the heap still swaps, nothing hangs.
+run mlockall 0 --limit 32M --size 1G --stats -- "$PROG" mlock
+grep -q "swapped_pages=0 " "$tmp/err" && bad "mlockall: nothing swapped: $(cat "$tmp/err")"
+
 # The exit status passes through; a program not found is 127 (as env(1)).
 run "exit 42" 42 --size 1G -- "$PROG" exit 42
 run "not found" 127 --size 1G -- /nonexistent/program

@@ -13,7 +13,8 @@
  * uz_region_protect(). Anything else -- file and shared mappings, MAP_STACK, huge pages,
  * memory outside the region, calls made by the library itself (uzp_in) -- goes to the kernel
  * by raw system call. A file mapped with MAP_FIXED over region memory makes a hole there (the
- * region is told by userfaultfd); that range is never handed out again.
+ * region is told by userfaultfd); that range is never handed out again. mlockall(MCL_CURRENT)
+ * locks on fault and leaves the region unlocked (below).
  */
 #include "preload.h"
 
@@ -231,4 +232,18 @@ UZP_EXPORT int mprotect(void *addr, size_t len, int prot)
     if (rc == -ENOMEM) /* a hole: the program's own mapping is there */
         return (int)syscall(SYS_mprotect, addr, len, prot);
     return rc ? fail(rc) : 0;
+}
+
+/* mlockall(MCL_CURRENT) while the region exists would populate and lock all of it (region.h),
+ * gigabytes of address space: it locks on fault instead (MCL_ONFAULT: what is resident now and
+ * what is touched later), and the region is unlocked again, so its pages stay swappable.
+ * MCL_FUTURE alone changes nothing for the region (its mappings exist already). */
+UZP_EXPORT int mlockall(int flags)
+{
+    if (!uzp_routing() || !(flags & MCL_CURRENT))
+        return (int)syscall(SYS_mlockall, flags);
+    int rc = (int)syscall(SYS_mlockall, flags | MCL_ONFAULT);
+    if (rc == 0)
+        (void)syscall(SYS_munlock, (void *)uzp_base, uzp_end - uzp_base);
+    return rc;
 }
