@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -289,6 +290,8 @@ static int fds(void)
     }
     for (int fd = 3; fd < 1024; fd++)
         close(fd);
+    for (long fd = 3; fd < 1024; fd++) /* by number, as some runtimes do */
+        syscall(SYS_close, fd);
     CHECK(same(p, n, 3));
     fill(p, n, 4);
     CHECK(same(p, n, 4));
@@ -339,6 +342,14 @@ static int mmap_test(void)
     fill(c, 1 << 20, 5);
     CHECK(same(c, 1 << 20, 5));
     CHECK(munmap(res, 8 << 20) == 0);
+    /* by number */
+    unsigned char *sp = (unsigned char *)syscall(SYS_mmap, NULL, 4 << 20, PROT_READ | PROT_WRITE,
+                                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(sp != MAP_FAILED);
+    fill(sp, 4 << 20, 6);
+    CHECK(same(sp, 4 << 20, 6));
+    CHECK(syscall(SYS_madvise, sp, 4 << 20, MADV_DONTNEED) == 0 && sp[100] == 0);
+    CHECK(syscall(SYS_munmap, sp, 4 << 20) == 0);
     return 0;
 }
 

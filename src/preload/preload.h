@@ -83,7 +83,10 @@ void uzp_malloc_fork_done(void);
 /* Real (glibc) functions the preload calls by pointer. */
 extern size_t (*uzp_real_malloc_usable_size)(void *);
 
-/* preload_mmap.c: the real calls (raw system calls). */
+/* preload_mmap.c: the real calls (raw system calls). uzp_raw() returns the kernel's result
+ * (-errno on failure), uzp_sys() -1 with errno set, as syscall(2) does. */
+long uzp_raw(long n, long a, long b, long c, long d, long e, long f);
+long uzp_sys(long n, long a, long b, long c, long d, long e, long f);
 void *uzp_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, long off);
 int uzp_sys_munmap(void *addr, size_t len);
 /* Fills in the range with the region's idea of "fresh private anonymous memory": zeros and

@@ -67,14 +67,14 @@ UZP_EXPORT int close(int fd)
         errno = EBADF;
         return -1;
     }
-    return (int)syscall(SYS_close, fd);
+    return (int)uzp_sys(SYS_close, (long)(fd), 0, 0, 0, 0, 0);
 }
 
 /* Closes [first, last] except the guarded descriptors, lowest range first. */
 static int close_around(unsigned first, unsigned last, int flags)
 {
     if (uzp_in || n_fds == 0)
-        return (int)syscall(SYS_close_range, first, last, flags);
+        return (int)uzp_sys(SYS_close_range, (long)(first), (long)(last), (long)(flags), 0, 0, 0);
     int sorted[MAX_FDS], n = 0;
     for (int i = 0; i < n_fds; i++) {
         int fd = fds[i], j = n++;
@@ -89,14 +89,15 @@ static int close_around(unsigned first, unsigned last, int flags)
         unsigned fd = (unsigned)sorted[i];
         if (fd < lo || fd > last)
             continue;
-        if (fd > lo && syscall(SYS_close_range, lo, fd - 1, flags) != 0)
+        if (fd > lo &&
+            uzp_sys(SYS_close_range, (long)(lo), (long)(fd - 1), (long)(flags), 0, 0, 0) != 0)
             return -1;
         if (fd == UINT_MAX)
             return 0;
         lo = fd + 1;
     }
     if (lo <= last && lo >= first)
-        return (int)syscall(SYS_close_range, lo, last, flags);
+        return (int)uzp_sys(SYS_close_range, (long)(lo), (long)(last), (long)(flags), 0, 0, 0);
     return 0;
 }
 
@@ -127,8 +128,8 @@ UZP_EXPORT int dup2(int oldfd, int newfd)
         return -1;
     }
     if (oldfd == newfd) /* dup2's rule: newfd if oldfd is valid */
-        return (int)syscall(SYS_fcntl, oldfd, F_GETFD) < 0 ? -1 : newfd;
-    return (int)syscall(SYS_dup3, oldfd, newfd, 0);
+        return (int)uzp_sys(SYS_fcntl, (long)(oldfd), (long)(F_GETFD), 0, 0, 0, 0) < 0 ? -1 : newfd;
+    return (int)uzp_sys(SYS_dup3, (long)(oldfd), (long)(newfd), (long)(0), 0, 0, 0);
 }
 
 UZP_EXPORT int dup3(int oldfd, int newfd, int flags)
@@ -137,5 +138,5 @@ UZP_EXPORT int dup3(int oldfd, int newfd, int flags)
         errno = EBADF;
         return -1;
     }
-    return (int)syscall(SYS_dup3, oldfd, newfd, flags);
+    return (int)uzp_sys(SYS_dup3, (long)(oldfd), (long)(newfd), (long)(flags), 0, 0, 0);
 }

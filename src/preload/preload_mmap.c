@@ -25,14 +25,57 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+/* The kernel's system call, without glibc's syscall() (which the preload replaces): the raw
+ * result, -errno on failure. */
+long uzp_raw(long n, long a, long b, long c, long d, long e, long f)
+{
+#if defined(__x86_64__)
+    long ret;
+    register long r10 __asm__("r10") = d;
+    register long r8 __asm__("r8") = e;
+    register long r9 __asm__("r9") = f;
+    __asm__ volatile("syscall"
+                     : "=a"(ret)
+                     : "a"(n), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9)
+                     : "rcx", "r11", "memory");
+    return ret;
+#elif defined(__aarch64__)
+    register long x8 __asm__("x8") = n;
+    register long x0 __asm__("x0") = a;
+    register long x1 __asm__("x1") = b;
+    register long x2 __asm__("x2") = c;
+    register long x3 __asm__("x3") = d;
+    register long x4 __asm__("x4") = e;
+    register long x5 __asm__("x5") = f;
+    __asm__ volatile("svc 0"
+                     : "+r"(x0)
+                     : "r"(x8), "r"(x1), "r"(x2), "r"(x3), "r"(x4), "r"(x5)
+                     : "memory");
+    return x0;
+#else
+#error "uzp_raw: add this architecture's system call"
+#endif
+}
+
+long uzp_sys(long n, long a, long b, long c, long d, long e, long f)
+{
+    long r = uzp_raw(n, a, b, c, d, e, f);
+    if (r < 0 && r > -4096) {
+        errno = (int)-r;
+        return -1;
+    }
+    return r;
+}
+
 void *uzp_sys_mmap(void *addr, size_t len, int prot, int flags, int fd, long off)
 {
-    return (void *)syscall(SYS_mmap, addr, len, prot, flags, fd, off);
+    return (void *)uzp_sys(SYS_mmap, (long)(addr), (long)(len), (long)(prot), (long)(flags),
+                           (long)(fd), (long)(off));
 }
 
 int uzp_sys_munmap(void *addr, size_t len)
 {
-    return (int)syscall(SYS_munmap, addr, len);
+    return (int)uzp_sys(SYS_munmap, (long)(addr), (long)(len), 0, 0, 0, 0);
 }
 
 static int fail(int rc)
@@ -157,7 +200,8 @@ UZP_EXPORT void *mremap(void *old, size_t old_len, size_t new_len, int flags, ..
     size_t olen = page_up(old_len), nlen = page_up(new_len);
     if (!uzp_routing() || ((uintptr_t)old & (UZP_PAGE - 1)) || !olen || !nlen ||
         !uzp_range_in_region(old, olen) || (flags & (MREMAP_FIXED | MREMAP_DONTUNMAP))) {
-        void *p = (void *)syscall(SYS_mremap, old, old_len, new_len, flags, new_addr);
+        void *p = (void *)uzp_sys(SYS_mremap, (long)(old), (long)(old_len), (long)(new_len),
+                                  (long)(flags), (long)(new_addr), 0);
         if (p != MAP_FAILED && uzp_range_in_region(old, olen))
             uzp_range_claim((uintptr_t)old, olen); /* moved away: a hole now */
         return p;
@@ -189,7 +233,7 @@ UZP_EXPORT int madvise(void *addr, size_t len, int advice)
 {
     if (!uzp_routing() || ((uintptr_t)addr & (UZP_PAGE - 1)) ||
         !uzp_range_in_region(addr, page_up(len)) || !len)
-        return (int)syscall(SYS_madvise, addr, len, advice);
+        return (int)uzp_sys(SYS_madvise, (long)(addr), (long)(len), (long)(advice), 0, 0, 0);
     long rc;
     switch (advice) {
     case MADV_DONTNEED:
@@ -209,7 +253,7 @@ UZP_EXPORT int madvise(void *addr, size_t len, int advice)
     case MADV_WIPEONFORK:
         return 0; /* the region's fork support copies the whole region */
     default:
-        return (int)syscall(SYS_madvise, addr, len, advice);
+        return (int)uzp_sys(SYS_madvise, (long)(addr), (long)(len), (long)(advice), 0, 0, 0);
     }
 }
 
@@ -225,12 +269,12 @@ UZP_EXPORT int mprotect(void *addr, size_t len, int prot)
 {
     if (!uzp_routing() || ((uintptr_t)addr & (UZP_PAGE - 1)) || !len ||
         !uzp_range_in_region(addr, page_up(len)) || (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
-        return (int)syscall(SYS_mprotect, addr, len, prot);
+        return (int)uzp_sys(SYS_mprotect, (long)(addr), (long)(len), (long)(prot), 0, 0, 0);
     uzp_in++;
     int rc = uz_region_protect(uzp_region, addr, page_up(len), prot);
     uzp_in--;
     if (rc == -ENOMEM) /* a hole: the program's own mapping is there */
-        return (int)syscall(SYS_mprotect, addr, len, prot);
+        return (int)uzp_sys(SYS_mprotect, (long)(addr), (long)(len), (long)(prot), 0, 0, 0);
     return rc ? fail(rc) : 0;
 }
 
@@ -241,9 +285,48 @@ UZP_EXPORT int mprotect(void *addr, size_t len, int prot)
 UZP_EXPORT int mlockall(int flags)
 {
     if (!uzp_routing() || !(flags & MCL_CURRENT))
-        return (int)syscall(SYS_mlockall, flags);
-    int rc = (int)syscall(SYS_mlockall, flags | MCL_ONFAULT);
+        return (int)uzp_sys(SYS_mlockall, (long)(flags), 0, 0, 0, 0, 0);
+    int rc = (int)uzp_sys(SYS_mlockall, (long)(flags | MCL_ONFAULT), 0, 0, 0, 0, 0);
     if (rc == 0)
-        (void)syscall(SYS_munlock, (void *)uzp_base, uzp_end - uzp_base);
+        (void)uzp_sys(SYS_munlock, (long)((void *)uzp_base), (long)(uzp_end - uzp_base), 0, 0, 0,
+                      0);
     return rc;
+}
+
+/* syscall(2) for the calls above, so that a program (or a runtime) that makes them by number
+ * gets the same treatment; everything else goes to the kernel as it is. */
+UZP_EXPORT long syscall(long n, ...)
+{
+    va_list ap;
+    long a[6];
+    va_start(ap, n);
+    for (int i = 0; i < 6; i++)
+        a[i] = va_arg(ap, long);
+    va_end(ap);
+    switch (n) {
+    case SYS_mmap:
+        return (long)do_mmap((void *)a[0], (size_t)a[1], (int)a[2], (int)a[3], (int)a[4], a[5]);
+    case SYS_munmap:
+        return munmap((void *)a[0], (size_t)a[1]);
+    case SYS_mremap:
+        return (long)mremap((void *)a[0], (size_t)a[1], (size_t)a[2], (int)a[3], (void *)a[4]);
+    case SYS_madvise:
+        return madvise((void *)a[0], (size_t)a[1], (int)a[2]);
+    case SYS_mprotect:
+        return mprotect((void *)a[0], (size_t)a[1], (int)a[2]);
+    case SYS_mlockall:
+        return mlockall((int)a[0]);
+    case SYS_close:
+        return close((int)a[0]);
+    case SYS_close_range:
+        return close_range((unsigned)a[0], (unsigned)a[1], (int)a[2]);
+#ifdef SYS_dup2
+    case SYS_dup2:
+        return dup2((int)a[0], (int)a[1]);
+#endif
+    case SYS_dup3:
+        return dup3((int)a[0], (int)a[1], (int)a[2]);
+    default:
+        return uzp_sys(n, a[0], a[1], a[2], a[3], a[4], a[5]);
+    }
 }
