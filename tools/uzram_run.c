@@ -29,6 +29,9 @@
 #include "preload_sys.h"
 #include "util.h"
 
+#ifndef UZ_PRELOAD_LIBDIR
+#define UZ_PRELOAD_LIBDIR "lib"
+#endif
 #ifndef UZ_PRELOAD_PATH
 #define UZ_PRELOAD_PATH "/usr/local/lib/libuzram-preload.so"
 #endif
@@ -133,7 +136,9 @@ static const char *find_preload(const char *argv0)
             strcpy(slash + 1, "libuzram-preload.so");
             if (access(buf, R_OK) == 0)
                 return buf;
-            strcpy(slash + 1, "../lib/libuzram-preload.so");
+            /* an installed tree moved elsewhere (DESTDIR, a relocated prefix) */
+            snprintf(slash + 1, sizeof(buf) - (size_t)(slash + 1 - buf),
+                     "../" UZ_PRELOAD_LIBDIR "/libuzram-preload.so");
             if (access(buf, R_OK) == 0)
                 return buf;
         }
