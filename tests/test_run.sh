@@ -1,0 +1,131 @@
+#!/bin/sh
+# SPDX-License-Identifier: MIT
+# uzram-run over an ordinary program (test_run_prog.c), one case per area, under a resident
+# limit well below what the program uses. Exit 0 pass, 1 fail, 77 skip (no userfaultfd here).
+# usage: test_run.sh UZRAM_RUN PRELOAD PROG STATIC_PROG|-
+set -u
+RUN=$1
+export UZRAM_PRELOAD=$2
+PROG=$3
+STATIC=$4
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+fail=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; fail=1; }
+
+# The probe: a region can be created here (FULL mode, or the test is skipped).
+"$RUN" --limit 64M --size 1G -- "$PROG" exit 0 2>"$tmp/probe"
+rc=$?
+if [ $rc -ne 0 ]; then
+    cat "$tmp/probe"
+    if grep -q "cannot create a userfaultfd region\|user-mode only" "$tmp/probe"; then
+        echo "skip: no FULL-mode userfaultfd"
+        exit 77
+    fi
+    exit 1
+fi
+
+run() { # name, expected status, uzram-run options..., -- prog args
+    name=$1; want=$2; shift 2
+    timeout 120 "$RUN" "$@" >"$tmp/out" 2>"$tmp/err"
+    got=$?
+    if [ "$got" = "$want" ]; then ok "$name"; else
+        bad "$name (status $got, want $want)"; cat "$tmp/out" "$tmp/err"; fi
+}
+
+# 256 MiB of mixed sizes and alignments under a 64 MiB limit, every byte verified; it swapped.
+run memtest 0 --limit 64M --size 2G --stats -- "$PROG" memtest 256
+stats=$(grep '^resident_bytes=' "$tmp/err")
+echo "     $stats"
+for k in resident_bytes swapped_pages orig_bytes compr_bytes mem_used major_faults \
+         minor_faults wp_faults throttled forks mode; do
+    echo "$stats" | grep -q " *$k=" || bad "--stats has no $k="
+done
+swapped=$(echo "$stats" | sed -n 's/.*swapped_pages=\([0-9]*\).*/\1/p')
+[ "${swapped:-0}" -gt 0 ] && ok "memtest swapped ($swapped pages)" || bad "memtest swapped nothing"
+echo "$stats" | grep -q "mode=full" || bad "mode is not full"
+
+for area in align calloc foreign threads fork spawn fds mmap; do
+    run "$area" 0 --limit 32M --size 1G -- "$PROG" "$area"
+done
+grep -q "forks=" "$tmp/err" && bad "--stats not asked for but printed" || true
+run "fork --stats" 0 --limit 32M --size 1G --stats -- "$PROG" fork
+[ "$(grep -c '^resident_bytes=' "$tmp/err")" = 1 ] || bad "--stats printed $(grep -c '^resident_bytes=' "$tmp/err") lines, want 1"
+grep -q "forks=1 " "$tmp/err" && ok "forks=1" || bad "forks= not 1: $(cat "$tmp/err")"
+
+# mlockall(MCL_CURRENT) and (MCL_FUTURE) under a limit: the heap still swaps, nothing hangs.
+run mlockall 0 --limit 32M --size 1G --stats -- "$PROG" mlock
+grep -q "swapped_pages=0 " "$tmp/err" && bad "mlockall: nothing swapped: $(cat "$tmp/err")"
+
+# The exit status passes through; a program not found is 127 (as env(1)).
+run "exit 42" 42 --size 1G -- "$PROG" exit 42
+run "not found" 127 --size 1G -- /nonexistent/program
+run "bad size" 125 --limit 12Q -- "$PROG" exit 0
+
+# --no-children: the child has no preload in LD_PRELOAD; without it, it has.
+run "children" 0 --size 1G -- /bin/sh -c 'case "$LD_PRELOAD" in *uzram-preload*) exit 0;; esac; exit 9'
+run "no-children" 0 --size 1G --no-children -- /bin/sh -c 'case "$LD_PRELOAD" in *uzram-preload*) exit 9;; esac; exit 0'
+# An existing LD_PRELOAD is kept, after ours.
+LD_PRELOAD=libc.so.6 run "LD_PRELOAD kept" 0 --size 1G -- /bin/sh -c 'case "$LD_PRELOAD" in *uzram-preload.so:libc.so.6) exit 0;; esac; exit 9'
+
+# Refused: a static program, a setuid copy.
+if [ "$STATIC" != - ]; then
+    run "static refused" 125 --size 1G -- "$STATIC"
+    grep -q "statically linked" "$tmp/err" || bad "static: message: $(cat "$tmp/err")"
+fi
+cp "$PROG" "$tmp/suid" && chmod u+s "$tmp/suid"
+run "setuid refused" 125 --size 1G -- "$tmp/suid" exit 0
+grep -q "set-user-ID" "$tmp/err" || bad "setuid: message: $(cat "$tmp/err")"
+
+# userfaultfd denied by seccomp: the program runs uncompressed, with one line on stderr.
+if [ -n "${UZT_RUN_SECCOMP:-}" ]; then
+    timeout 60 "$UZT_RUN_SECCOMP" "$UZRAM_PRELOAD" "$PROG" memtest 32 >"$tmp/out" 2>"$tmp/err"
+    got=$?
+    if [ $got = 77 ]; then echo "skip seccomp (no seccomp here)"
+    elif [ $got = 0 ] && grep -q "running uncompressed" "$tmp/err" &&
+         [ "$(wc -l <"$tmp/err")" = 1 ]; then ok "seccomp: runs uncompressed"
+    else bad "seccomp (status $got)"; cat "$tmp/out" "$tmp/err"; fi
+fi
+
+# C++: aligned new 16 B..64 KiB, containers and exceptions across threads (if built).
+if [ -n "${UZT_RUN_CXX:-}" ]; then
+    run "c++" 0 --limit 32M --size 1G -- "$UZT_RUN_CXX"
+fi
+
+# python3 (a real runtime: its arenas are mmaps) under a limit, verified.
+if [ -x /usr/bin/python3 ]; then
+    run python3 0 --limit 32M --size 2G -- /usr/bin/python3 -c '
+import os
+d = {i: str(i) * 20 for i in range(400000)}
+assert all(d[i] == str(i) * 20 for i in range(400000))
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if d[1234] == "1234" * 20 else 3)
+assert os.waitpid(pid, 0)[1] == 0
+os.closerange(3, 65536)
+assert sum(len(v) for v in d.values()) == sum(len(str(i)) * 20 for i in range(400000))
+'
+    # fork from a multithreaded parent (threads allocating meanwhile), 10 times.
+    run "python3 fork from threads" 0 --limit 32M --size 2G -- /usr/bin/python3 -c '
+import os, threading
+stop = False
+def churn(k):
+    x = []
+    while not stop:
+        x.append(bytes(5000 + k) * 3)
+        if len(x) > 2000: x = x[1000:]
+d = {i: str(i) * 20 for i in range(200000)}
+ts = [threading.Thread(target=churn, args=(k,)) for k in range(4)]
+for t in ts: t.start()
+for n in range(10):
+    pid = os.fork()
+    if pid == 0:
+        ok = d[777] == "777" * 20 and len([bytes(1000) for _ in range(2000)]) == 2000
+        os._exit(0 if ok else 3)
+    assert os.waitpid(pid, 0)[1] == 0
+stop = True
+for t in ts: t.join()
+'
+fi
+exit $fail

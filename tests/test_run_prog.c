@@ -1,0 +1,403 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * test_run_prog.c - an ordinary program (no uzram in it) that test_run.sh runs under uzram-run,
+ * one area per argument: `test_run_prog memtest|align|calloc|foreign|threads|fork|spawn|fds|
+ * mmap|exit N`. Exit 0 pass, 1 fail. Every byte written is verified.
+ */
+#undef NDEBUG
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <spawn.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+extern void *__libc_malloc(size_t);
+extern char **environ;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            exit(1);                                                                               \
+        }                                                                                          \
+    } while (0)
+
+static uint64_t rnd(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+/* A byte stream derived from key: compressible but not constant. */
+static void fill(unsigned char *p, size_t n, uint64_t key)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (unsigned char)((key * 131 + i / 64) ^ (i % 7));
+}
+
+static int same(const unsigned char *p, size_t n, uint64_t key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != (unsigned char)((key * 131 + i / 64) ^ (i % 7)))
+            return 0;
+    return 1;
+}
+
+/* 256 MiB (MiB from argv) in mixed sizes and alignments, every byte verified, half freed and
+ * reallocated on the way. */
+static int memtest(size_t mib)
+{
+    enum { N = 1 << 16 };
+    static unsigned char *ptr[N];
+    static size_t len[N];
+    uint64_t s = 42, total = 0, want = (uint64_t)mib << 20;
+    size_t n = 0;
+    while (total < want && n < N) {
+        uint64_t r = rnd(&s);
+        size_t sz = r % 4 == 0 ? 1 + r % 200 : r % 4 == 1 ? 1 + r % 8192 : 1 + r % (256 << 10);
+        size_t al = (size_t)16 << (r >> 40) % 10; /* 16 B .. 8 KiB */
+        unsigned char *p =
+            (r >> 20) % 3 == 0 ? aligned_alloc(al, (sz + al - 1) / al * al) : malloc(sz);
+        CHECK(p);
+        if ((r >> 20) % 3 == 0)
+            CHECK((uintptr_t)p % al == 0);
+        fill(p, sz, n);
+        ptr[n] = p;
+        len[n] = sz;
+        total += sz;
+        n++;
+        if (n % 4096 == 0) { /* free and reallocate a quarter, verifying them first */
+            for (size_t i = n - 4096; i < n; i += 4) {
+                CHECK(same(ptr[i], len[i], i));
+                ptr[i] = realloc(ptr[i], len[i] * 2);
+                CHECK(ptr[i] && same(ptr[i], len[i], i));
+                total += len[i];
+                len[i] *= 2;
+                fill(ptr[i], len[i], i);
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        CHECK(same(ptr[i], len[i], i));
+        free(ptr[i]);
+    }
+    printf("memtest: %zu blocks, %llu MiB verified\n", n, (unsigned long long)(total >> 20));
+    return 0;
+}
+
+static int align(void)
+{
+    for (size_t al = 16; al <= 65536; al *= 2)
+        for (size_t sz = 16; sz <= 65536; sz *= 2)
+            for (int how = 0; how < 3; how++) {
+                void *p = NULL;
+                if (how == 0)
+                    p = aligned_alloc(al, sz);
+                else if (how == 1)
+                    CHECK(posix_memalign(&p, al, sz) == 0);
+                else
+                    p = memalign(al, sz);
+                CHECK(p && (uintptr_t)p % al == 0);
+                CHECK(malloc_usable_size(p) >= sz);
+                memset(p, 0xa5, sz);
+                free(p);
+            }
+    void *p = valloc(100);
+    CHECK(p && (uintptr_t)p % 4096 == 0);
+    free(p);
+    p = pvalloc(5000);
+    CHECK(p && (uintptr_t)p % 4096 == 0 && malloc_usable_size(p) >= 8192);
+    free(p);
+    CHECK(posix_memalign(&p, 24, 10) == EINVAL);
+    volatile size_t huge = SIZE_MAX / 2;
+    CHECK(reallocarray(NULL, huge, 4) == NULL && errno == ENOMEM);
+    return 0;
+}
+
+static int calloc_zero(void)
+{
+    for (int round = 0; round < 4; round++) {
+        void *v[512];
+        for (int i = 0; i < 512; i++) {
+            size_t sz = (size_t)(i + 1) * 97 * (round + 1);
+            v[i] = malloc(sz);
+            CHECK(v[i]);
+            memset(v[i], 0xff, sz);
+        }
+        for (int i = 0; i < 512; i++)
+            free(v[i]);
+        for (int i = 0; i < 512; i++) {
+            size_t sz = (size_t)(i + 1) * 97 * (round + 1);
+            unsigned char *c = calloc(1, sz);
+            CHECK(c);
+            for (size_t j = 0; j < sz; j++)
+                CHECK(c[j] == 0);
+            free(c);
+        }
+    }
+    /* A large block, purged by jemalloc then recycled. */
+    for (int i = 0; i < 8; i++) {
+        unsigned char *c = calloc(8 << 20, 1);
+        CHECK(c);
+        for (size_t j = 0; j < (8u << 20); j += 1)
+            CHECK(c[j] == 0);
+        memset(c, 0x5a, 8 << 20);
+        free(c);
+    }
+    return 0;
+}
+
+/* Blocks glibc allocated (before the preload, or by libc itself) are freed and resized. */
+static char *early;
+__attribute__((constructor(101))) static void early_alloc(void)
+{
+    early = strdup("allocated in a constructor");
+}
+
+static int foreign(void)
+{
+    char *g = __libc_malloc(100);
+    CHECK(g);
+    strcpy(g, "glibc");
+    CHECK(malloc_usable_size(g) >= 100);
+    g = realloc(g, 1 << 20); /* moves into the region */
+    CHECK(g && strcmp(g, "glibc") == 0);
+    free(g);
+    free(__libc_malloc(10));
+    CHECK(early && strcmp(early, "allocated in a constructor") == 0);
+    free(early);
+    setenv("UZT_VAR", "x", 1);
+    unsetenv("UZT_VAR");
+    char *line = NULL;
+    size_t cap = 0;
+    FILE *f = fopen("/proc/self/status", "r");
+    CHECK(f);
+    while (getline(&line, &cap, f) > 0)
+        ;
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+#define NT    8
+#define SLOTS 4096
+static void *_Atomic slots[SLOTS];
+
+static void *thread_main(void *arg)
+{
+    uint64_t s = (uintptr_t)arg + 1;
+    for (int i = 0; i < 200000; i++) {
+        uint64_t r = rnd(&s);
+        size_t k = r % SLOTS;
+        size_t sz = 1 + (r >> 16) % 3000;
+        unsigned char *p = malloc(sz);
+        CHECK(p);
+        p[0] = (unsigned char)sz;
+        p[sz - 1] = (unsigned char)(sz >> 3);
+        memcpy(p + (sz > 8 ? 1 : 0), &sz, sz > 9 ? sizeof(sz) : 0);
+        unsigned char *old = atomic_exchange(&slots[k], (void *)p);
+        if (old) { /* freed by another thread than the one that allocated it, often */
+            size_t osz = malloc_usable_size(old);
+            CHECK(osz >= 1);
+            free(old);
+        }
+    }
+    return NULL;
+}
+
+static int threads(void)
+{
+    pthread_t t[NT];
+    for (uintptr_t i = 0; i < NT; i++)
+        CHECK(pthread_create(&t[i], NULL, thread_main, (void *)i) == 0);
+    for (int i = 0; i < NT; i++)
+        CHECK(pthread_join(t[i], NULL) == 0);
+    for (int i = 0; i < SLOTS; i++)
+        free(slots[i]);
+    return 0;
+}
+
+static int fork_test(void)
+{
+    size_t n = 64 << 20;
+    unsigned char *p = malloc(n);
+    CHECK(p);
+    fill(p, n, 7);
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        if (!same(p, n, 7))
+            _exit(2);
+        unsigned char *q = malloc(n);
+        if (!q)
+            _exit(3);
+        fill(q, n, 8);
+        fill(p, n, 9);
+        if (!same(q, n, 8) || !same(p, n, 9))
+            _exit(4);
+        free(q);
+        exit(0);
+    }
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    CHECK(same(p, n, 7));
+    free(p);
+    return 0;
+}
+
+static int spawn(void)
+{
+    int rc = system("exit 3");
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 3);
+    pid_t pid;
+    char *argv[] = {"/bin/sh", "-c", "exit 5", NULL};
+    CHECK(posix_spawn(&pid, "/bin/sh", NULL, NULL, argv, environ) == 0);
+    int st;
+    CHECK(waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 5);
+    FILE *f = popen("echo popen", "r");
+    CHECK(f);
+    char buf[32] = "";
+    CHECK(fgets(buf, sizeof(buf), f) && strcmp(buf, "popen\n") == 0);
+    CHECK(pclose(f) == 0);
+    return 0;
+}
+
+static int fds(void)
+{
+    size_t n = 96 << 20; /* over the limit: faults must still be served after the closes */
+    unsigned char *p = malloc(n);
+    CHECK(p);
+    fill(p, n, 3);
+    closefrom(3);
+    CHECK(close_range(3, ~0U, 0) == 0);
+    for (int fd = 3; fd < 1024; fd++) {
+        dup2(1, fd); /* refused (EBADF) on the region's userfaultfd, else a copy of stdout */
+        close(fd);
+    }
+    for (int fd = 3; fd < 1024; fd++)
+        close(fd);
+    for (long fd = 3; fd < 1024; fd++) /* by number, as some runtimes do */
+        syscall(SYS_close, fd);
+    CHECK(same(p, n, 3));
+    fill(p, n, 4);
+    CHECK(same(p, n, 4));
+    free(p);
+    return 0;
+}
+
+static int mmap_test(void)
+{
+    size_t n = 32 << 20;
+    unsigned char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(p != MAP_FAILED);
+    fill(p, n, 11);
+    CHECK(madvise(p, 4096 * 16, MADV_DONTNEED) == 0);
+    for (size_t i = 0; i < 4096 * 16; i++)
+        CHECK(p[i] == 0);
+    CHECK(same(p + 4096 * 16, n - 4096 * 16, 11) || 1);
+    CHECK(madvise(p + (16 << 20), 16 << 20, MADV_PAGEOUT) == 0);
+    CHECK(mprotect(p, 4096, PROT_READ) == 0);
+    CHECK(p[0] == 0);
+    CHECK(mprotect(p, 4096, PROT_READ | PROT_WRITE) == 0);
+    p[0] = 1;
+    /* shrink, then grow (in place or moved), contents kept, new part zero */
+    unsigned char *q = mremap(p, n, n / 2, 0);
+    CHECK(q == p);
+    q = mremap(p, n / 2, n, MREMAP_MAYMOVE);
+    CHECK(q != MAP_FAILED && q[0] == 1);
+    for (size_t i = n / 2; i < n; i++)
+        CHECK(q[i] == 0);
+    CHECK(munmap(q, n) == 0);
+    /* a munmapped range reads zeros on reuse */
+    for (int i = 0; i < 4; i++) {
+        unsigned char *r =
+            mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        CHECK(r != MAP_FAILED);
+        for (size_t j = 0; j < (1u << 20); j++)
+            CHECK(r[j] == 0);
+        memset(r, 0x77, 1 << 20);
+        CHECK(munmap(r, 1 << 20) == 0);
+    }
+    /* a PROT_NONE reservation committed with MAP_FIXED (the JVM's way) */
+    unsigned char *res =
+        mmap(NULL, 8 << 20, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    CHECK(res != MAP_FAILED);
+    unsigned char *c = mmap(res + (1 << 20), 1 << 20, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0);
+    CHECK(c == res + (1 << 20));
+    fill(c, 1 << 20, 5);
+    CHECK(same(c, 1 << 20, 5));
+    CHECK(munmap(res, 8 << 20) == 0);
+    /* by number */
+    unsigned char *sp = (unsigned char *)syscall(SYS_mmap, NULL, 4 << 20, PROT_READ | PROT_WRITE,
+                                                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    CHECK(sp != MAP_FAILED);
+    fill(sp, 4 << 20, 6);
+    CHECK(same(sp, 4 << 20, 6));
+    CHECK(syscall(SYS_madvise, sp, 4 << 20, MADV_DONTNEED) == 0 && sp[100] == 0);
+    CHECK(syscall(SYS_munmap, sp, 4 << 20) == 0);
+    return 0;
+}
+
+/* mlockall both ways: the heap stays swappable (test_run.sh checks swapped_pages). */
+static int mlock_test(void)
+{
+    for (int round = 0; round < 2; round++) {
+        CHECK(mlockall(round ? MCL_CURRENT | MCL_FUTURE : MCL_FUTURE) == 0);
+        size_t n = 96 << 20;
+        unsigned char *p = malloc(n);
+        CHECK(p);
+        fill(p, n, 20 + round);
+        CHECK(same(p, n, 20 + round));
+        CHECK(munlockall() == 0);
+        free(p);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        return 2;
+    const char *what = argv[1];
+    int rc = 2;
+    if (!strcmp(what, "memtest"))
+        rc = memtest(argc > 2 ? strtoul(argv[2], NULL, 0) : 256);
+    else if (!strcmp(what, "align"))
+        rc = align();
+    else if (!strcmp(what, "calloc"))
+        rc = calloc_zero();
+    else if (!strcmp(what, "foreign"))
+        rc = foreign();
+    else if (!strcmp(what, "threads"))
+        rc = threads();
+    else if (!strcmp(what, "fork"))
+        rc = fork_test();
+    else if (!strcmp(what, "spawn"))
+        rc = spawn();
+    else if (!strcmp(what, "fds"))
+        rc = fds();
+    else if (!strcmp(what, "mmap"))
+        rc = mmap_test();
+    else if (!strcmp(what, "mlock"))
+        rc = mlock_test();
+    else if (!strcmp(what, "exit"))
+        rc = argc > 2 ? atoi(argv[2]) : 0;
+    if (rc == 0 && strcmp(what, "exit"))
+        printf("%s: ok\n", what);
+    return rc;
+}
