@@ -4,18 +4,16 @@
  *
  * Daemons close every descriptor above 2 (close_range, closefrom, close loops, dup2 over
  * them); closing the region's userfaultfd would leave every later fault unserved (the process
- * dies with SIGSEGV/SIGBUS). The region has no call that names its descriptors, so they are
- * found in /proc/self/fd ("anon_inode:[userfaultfd]") right after the region is created and
- * after each fork (the child's region has its own). close() of one fails with EBADF, dup2/dup3
- * onto or from one with EBADF, and close_range()/closefrom() close the ranges around them.
- * The library's own calls (uzp_in) pass.
+ * dies with SIGSEGV/SIGBUS). uz_region_fds() names them (its userfaultfds and pidfd); they are
+ * taken right after the region is created and after each fork (the child's region has its
+ * own). A userfaultfd of the program's own is not touched. close() of one fails with EBADF,
+ * dup2/dup3 onto or from one with EBADF, and close_range()/closefrom() close the ranges around
+ * them. The library's own calls (uzp_in) pass.
  */
 #include "preload.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <stdio.h>
 #include <limits.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,25 +27,14 @@ static _Atomic int n_fds;
 
 void uzp_fd_scan(void)
 {
-    int n = 0;
-    DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return;
-    for (struct dirent *e; (e = readdir(d)) && n < MAX_FDS;) {
-        char path[300], target[64];
-        if (e->d_name[0] == '.')
-            continue;
-        snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-        ssize_t len = readlink(path, target, sizeof(target) - 1);
-        if (len <= 0)
-            continue;
-        target[len] = 0;
-        if (strcmp(target, "anon_inode:[userfaultfd]") == 0)
-            fds[n++] = atoi(e->d_name);
-    }
-    closedir(d);
-    for (int i = n; i < MAX_FDS; i++)
-        fds[i] = -1;
+    int have[MAX_FDS];
+    int n = uzp_region ? uz_region_fds(uzp_region, have, MAX_FDS) : 0;
+    if (n < 0)
+        n = 0;
+    if (n > MAX_FDS)
+        n = MAX_FDS;
+    for (int i = 0; i < MAX_FDS; i++)
+        fds[i] = i < n ? have[i] : -1;
     n_fds = n;
 }
 
