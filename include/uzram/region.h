@@ -111,9 +111,12 @@
  * (no memory, no userfaultfd) its region is failed (uz_region_stat.failed) and PROT_NONE: a
  * touch crashes instead of reading swapped-out pages as zeros. vfork() and posix_spawn() need
  * and cost nothing (the child only execs); a child made without fork handlers (_Fork(), a raw
- * clone()) must not touch region memory. A fork while another thread unmaps region memory is
- * safe: the child makes a hole of every page its own mm no longer maps (a mapping another
- * thread placed there in that same instant is taken for the region's in the child).
+ * clone()) must not touch region memory. Nothing libc itself reads while the child's handler
+ * starts its threads (the global locale, the DTVs of reused thread stacks, the loader's tables)
+ * may live in region memory: those reads would fault before a fault thread runs, and the child
+ * would wait for itself (uzram-run keeps them in glibc's heap). A fork while another thread unmaps
+ * region memory is safe: the child makes a hole of every page its own mm no longer maps (a mapping
+ * another thread placed there in that same instant is taken for the region's in the child).
  */
 #ifndef UZRAM_REGION_H
 #define UZRAM_REGION_H
