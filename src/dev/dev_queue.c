@@ -10,10 +10,10 @@
  * slots dealt out one by one (i % nworkers) a worker running behind split every run (a swap
  * benchmark's fill and scan made 151,321 moves for 453,018 pages, a third of the reclaim
  * thread's time in TLB-shootdown IPIs; stripes of 32: 54,781). 64 slots (256 KiB): half a
- * reclaim batch, so two workers still share every batch. The worker reads the caller's page only when it gets to the request, after
- * the submitting call has returned: this is why a device with workers advertises stable writes
- * (invariant 2), and why a caller that breaks the contract gets, at worst, a garbage page
- * (invariant 1 still holds in the write path, so nothing overruns).
+ * reclaim batch, so two workers still share every batch. The worker reads the caller's page only
+ * when it gets to the request, after the submitting call has returned: this is why a device with
+ * workers advertises stable writes (invariant 2), and why a caller that breaks the contract gets,
+ * at worst, a garbage page (invariant 1 still holds in the write path, so nothing overruns).
  *
  * Who may wait for whom. An ordinary thread that submits to a full ring waits for room. A worker
  * thread (running a `done` callback, of this device or any other) never waits for a queue: its
