@@ -449,6 +449,7 @@ static void event_remove(struct uz_region *r, uint64_t first, uint64_t last)
             gone[k] = false;
         }
         if (r->can_move) {
+            unsigned resets = 0;
             pthread_mutex_lock(&r->scratch_lock);
             for (unsigned k = 0; k < n;) {
                 if (!uz_pg_resident(uz_pg_state(words[k])) || uz_pg_pins(words[k])) {
@@ -474,7 +475,7 @@ static void event_remove(struct uz_region *r, uint64_t first, uint64_t last)
                 for (unsigned j = k; j < k + done; j++)
                     gone[j] = true;
                 k += done;
-                if (rc == -EEXIST) { /* mlockall populated the scratch */
+                if (rc == -EEXIST && resets++ < 2) { /* mlockall populated the scratch */
                     if ((rc = uz_region_sys_scratch_unlock(r)))
                         uz_region_error(r, rc);
                     continue;
