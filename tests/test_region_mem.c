@@ -97,8 +97,10 @@ static struct uz_region *make_mode(size_t pages, size_t limit, bool user_only, b
 {
     uz_region_force_user_mode = user_only;
     struct uz_region *r = make(pages, limit);
+    int probed = uz_region_probe(); /* the mode a region gets, without making one */
     uz_region_force_user_mode = false;
     struct uz_region_stat st = stat_of(r);
+    CHECK_EQ(probed, st.mode);
     if (!st.events || (need_remove && !st.remove_events)) {
         fprintf(stderr, "  (%s mode: no %s events here: skipped)\n",
                 user_only ? "user-only" : "full", need_remove ? "remove" : "unmap");

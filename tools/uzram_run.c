@@ -5,11 +5,12 @@
  *   uzram-run [--limit SIZE] [--algorithm NAME] [--size SIZE] [--stats] [--no-children]
  *             [--allow-user-only] [--] PROGRAM [ARGS...]
  *
- * Checks what can be checked before the program runs -- the userfaultfd mode (a small probe
- * region), that the target is dynamically linked (PT_INTERP), not setuid/setgid and without
- * file capabilities (the loader ignores LD_PRELOAD for those) -- then puts libuzram-preload.so
- * first in LD_PRELOAD, passes the settings as UZRAM_* variables and execs the program, so its
- * exit status is the program's own. The preload does the rest (src/preload/).
+ * Checks what can be checked before the program runs -- the userfaultfd mode
+ * (uz_region_probe(): a userfaultfd opened and closed), that the target is dynamically linked
+ * (PT_INTERP), not setuid/setgid and without file capabilities (the loader ignores LD_PRELOAD for
+ * those) -- then puts libuzram-preload.so first in LD_PRELOAD, passes the settings as UZRAM_*
+ * variables and execs the program, so its exit status is the program's own. The preload does the
+ * rest (src/preload/).
  */
 #include <elf.h>
 #include <errno.h>
@@ -109,17 +110,10 @@ static int is_dynamic(const char *path)
     return res;
 }
 
+/* The mode without a region (a probe region cost ~2 ms of threads started and stopped). */
 static int probe_mode(void)
 {
-    struct uz_region_config cfg = {.size = 64 * 4096, .resident_limit = 0};
-    struct uz_region *r;
-    int rc = uz_region_create(&cfg, &r);
-    if (rc)
-        return rc;
-    struct uz_region_stat st;
-    rc = uz_region_stat(r, &st);
-    uz_region_destroy(r);
-    return rc ? rc : st.mode;
+    return uz_region_probe();
 }
 
 static const char *find_preload(const char *argv0)

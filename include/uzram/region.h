@@ -220,6 +220,13 @@ struct uz_region_stat {
  *  faulting thread is ever left asleep. */
 UZ_API int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out);
 
+/* uz_region_probe() :
+ *  The mode a region created now would run in, without creating one: a userfaultfd is opened
+ *  and negotiated as uz_region_create() does, then closed (no memory, no thread).
+ *  @return : UZ_REGION_MODE_FULL or UZ_REGION_MODE_USER_ONLY, or uz_region_create()'s errors
+ *            for userfaultfd (-ENOSYS, -EPERM, -EOPNOTSUPP, -ENOMEM, -errno). */
+UZ_API int uz_region_probe(void);
+
 /* uz_region_base() : the first byte of the region (page-aligned). */
 UZ_API void *uz_region_base(struct uz_region *r);
 

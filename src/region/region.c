@@ -511,6 +511,23 @@ void uz_region_destroy(struct uz_region *r)
         teardown(r);
 }
 
+int uz_region_probe(void)
+{
+    struct uz_region *r = calloc(1, sizeof(*r));
+    if (!r)
+        return -ENOMEM;
+    r->uffd = r->trash_uffd = -1;
+    int rc = uz_region_sys_open(r);
+    if (!rc)
+        rc = r->mode;
+    if (r->uffd >= 0)
+        close(r->uffd);
+    if (r->trash_uffd >= 0)
+        close(r->trash_uffd);
+    free(r);
+    return rc;
+}
+
 void *uz_region_base(struct uz_region *r)
 {
     return r ? r->base : NULL;
