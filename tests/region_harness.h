@@ -12,6 +12,40 @@
 
 #include "region_internal.h"
 
+/* UZT_SANITIZED: an ASan or TSan build (gcc or clang), which runs fewer rounds; UZT_TSAN: TSan. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define UZT_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define UZT_SANITIZED 1
+#endif
+#endif
+#ifndef UZT_SANITIZED
+#define UZT_SANITIZED 0
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define UZT_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define UZT_TSAN 1
+#endif
+#endif
+#ifndef UZT_TSAN
+#define UZT_TSAN 0
+#endif
+
+#if defined(UZT_FORK_THREADS) && UZT_TSAN
+/* A test that defines UZT_FORK_THREADS forks from a multithreaded process and its child's region
+ * starts threads again, which TSan refuses by default (it cannot know what the vanished threads
+ * held); the region's child handler quiesced everything before the fork and rebuilds its locks,
+ * so it may. */
+const char *__tsan_default_options(void);
+const char *__tsan_default_options(void)
+{
+    return "die_after_fork=0";
+}
+#endif
+
 /* A 64-bit mixer (murmur-style finaliser) for page patterns. */
 static inline uint64_t mix(uint64_t x)
 {
@@ -73,6 +107,25 @@ static inline void settle_and_check(struct uz_region *r)
         a = b;
     }
     check_region(r);
+}
+
+/* A test program's cases: all of them, or those named on the command line. */
+struct uzt_case {
+    const char *name;
+    void (*fn)(void);
+};
+
+static inline void uzt_run_cases(const struct uzt_case *cases, size_t n, int argc, char **argv)
+{
+    for (size_t c = 0; c < n; c++) {
+        bool run = argc < 2;
+        for (int a = 1; a < argc; a++)
+            run |= !strcmp(argv[a], cases[c].name);
+        if (run) {
+            fprintf(stderr, "== %s\n", cases[c].name);
+            cases[c].fn();
+        }
+    }
 }
 
 #endif

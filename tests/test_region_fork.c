@@ -28,26 +28,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#define UZT_FORK_THREADS /* its children start the region's threads again */
 #include "region_harness.h"
 
 #define PAGE UZ_PAGE_SIZE
-
-#if defined(__SANITIZE_THREAD__) || defined(__SANITIZE_ADDRESS__)
-#define SANITIZED 1
-#else
-#define SANITIZED 0
-#endif
-
-#ifdef __SANITIZE_THREAD__
-/* TSan refuses by default to start threads in the child of a multithreaded fork (it cannot
- * know what the vanished threads held); the region's child handler quiesced everything before
- * the fork and rebuilds its locks, so it may. */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-    return "die_after_fork=0";
-}
-#endif
 
 static double now_s(void)
 {
@@ -121,8 +105,8 @@ static void expect_exit0(pid_t pid, const char *who)
 
 /* ---- fork: a multithreaded parent under reclaim forks; the child uses its copy ---- */
 
-#define FK_PAGES   (SANITIZED ? 4096u : 8192u)
-#define FK_LIMIT   (SANITIZED ? 512u : 1024u)
+#define FK_PAGES   (UZT_SANITIZED ? 4096u : 8192u)
+#define FK_LIMIT   (UZT_SANITIZED ? 512u : 1024u)
 #define FK_WORKERS 3
 
 static struct {
@@ -213,7 +197,7 @@ static void *fk_worker(void *arg)
 /* The child: only this thread exists. */
 static void fk_child_main(unsigned round)
 {
-    alarm(SANITIZED ? 240 : 60);
+    alarm(UZT_SANITIZED ? 240 : 60);
     struct uz_region *r = fk.r;
     struct uz_region_stat st0 = stat_of(r);
     CHECK_EQ(st0.failed, 0);
@@ -256,7 +240,7 @@ static void fk_child_main(unsigned round)
 
 static void case_fork(void)
 {
-    alarm(SANITIZED ? 600 : 120);
+    alarm(UZT_SANITIZED ? 600 : 120);
     fk.r = make(FK_PAGES, FK_LIMIT);
     fk.base = uz_region_base(fk.r);
     for (unsigned p = 0; p < FK_PAGES; p++) {
@@ -335,7 +319,7 @@ static void limit_phase(struct uz_region *r, unsigned char *base, uint64_t from,
 
 static void case_limit(void)
 {
-    alarm(SANITIZED ? 600 : 120);
+    alarm(UZT_SANITIZED ? 600 : 120);
     struct uz_region *r = make(LM_PAGES, LM_LIMIT);
     unsigned char *base = uz_region_base(r);
     if (!stat_of(r).move_eviction) {
@@ -362,7 +346,7 @@ static void case_limit(void)
     CHECK(pid >= 0);
     if (pid == 0) {
         /* Holds the shared pages until the parent is done. */
-        alarm(SANITIZED ? 600 : 120);
+        alarm(UZT_SANITIZED ? 600 : 120);
         char c;
         close(pfd[1]);
         _exit(read(pfd[0], &c, 1) == 0 ? 0 : 1);
@@ -389,8 +373,8 @@ static void case_limit(void)
 
 static void case_latency(void)
 {
-    alarm(SANITIZED ? 900 : 180);
-    const uint64_t pages = SANITIZED ? 32768 : 262144, limit = pages / 4;
+    alarm(UZT_SANITIZED ? 900 : 180);
+    const uint64_t pages = UZT_SANITIZED ? 32768 : 262144, limit = pages / 4;
     struct uz_region *r = make(pages, limit);
     unsigned char *base = uz_region_base(r);
     double t = now_s();
@@ -415,7 +399,7 @@ static void case_latency(void)
         double t1 = now_s();
         CHECK(pid >= 0);
         if (pid == 0) {
-            alarm(SANITIZED ? 600 : 60);
+            alarm(UZT_SANITIZED ? 600 : 60);
             close(pfd[0]);
             if (write(pfd[1], &t1, sizeof(t1)) != (ssize_t)sizeof(t1))
                 _exit(2);
@@ -443,7 +427,7 @@ static void case_latency(void)
         if (tc - t0 > worst_child)
             worst_child = tc - t0;
     }
-    double bound = SANITIZED ? 5.0 : 1.0;
+    double bound = UZT_SANITIZED ? 5.0 : 1.0;
     CHECK(worst_parent < bound);
     CHECK(worst_child < bound);
     for (uint64_t p = 0; p < pages; p += 61)

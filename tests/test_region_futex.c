@@ -83,29 +83,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#define UZT_FORK_THREADS  /* the glibc and user_unpinned cases fork after other cases ran threads  \
+                           */
 #include "region_harness.h"
 
 #define PAGE UZ_PAGE_SIZE
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
-#ifdef __SANITIZE_THREAD__
-/* The glibc and user_unpinned cases fork after other cases ran threads (see test_region_fork.c). */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-    return "die_after_fork=0";
-}
-#endif
 
 static double now_s(void)
 {
@@ -327,7 +309,7 @@ static void *mem_main(void *arg)
     unsigned id = (unsigned)(uintptr_t)arg;
     uint64_t seed = 0xf07e1001u + id * 104729u;
     uint64_t k = 0;
-    while (!atomic_load(&st.stop_mem) || k < (SANITIZED ? 2000 : 5000)) {
+    while (!atomic_load(&st.stop_mem) || k < (UZT_SANITIZED ? 2000 : 5000)) {
         uint64_t rnd = uzt_rand(&seed);
         uint64_t p = (rnd % (ST_PAGES / ST_NMEM)) * ST_NMEM + id;
         k++;
@@ -425,7 +407,7 @@ static void check_pinned_resident(void)
 /* npin: the last npin of the sync pages are pinned (ST_NSP: all; 1: the PI mutex's). */
 static void stress(const char *name, bool user_only, unsigned npin, bool pshared)
 {
-    alarm(SANITIZED ? 400 : 90);
+    alarm(UZT_SANITIZED ? 400 : 90);
     double t0 = now_s();
     memset(&st, 0, sizeof(st));
     st.r = make_mode(ST_PAGES, ST_LIMIT, user_only);
@@ -438,8 +420,8 @@ static void stress(const char *name, bool user_only, unsigned npin, bool pshared
     }
     st.npin = npin;
     st.pshared = pshared;
-    st.iters = (SANITIZED ? 100 : 400) * ST_BARRIER;
-    st.rounds = SANITIZED ? 10000 : 40000;
+    st.iters = (UZT_SANITIZED ? 100 : 400) * ST_BARRIER;
+    st.rounds = UZT_SANITIZED ? 10000 : 40000;
     st.ver = calloc(ST_PAGES, sizeof(*st.ver));
     CHECK(st.ver);
     for (unsigned j = 0; j < ST_NSP; j++) {
@@ -600,8 +582,8 @@ static bool shared_wait_in(pid_t pid, pid_t tid, uint64_t lo, uint64_t hi, uint6
  * stress up to ten times. */
 static void case_user_unpinned(void)
 {
-    alarm(SANITIZED ? 600 : 120);
-    const double lost_s = SANITIZED ? 10 : 3;
+    alarm(UZT_SANITIZED ? 600 : 120);
+    const double lost_s = UZT_SANITIZED ? 10 : 3;
     int ep[2], ip[2];
     CHECK_EQ(pipe(ep), 0);
     CHECK_EQ(pipe(ip), 0);
@@ -1010,7 +992,7 @@ static void serve_until_done(int fd)
  * received), 3 when the wake-up was lost, 77 without seccomp; dies of glibc's abort otherwise. */
 static void glibc_child(bool user_only, bool pinned, enum gx_obj obj)
 {
-    alarm(SANITIZED ? 120 : 30);
+    alarm(UZT_SANITIZED ? 120 : 30);
     setenv("LIBC_FATAL_STDERR_", "1", 1);
     struct uz_region *r = make_mode(16, 0, user_only);
     if (!user_only && stat_of(r).mode != UZ_REGION_MODE_FULL)
@@ -1156,7 +1138,7 @@ static int run_glibc_child(bool user_only, bool pinned, enum gx_obj obj, char *e
 static void case_glibc(void)
 {
 #if FX_SECCOMP
-    alarm(SANITIZED ? 400 : 120);
+    alarm(UZT_SANITIZED ? 400 : 120);
     static const struct {
         const char *name;
         bool user_only, pinned;

@@ -32,30 +32,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#define UZT_FORK_THREADS /* the fork case: its children start the region's threads again */
 #include "region_harness.h"
 
 #define PAGE UZ_PAGE_SIZE
-
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED_BUILD 1
-#else
-#define SANITIZED_BUILD 0
-#endif
-
-#ifdef __SANITIZE_THREAD__
-/* The fork case's children start the region's threads again, which TSan refuses by default
- * after a multithreaded fork (test_region_fork.c says why that is safe here). The children
- * exit without destroying their region (GCC 12's libtsan keeps the parent's threads). */
-const char *__tsan_default_options(void);
-const char *__tsan_default_options(void)
-{
-    return "die_after_fork=0";
-}
-#endif
-
-#ifndef MREMAP_FIXED
-#define MREMAP_FIXED 2
-#endif
 
 /* Word j of page p at version v (v 0: zeros). */
 static uint64_t word_of(uint64_t p, uint64_t v, uint64_t j)
@@ -459,11 +439,13 @@ static void *ch_mapper(void *arg)
     return NULL;
 }
 
-static void churn_once(bool user_only)
+/* A region for the churn and fork cases, every chunk mapped, every page at version 1. @return :
+ * false where the kernel sends no remove events (skipped). */
+static bool ch_start(bool user_only)
 {
     ch.r = make_mode(CH_PAGES, CH_LIMIT, user_only, true);
     if (!ch.r)
-        return;
+        return false;
     ch.b = uz_region_base(ch.r);
     for (uint64_t c = 0; c < CH_CHUNKS; c++) {
         pthread_mutex_init(&ch.lock[c], NULL);
@@ -474,6 +456,20 @@ static void churn_once(bool user_only)
         fill(ch.b, p, 1);
     }
     atomic_store(&ch.stop, false);
+    return true;
+}
+
+static void ch_finish(void)
+{
+    uz_region_destroy(ch.r);
+    for (uint64_t c = 0; c < CH_CHUNKS; c++)
+        pthread_mutex_destroy(&ch.lock[c]);
+}
+
+static void churn_once(bool user_only)
+{
+    if (!ch_start(user_only))
+        return;
     pthread_t w[3], m[2];
     for (uintptr_t t = 0; t < 3; t++)
         CHECK_EQ(pthread_create(&w[t], NULL, ch_worker, (void *)t), 0);
@@ -500,9 +496,7 @@ static void churn_once(bool user_only)
     CHECK(st.swapouts > 1000);
     CHECK_EQ(st.failed, 0);
     settle_and_check(ch.r);
-    uz_region_destroy(ch.r);
-    for (uint64_t c = 0; c < CH_CHUNKS; c++)
-        pthread_mutex_destroy(&ch.lock[c]);
+    ch_finish();
 }
 
 static void t_churn(void)
@@ -538,24 +532,13 @@ static void fork_child(void)
 
 static void fork_once(bool user_only)
 {
-    ch.r = make_mode(CH_PAGES, CH_LIMIT, user_only, true);
-    if (!ch.r)
+    if (!ch_start(user_only))
         return;
-    ch.b = uz_region_base(ch.r);
-    for (uint64_t c = 0; c < CH_CHUNKS; c++) {
-        pthread_mutex_init(&ch.lock[c], NULL);
-        ch.mapped[c] = true;
-    }
-    for (uint64_t p = 0; p < CH_PAGES; p++) {
-        ch.ver[p] = 1;
-        fill(ch.b, p, 1);
-    }
-    atomic_store(&ch.stop, false);
     atomic_store(&ch.unmaps, 0);
     pthread_t m[2];
     for (uintptr_t t = 0; t < 2; t++)
         CHECK_EQ(pthread_create(&m[t], NULL, ch_mapper, (void *)t), 0);
-    unsigned forks = SANITIZED_BUILD ? 6 : 30;
+    unsigned forks = UZT_SANITIZED ? 6 : 30;
     for (unsigned k = 0; k < forks; k++) {
         usleep(5000);
         pid_t pid = fork();
@@ -576,9 +559,7 @@ static void fork_once(bool user_only)
             atomic_load(&ch.unmaps));
     CHECK(atomic_load(&ch.unmaps) > 10);
     CHECK_EQ(stat_of(ch.r).failed, 0);
-    uz_region_destroy(ch.r);
-    for (uint64_t c = 0; c < CH_CHUNKS; c++)
-        pthread_mutex_destroy(&ch.lock[c]);
+    ch_finish();
 }
 
 static void t_fork(void)
@@ -591,22 +572,11 @@ static void t_fork(void)
 
 int main(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        void (*fn)(void);
-    } cases[] = {
+    static const struct uzt_case cases[] = {
         {"remove", t_remove}, {"unmap", t_unmap}, {"mremap", t_mremap},
         {"churn", t_churn},   {"fork", t_fork},
     };
-    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        bool run = argc < 2;
-        for (int a = 1; a < argc; a++)
-            run |= !strcmp(argv[a], cases[c].name);
-        if (run) {
-            fprintf(stderr, "== %s\n", cases[c].name);
-            cases[c].fn();
-        }
-    }
+    uzt_run_cases(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
     fprintf(stderr, "test_region_mem: ok\n");
     return 0;
 }

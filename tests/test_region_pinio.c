@@ -38,27 +38,6 @@
 #define NCHUNK   20u   /* reads per round, the file's 1 MiB chunks */
 #define AIOPAGES 64u   /* one AIO read: 256 KiB */
 
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-#if defined(__SANITIZE_THREAD__)
-#define TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define TSAN 1
-#endif
-#endif
-#ifndef TSAN
-#define TSAN 0
-#endif
-
 static struct uz_region *r;
 static unsigned char *base, *shadow;
 static uint64_t seed = 0x5eed8u;
@@ -188,7 +167,7 @@ static void shadow_file(uint64_t to, uint64_t p, unsigned n)
 static unsigned max_rounds(void)
 {
     const char *e = getenv("UZT_ROUNDS");
-    return e ? (unsigned)atoi(e) : SANITIZED ? 10 : 100;
+    return e ? (unsigned)atoi(e) : UZT_SANITIZED ? 10 : 100;
 }
 
 static bool more_rounds(unsigned rounds, double t0, double secs)
@@ -440,7 +419,7 @@ static void t_mlock(void)
  * their shadow memory is terabytes of reserved address space.) */
 static void t_mlockall(void)
 {
-    if (SANITIZED)
+    if (UZT_SANITIZED)
         return;
     const unsigned np = 512;
     make_region(np, LIMIT);
@@ -548,7 +527,7 @@ static void fut_check_locked(long kib)
         pthread_attr_getstacksize(&at, &stack);
         pthread_attr_destroy(&at);
     }
-    CHECK(SANITIZED || kib < (long)(FUT_THREADS * stack / 1024) + 16 * 1024);
+    CHECK(UZT_SANITIZED || kib < (long)(FUT_THREADS * stack / 1024) + 16 * 1024);
 }
 
 static struct uz_region *fut_create(const char *what)
@@ -620,9 +599,9 @@ static void fut_destroy(struct uz_region *fr, const char *what)
  * (1 GB locked here with gcc; once, with clang, a child grew to 24 GB and was OOM-killed). */
 static int fut_mlockall(int flags)
 {
-    if (SANITIZED)
+    if (UZT_SANITIZED)
         flags &= ~MCL_CURRENT;
-    if (TSAN)
+    if (UZT_TSAN)
         flags |= MCL_ONFAULT;
     return (int)syscall(SYS_mlockall, flags);
 }
@@ -716,8 +695,8 @@ static bool wanted(const char *name)
 int main(void)
 {
     setvbuf(stdout, NULL, _IOLBF, 0);
-    alarm(SANITIZED ? 500 : 240);  /* a livelock or deadlock fails, it does not hang */
-    pid_t helper = start_helper(); /* before any region (and any thread) */
+    alarm(UZT_SANITIZED ? 500 : 240); /* a livelock or deadlock fails, it does not hang */
+    pid_t helper = start_helper();    /* before any region (and any thread) */
     int fd = wanted("odirect") || wanted("aio") ? open_direct() : -1;
     if (fd >= 0) {
         if (wanted("odirect"))
@@ -739,15 +718,15 @@ int main(void)
     if (wanted("mcl_future")) {
         fut_flags = MCL_FUTURE;
         fut_name = "mcl_future";
-        in_child(fut_before_child, "mcl_future", SANITIZED ? 300 : 60);
+        in_child(fut_before_child, "mcl_future", UZT_SANITIZED ? 300 : 60);
     }
     if (wanted("mcl_future_onfault")) {
         fut_flags = MCL_FUTURE | MCL_ONFAULT;
         fut_name = "mcl_future_onfault";
-        in_child(fut_before_child, "mcl_future_onfault", SANITIZED ? 300 : 60);
+        in_child(fut_before_child, "mcl_future_onfault", UZT_SANITIZED ? 300 : 60);
     }
     if (wanted("mcl_future_after"))
-        in_child(fut_after_child, "mcl_future_after", SANITIZED ? 300 : 60);
+        in_child(fut_after_child, "mcl_future_after", UZT_SANITIZED ? 300 : 60);
     if (wanted("mlock_nomove")) {
         /* As on a kernel before 6.8: MADV_DONTNEED's EINVAL keeps the locked pages. */
         uz_region_force_no_move = true;

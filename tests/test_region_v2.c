@@ -565,23 +565,12 @@ static void t_fixed(void)
 
 int main(int argc, char **argv)
 {
-    static const struct {
-        const char *name;
-        void (*fn)(void);
-    } cases[] = {
+    static const struct uzt_case cases[] = {
         {"discard", t_discard},   {"dontneed", t_dontneed}, {"pin", t_pin},
         {"mprotect", t_mprotect}, {"stat", t_stat},         {"create", t_create},
         {"compact", t_compact},   {"fixed", t_fixed},
     };
-    for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-        bool run = argc < 2;
-        for (int a = 1; a < argc; a++)
-            run |= !strcmp(argv[a], cases[c].name);
-        if (run) {
-            fprintf(stderr, "== %s\n", cases[c].name);
-            cases[c].fn();
-        }
-    }
+    uzt_run_cases(cases, sizeof(cases) / sizeof(cases[0]), argc, argv);
     printf("test_region_v2: ok\n");
     return 0;
 }
