@@ -27,14 +27,34 @@
 /* Slot flags (the flags word). A slot with none of SAME/ALLOC set is empty and reads as zeros.
  * Bits 0..12 hold the compressed size (<= 4096) when ALLOC, so the slot stays 16 bytes with a
  * 32-bit access time beside the flags. */
-#define UZ_SLOT_LOCK      (1u << 31) /* slot lock bit (the holder may sleep: see below) */
-#define UZ_SLOT_SAME      (1u << 30) /* val is the 8-byte fill word; no pool memory */
-#define UZ_SLOT_ALLOC     (1u << 29) /* val is a pool handle of `size` bytes */
-#define UZ_SLOT_HUGE      (1u << 28) /* with ALLOC: the raw page, size == UZ_PAGE_SIZE */
-#define UZ_SLOT_WAITERS   (1u << 27) /* with LOCK: a contender sleeps on the flags word */
-#define UZ_SLOT_IDLE      (1u << 26) /* marked idle (the idle attribute); any access clears it */
-#define UZ_SLOT_LOCK_BITS (UZ_SLOT_LOCK | UZ_SLOT_WAITERS)
-#define UZ_SLOT_SIZE_MASK 0x1fffu
+#define UZ_SLOT_LOCK    (1u << 31) /* slot lock bit (the holder may sleep: see below) */
+#define UZ_SLOT_SAME    (1u << 30) /* val is the 8-byte fill word; no pool memory */
+#define UZ_SLOT_ALLOC   (1u << 29) /* val is a pool handle of `size` bytes */
+#define UZ_SLOT_HUGE    (1u << 28) /* with ALLOC: the raw page, size == UZ_PAGE_SIZE */
+#define UZ_SLOT_WAITERS (1u << 27) /* with LOCK: a contender sleeps on the flags word */
+#define UZ_SLOT_IDLE    (1u << 26) /* marked idle (the idle attribute); any access clears it */
+/* Tiering (issue 10). A written-back slot has WB and neither SAME nor ALLOC: `val` then locates
+ * its copy in the backing store (dev_wb.c says how) and the size bits keep its stored length
+ * (4096 for a raw page). Every test for "slot holds data" must include WB. */
+#define UZ_SLOT_WB         (1u << 25) /* written back to the backing store ('w') */
+#define UZ_SLOT_RECOMP     (1u << 24) /* recompressed by a secondary codec ('r') */
+#define UZ_SLOT_INCOMP     (1u << 23) /* the strongest codec could not shrink it ('n') */
+#define UZ_SLOT_PRIO_SHIFT 21         /* bits 21..22: priority of the codec that made the object */
+#define UZ_SLOT_PRIO_MASK  (3u << UZ_SLOT_PRIO_SHIFT)
+#define UZ_SLOT_LOCK_BITS  (UZ_SLOT_LOCK | UZ_SLOT_WAITERS)
+#define UZ_SLOT_SIZE_MASK  0x1fffu
+#define UZ_SLOT_STORED     (UZ_SLOT_SAME | UZ_SLOT_ALLOC | UZ_SLOT_WB)
+
+static inline unsigned uz_slot_prio(uint32_t flags)
+{
+    return (flags & UZ_SLOT_PRIO_MASK) >> UZ_SLOT_PRIO_SHIFT;
+}
+
+/* Which slots recompress and writeback pick (the kernel's type= values): a slot is a candidate
+ * when it has every property in the mask (huge_idle = HUGE | IDLE). */
+#define UZ_DEV_PICK_IDLE   1u /* UZ_SLOT_IDLE */
+#define UZ_DEV_PICK_HUGE   2u /* UZ_SLOT_HUGE */
+#define UZ_DEV_PICK_INCOMP 4u /* UZ_SLOT_INCOMP */
 
 /* One 4096-byte slot: 16 bytes. `flags` is atomic; `atime` and `val` are protected by the slot
  * lock. */
@@ -233,6 +253,19 @@ static inline void uz_slot_accessed(const struct uz_dev *dev, struct uz_slot *s)
 UZ_HIDDEN int uz_dev_mark_idle_locked(struct uz_dev *dev, bool all, uint64_t age);
 UZ_HIDDEN ssize_t uz_dev_block_state_locked(struct uz_dev *dev, uint64_t *index, char *buf,
                                             size_t len);
+
+/* dev_recomp.c / dev_wb.c: the bodies of the recompress and writeback attributes, also run by
+ * the policy thread (dev_policy.c). Callers hold init_lock for reading. Each stops after
+ * `max_pages` slots (0: no bound) and adds the slots it changed to *done.
+ *  uz_dev_recompress_locked() : recompress the slots matching `pick` with the codec of priority
+ *    `prio` (1..3), those of at least `threshold` bytes (0: any); the kernel's semantics.
+ *  uz_dev_writeback_locked() : write back the slots matching `pick` (0 with an index range:
+ *    every stored slot of [lo, hi)), within writeback_limit when it is enabled.
+ *  @return : 0 or the attribute's -errno. */
+UZ_HIDDEN int uz_dev_recompress_locked(struct uz_dev *dev, unsigned pick, uint64_t max_pages,
+                                       size_t threshold, unsigned prio, uint64_t *done);
+UZ_HIDDEN int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint64_t hi,
+                                      uint64_t max_pages, uint64_t *done);
 
 /* dev_codec.c */
 /* A codec and its streams, built with no device lock held and then swapped in under
