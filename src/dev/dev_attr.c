@@ -40,6 +40,12 @@ static void emit(struct out *o, const char *fmt, ...)
     o->at += n > 0 ? (size_t)n : 0;
 }
 
+/* The name of secondary `prio`'s codec, or "" when none is configured. */
+static const char *sec_name(const struct uz_dev *dev, unsigned prio)
+{
+    return dev->sec[prio].comp ? uz_comp_name(dev->sec[prio].comp) : "";
+}
+
 static void show_disksize(struct uz_dev *dev, struct out *o)
 {
     emit(o, "%llu\n", (unsigned long long)dev->disksize);
@@ -67,6 +73,20 @@ static void show_algorithm_params(struct uz_dev *dev, struct out *o)
     if (dev->dict_path)
         emit(o, " dict=%s", dev->dict_path);
     emit(o, "\n");
+}
+
+/* zram's recomp_algorithm_show(): one line per configured secondary, "#N: " and the list of
+ * algorithms with the selected one in brackets. */
+static void show_recomp_algorithm(struct uz_dev *dev, struct out *o)
+{
+    for (unsigned p = 1; p <= UZ_DEV_PRIO_MAX; p++) {
+        if (!dev->sec[p].comp)
+            continue;
+        emit(o, "#%u: ", p);
+        for (const char *const *a = uz_comp_algorithms(); *a; a++)
+            emit(o, strcmp(*a, sec_name(dev, p)) ? "%s " : "[%s] ", *a);
+        emit(o, "\n");
+    }
 }
 
 static void show_mem_limit(struct uz_dev *dev, struct out *o)
@@ -360,6 +380,26 @@ static int install_codec(struct uz_dev *dev, struct uz_dev_codec *c, uint64_t ge
     return rc;
 }
 
+/* install_codec() for secondary `prio` (recomp_algorithm, algorithm_params priority=N). */
+static int install_sec(struct uz_dev *dev, unsigned prio, struct uz_dev_codec *c, uint64_t gen)
+{
+    int rc = uz_dev_exclusive_begin(dev);
+    if (rc) {
+        uz_dev_codec_free(c);
+        return rc;
+    }
+    rc = !uz_dev_is_empty(dev) || dev->codec_gen != gen ? -EBUSY : 0;
+    if (!rc) {
+        struct uz_dev_codec old = dev->sec[prio];
+        dev->sec[prio] = *c;
+        *c = old;
+        dev->codec_gen++;
+    }
+    uz_dev_exclusive_end(dev);
+    uz_dev_codec_free(c);
+    return rc;
+}
+
 /* zram's __comp_algorithm_store(): names of 128 bytes or more are -E2BIG, one trailing newline
  * is dropped, an unknown name is -EINVAL. The parameters set so far carry over to the new
  * algorithm, as they do in the kernel (params[prio] is not per algorithm). */
@@ -405,10 +445,10 @@ static int store_comp_algorithm(struct uz_dev *dev, const char *value)
 /* zram's algorithm_params_store() (6.16+): "key=value ..." with priority, level, algo, dict and
  * deflate.winbits; unknown keys are ignored and a key without a value is -EINVAL. Each write sets
  * all the parameters: what it does not name goes back to the default. priority selects the
- * compressor (0, the primary; 1..3 are the kernel's recompression secondaries, which uzram does
- * not have: -EINVAL); algo=NAME selects the configured compressor of that name instead (-EINVAL
- * when none is). The dictionary is read here, before any lock, as a regular file of at most
- * UZ_COMP_DICT_MAX bytes; zram turns every failure to read it into -EINVAL, and so does this. */
+ * compressor (0, the primary; 1..3 the recompression secondaries of recomp_algorithm); algo=NAME
+ * selects the configured compressor of that name instead (-EINVAL when none is). The dictionary is
+ * read here, before any lock, as a regular file of at most UZ_COMP_DICT_MAX bytes; zram turns every
+ * failure to read it into -EINVAL, and so does this. */
 static int store_algorithm_params(struct uz_dev *dev, const char *value)
 {
     char *buf = strdup(value);
@@ -436,18 +476,27 @@ static int store_algorithm_params(struct uz_dev *dev, const char *value)
             rc = -EINVAL; /* no window; here 0 means "not set" (the kernel fails at init) */
     }
 
-    /* The compressor it is for: algo= wins over priority=, as in the kernel. */
+    /* The compressor it is for: algo= wins over priority=, as in the kernel (the primary's
+     * name first). A secondary must be configured (recomp_algorithm) before its parameters are
+     * set: the kernel keeps parameters for a priority that has no codec yet; here a codec is
+     * built with its parameters, so that write is -EINVAL. */
     uint64_t gen = 0;
     char name[sizeof(dev->algorithm)];
     if (!rc) {
         unsigned shard = uz_brlock_read_lock(&dev->init_lock);
-        if (algo)
-            prio = strcmp(algo, dev->algorithm) ? -1 : 0;
-        if (prio != 0)
+        if (algo) {
+            prio = -1;
+            for (int q = 0; q <= UZ_DEV_PRIO_MAX && prio < 0; q++)
+                if (!strcmp(algo, q ? sec_name(dev, (unsigned)q) : dev->algorithm))
+                    prio = q;
+        }
+        if (prio < 0 || prio > UZ_DEV_PRIO_MAX || (prio && !dev->sec[prio].comp))
             rc = -EINVAL;
         else if (!uz_dev_is_empty(dev))
             rc = -EBUSY;
-        memcpy(name, dev->algorithm, sizeof(name));
+        else
+            snprintf(name, sizeof(name), "%s",
+                     prio ? sec_name(dev, (unsigned)prio) : dev->algorithm);
         gen = dev->codec_gen;
         uz_brlock_read_unlock(&dev->init_lock, shard);
     }
@@ -466,7 +515,155 @@ static int store_algorithm_params(struct uz_dev *dev, const char *value)
     }
     free(dict);
     free(buf);
-    return rc ? rc : install_codec(dev, &c, gen);
+    if (rc)
+        return rc;
+    return prio ? install_sec(dev, (unsigned)prio, &c, gen) : install_codec(dev, &c, gen);
+}
+
+/* zram's recomp_algorithm_store(): "algo=NAME [priority=N]" (priority kstrtoint, default 1,
+ * 1..3 else -EINVAL; algo required; other keys ignored; a key without a value -EINVAL), then
+ * __comp_algorithm_store()'s checks (-E2BIG, unknown name -EINVAL). The kernel takes it only
+ * before disksize (-EBUSY after); uzram devices are sized at creation, so here it is taken
+ * while no page is stored (-EBUSY otherwise). A replaced secondary's parameters carry over. */
+static int store_recomp_algorithm(struct uz_dev *dev, const char *value)
+{
+    char *buf = strdup(value);
+    if (!buf)
+        return -ENOMEM;
+    int prio = 1, rc = 0;
+    const char *algo = NULL;
+    char *args = buf;
+    while (isspace((unsigned char)*args))
+        args++;
+    while (*args && !rc) {
+        char *key, *val;
+        args = next_word(args, &key, &val);
+        if (!val || !*val)
+            rc = -EINVAL;
+        else if (!strcmp(key, "algo"))
+            algo = val;
+        else if (!strcmp(key, "priority"))
+            rc = k_strtoint(val, &prio);
+    }
+    char name[128];
+    if (!rc && !algo)
+        rc = -EINVAL;
+    if (!rc && (prio < 1 || prio > UZ_DEV_PRIO_MAX))
+        rc = -EINVAL;
+    if (!rc && strlen(algo) >= sizeof(name))
+        rc = -E2BIG;
+    if (!rc) {
+        snprintf(name, sizeof(name), "%s", algo);
+        size_t n = strlen(name);
+        if (n && name[n - 1] == '\n')
+            name[n - 1] = 0;
+        if (!known_algorithm(name))
+            rc = -EINVAL;
+    }
+    free(buf);
+    if (rc)
+        return rc;
+
+    struct uz_comp_params p = {0};
+    void *dict = NULL;
+    char *dict_path = NULL;
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    rc = uz_dev_is_empty(dev) ? 0 : -EBUSY;
+    uint64_t gen = dev->codec_gen;
+    const struct uz_dev_codec *cur = &dev->sec[prio];
+    if (!rc && cur->comp) {
+        uz_comp_get_params(cur->comp, &p);
+        if (p.dict && !(dict = malloc(p.dict_len)))
+            rc = -ENOMEM;
+        else if (p.dict)
+            memcpy(dict, p.dict, p.dict_len);
+        if (!rc && cur->dict_path && !(dict_path = strdup(cur->dict_path)))
+            rc = -ENOMEM;
+    }
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    struct uz_dev_codec c;
+    if (!rc) {
+        p.dict = dict;
+        rc = uz_dev_codec_build(dev, name, &p, dict_path, &c);
+    }
+    free(dict);
+    free(dict_path);
+    return rc ? rc : install_sec(dev, (unsigned)prio, &c, gen);
+}
+
+/* kstrtouint(s, 10, ...). */
+static int k_strtouint(const char *s, unsigned *out)
+{
+    unsigned long long v;
+    int rc = k_strtoull(s, &v);
+    if (rc)
+        return rc;
+    if (v > UINT_MAX)
+        return -ERANGE;
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* zram's recompress_store() (Linux 6.18 and the 2026 single-target semantics): keys type=
+ * (idle, huge, huge_idle; any other value leaves the choice as it was), max_pages= (kstrtoul;
+ * 0 or absent: no bound), threshold= (kstrtouint; at least the huge size is -EINVAL), algo=
+ * (a configured secondary's name, else -EINVAL) and priority= (kstrtouint, 1..3 else -EINVAL);
+ * other keys are ignored, a key without a value is -EINVAL. The target is algo='s codec, else
+ * priority='s, else priority 1; an unconfigured target or an uninitialised device is
+ * -EINVAL. */
+static int store_recompress(struct uz_dev *dev, const char *value)
+{
+    char *buf = strdup(value);
+    if (!buf)
+        return -ENOMEM;
+    unsigned pick = 0, threshold = 0, prio = 1;
+    unsigned long long max_pages = 0;
+    const char *algo = NULL;
+    int rc = 0;
+    char *args = buf;
+    while (isspace((unsigned char)*args))
+        args++;
+    while (*args && !rc) {
+        char *key, *val;
+        args = next_word(args, &key, &val);
+        if (!val || !*val) {
+            rc = -EINVAL;
+        } else if (!strcmp(key, "type")) {
+            if (!strcmp(val, "idle"))
+                pick = UZ_DEV_PICK_IDLE;
+            else if (!strcmp(val, "huge"))
+                pick = UZ_DEV_PICK_HUGE;
+            else if (!strcmp(val, "huge_idle"))
+                pick = UZ_DEV_PICK_IDLE | UZ_DEV_PICK_HUGE;
+        } else if (!strcmp(key, "max_pages")) {
+            rc = k_strtoull(val, &max_pages);
+        } else if (!strcmp(key, "threshold")) {
+            rc = k_strtouint(val, &threshold);
+        } else if (!strcmp(key, "algo")) {
+            algo = val;
+        } else if (!strcmp(key, "priority")) {
+            if (!(rc = k_strtouint(val, &prio)) && (prio < 1 || prio > UZ_DEV_PRIO_MAX))
+                rc = -EINVAL;
+        }
+    }
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    size_t huge = dev->pool ? dev->huge_size : UZ_PAGE_SIZE;
+    if (!rc && threshold >= huge)
+        rc = -EINVAL;
+    if (!rc && algo) {
+        prio = 0;
+        for (unsigned q = 1; q <= UZ_DEV_PRIO_MAX && !prio; q++)
+            if (!strcmp(algo, sec_name(dev, q)))
+                prio = q;
+        if (!prio)
+            rc = -EINVAL;
+    }
+    uint64_t done = 0;
+    if (!rc)
+        rc = uz_dev_recompress_locked(dev, pick, max_pages, threshold, prio, &done);
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    free(buf);
+    return rc;
 }
 
 /* zram: memparse(), -EINVAL only when nothing was parsed ("1M junk" is 1M); PAGE_ALIGN. */
@@ -552,9 +749,139 @@ static int store_reset(struct uz_dev *dev, const char *value)
     uz_dev_free_storage(dev);
     atomic_store(&dev->limit_pages, 0);
     uz_dev_codec_swap(dev, &c);
+    struct uz_dev_codec sec[UZ_DEV_PRIO_MAX + 1]; /* zram_destroy_comps(): secondaries go too */
+    memcpy(sec, dev->sec, sizeof(sec));
+    memset(dev->sec, 0, sizeof(dev->sec));
     uz_dev_exclusive_end(dev);
     uz_dev_codec_free(&c);
+    for (unsigned p = 1; p <= UZ_DEV_PRIO_MAX; p++)
+        uz_dev_codec_free(&sec[p]);
+    uz_dev_policy_reset(dev); /* uzram's policy is part of the defaults: off */
     return 0;
+}
+
+/* ---- the tiering policy (dev_policy.c): uzram's own attribute ---- */
+
+struct pick_name {
+    const char *name;
+    unsigned pick;
+};
+
+static const struct pick_name picks[] = {
+    {"none", UZ_DEV_PICK_NONE},
+    {"idle", UZ_DEV_PICK_IDLE},
+    {"huge", UZ_DEV_PICK_HUGE},
+    {"huge_idle", UZ_DEV_PICK_HUGE | UZ_DEV_PICK_IDLE},
+    {"incompressible", UZ_DEV_PICK_INCOMP},
+};
+
+static const char *pick_str(unsigned pick)
+{
+    for (size_t i = 0; i < UZ_ARRAY_SIZE(picks); i++)
+        if (picks[i].pick == pick)
+            return picks[i].name;
+    return "?";
+}
+
+/* A type= value: the names recompress (idle, huge, huge_idle) or writeback (and
+ * incompressible) takes, or none. */
+static int parse_pick(const char *val, bool writeback, unsigned *pick)
+{
+    for (size_t i = 0; i < UZ_ARRAY_SIZE(picks); i++)
+        if (!strcmp(picks[i].name, val) && (writeback || picks[i].pick != UZ_DEV_PICK_INCOMP)) {
+            *pick = picks[i].pick;
+            return 0;
+        }
+    return -EINVAL;
+}
+
+/* A size of the policy: memparse, the whole value (a trailing newline allowed). */
+static int parse_size(const char *val, uint64_t *out)
+{
+    const char *end;
+    uint64_t v = k_memparse(val, &end);
+    if (end == val || (*end && strcmp(end, "\n")))
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+static void show_policy(struct uz_dev *dev, struct out *o)
+{
+    struct uz_dev_policy_cfg c;
+    uz_dev_policy_get(dev, &c, NULL);
+    emit(o,
+         "interval=%llu recompress_age=%llu recompress_type=%s recompress_priority=%u "
+         "writeback_age=%llu writeback_type=%s writeback_limit_per_day=%llu "
+         "writeback_max_per_round=%llu\n",
+         (unsigned long long)c.interval, (unsigned long long)c.recompress_age,
+         pick_str(c.recompress_pick), c.recompress_prio, (unsigned long long)c.writeback_age,
+         pick_str(c.writeback_pick), (unsigned long long)c.writeback_per_day,
+         (unsigned long long)c.writeback_per_round);
+}
+
+/* "key=value ..." (next_arg() words, as algorithm_params): the keys named change, the others
+ * keep their values; "default" alone restores every default (policy off). Ages and interval
+ * are seconds (kstrtoull, base 0), sizes memparse; any unknown key, bad value or key without a
+ * value is -EINVAL and changes nothing. */
+static int store_policy(struct uz_dev *dev, const char *value)
+{
+    struct uz_dev_policy_cfg c;
+    uz_dev_policy_get(dev, &c, NULL);
+    char *buf = strdup(value);
+    if (!buf)
+        return -ENOMEM;
+    char *args = buf;
+    while (isspace((unsigned char)*args))
+        args++;
+    int rc = *args ? 0 : -EINVAL;
+    if (!strcmp(args, "default") || !strcmp(args, "default\n")) {
+        c = uz_dev_policy_defaults;
+        *args = 0;
+    }
+    while (*args && !rc) {
+        char *key, *val;
+        args = next_word(args, &key, &val);
+        unsigned long long v = 0;
+        if (!val || !*val)
+            rc = -EINVAL;
+        else if (!strcmp(key, "interval"))
+            rc = k_strtoull0(val, &v) ? -EINVAL : (c.interval = v, 0);
+        else if (!strcmp(key, "recompress_age"))
+            rc = k_strtoull0(val, &v) ? -EINVAL : (c.recompress_age = v, 0);
+        else if (!strcmp(key, "writeback_age"))
+            rc = k_strtoull0(val, &v) ? -EINVAL : (c.writeback_age = v, 0);
+        else if (!strcmp(key, "recompress_priority"))
+            rc = k_strtoull0(val, &v) || v < 1 || v > 3 ? -EINVAL
+                                                        : (c.recompress_prio = (unsigned)v, 0);
+        else if (!strcmp(key, "recompress_type"))
+            rc = parse_pick(val, false, &c.recompress_pick);
+        else if (!strcmp(key, "writeback_type"))
+            rc = parse_pick(val, true, &c.writeback_pick);
+        else if (!strcmp(key, "writeback_limit_per_day"))
+            rc = parse_size(val, &c.writeback_per_day);
+        else if (!strcmp(key, "writeback_max_per_round"))
+            rc = parse_size(val, &c.writeback_per_round);
+        else
+            rc = -EINVAL;
+    }
+    free(buf);
+    if (!rc &&
+        (c.interval > UINT32_MAX || c.recompress_age > UINT32_MAX || c.writeback_age > UINT32_MAX))
+        rc = -ERANGE; /* ages on the slots' 32-bit clock */
+    return rc ? rc : uz_dev_policy_set(dev, &c);
+}
+
+static void show_policy_stat(struct uz_dev *dev, struct out *o)
+{
+    struct uz_dev_policy_stat st;
+    uz_dev_policy_get(dev, NULL, &st);
+    emit(o,
+         "rounds=%llu recompressed=%llu written_back=%llu day_written=%llu day_left=%llu "
+         "writeback_error=%d recompress_error=%d\n",
+         (unsigned long long)st.rounds, (unsigned long long)st.recompressed,
+         (unsigned long long)st.written_back, (unsigned long long)st.day_pages,
+         (unsigned long long)st.day_left_pages, st.writeback_error, st.recompress_error);
 }
 
 /* ---- table ---- */
@@ -579,7 +906,11 @@ static const struct attr attrs[] = {
     {"mem_limit", show_mem_limit, store_mem_limit},
     {"mem_used_max", show_mem_used_max, store_mem_used_max},
     {"mm_stat", show_mm_stat, NULL},
+    {"policy", show_policy, store_policy},
+    {"policy_stat", show_policy_stat, NULL},
     {"pool_stat", show_pool_stat, NULL},
+    {"recomp_algorithm", show_recomp_algorithm, store_recomp_algorithm},
+    {"recompress", NULL, store_recompress},
     {"reset", NULL, store_reset},
 };
 

@@ -15,17 +15,49 @@
 
 /* ---- streams ---- */
 
-struct uz_dev_stream *uz_dev_stream_get(struct uz_dev *dev)
+static struct uz_dev_stream *streams_get(struct uz_dev_stream *v, unsigned n)
 {
-    unsigned n = dev->nstreams, first = uz_thread_slot() % n;
+    unsigned first = uz_thread_slot() % n;
     for (unsigned i = 0; i < n; i++) {
-        struct uz_dev_stream *st = &dev->streams[(first + i) % n];
+        struct uz_dev_stream *st = &v[(first + i) % n];
         if (pthread_mutex_trylock(&st->lock) == 0)
             return st;
     }
-    struct uz_dev_stream *st = &dev->streams[first];
+    struct uz_dev_stream *st = &v[first];
     pthread_mutex_lock(&st->lock);
     return st;
+}
+
+struct uz_dev_stream *uz_dev_stream_get(struct uz_dev *dev)
+{
+    return streams_get(dev->streams, dev->nstreams);
+}
+
+struct uz_dev_stream *uz_dev_prio_stream_get(struct uz_dev *dev, unsigned prio)
+{
+    if (!prio)
+        return uz_dev_stream_get(dev);
+    const struct uz_dev_codec *c = &dev->sec[prio];
+    return c->comp ? streams_get(c->streams, c->nstreams) : NULL;
+}
+
+/* ---- decoding ---- */
+
+int uz_dev_decode(struct uz_dev *dev, uint32_t flags, const void *obj, void *page,
+                  struct uz_dev_stream *held)
+{
+    if (flags & UZ_SLOT_HUGE) {
+        memcpy(page, obj, UZ_PAGE_SIZE);
+        return 0;
+    }
+    unsigned prio = uz_slot_prio(flags);
+    struct uz_dev_stream *st = held ? held : uz_dev_prio_stream_get(dev, prio);
+    if (!st)
+        return -EIO; /* made by a secondary that is gone: cannot happen while it holds data */
+    ssize_t n = uz_comp_decompress(st->cs, obj, flags & UZ_SLOT_SIZE_MASK, page, UZ_PAGE_SIZE);
+    if (!held)
+        uz_dev_stream_put(st);
+    return n == UZ_PAGE_SIZE ? 0 : -EIO;
 }
 
 void uz_dev_stream_put(struct uz_dev_stream *st)

@@ -44,20 +44,20 @@ ssize_t uz_dev_block_state_locked(struct uz_dev *dev, uint64_t *index, char *buf
     for (; dev->table && i < dev->nr_pages; i++) {
         struct uz_slot *s = &dev->table[i];
         if (!(atomic_load_explicit(&s->flags, memory_order_relaxed) &
-              (UZ_SLOT_SAME | UZ_SLOT_ALLOC | UZ_SLOT_LOCK)))
+              (UZ_SLOT_STORED | UZ_SLOT_LOCK)))
             continue; /* never written: not listed, as in the kernel */
         uz_slot_lock(s);
         uint32_t f = uz_slot_flags(s), atime = s->atime;
         uz_slot_unlock(s);
-        if (!(f & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)))
+        if (!(f & UZ_SLOT_STORED))
             continue;
         /* The kernel's read_block_state() line; uzram keeps whole seconds, so the fraction is 0.
-         * Flags: same, written back, huge, idle, recompressed, incompressible (the last three
-         * stay '.' until the tiering work adds them). */
+         * Flags: same, written back, huge, idle, recompressed, incompressible. */
         char line[64];
         int n = snprintf(line, sizeof(line), "%12zd %12u.%06d %c%c%c%c%c%c\n", (ssize_t)i, atime, 0,
-                         (f & UZ_SLOT_SAME) ? 's' : '.', '.', (f & UZ_SLOT_HUGE) ? 'h' : '.',
-                         (f & UZ_SLOT_IDLE) ? 'i' : '.', '.', '.');
+                         (f & UZ_SLOT_SAME) ? 's' : '.', (f & UZ_SLOT_WB) ? 'w' : '.',
+                         (f & UZ_SLOT_HUGE) ? 'h' : '.', (f & UZ_SLOT_IDLE) ? 'i' : '.',
+                         (f & UZ_SLOT_RECOMP) ? 'r' : '.', (f & UZ_SLOT_INCOMP) ? 'n' : '.');
         if ((size_t)n >= len - at) {
             if (!at)
                 return -ERANGE; /* not even one line fits */

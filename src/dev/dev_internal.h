@@ -9,8 +9,12 @@
  *   gate (big-reader; read by async submitters, written by exclusive operations)
  *   -> init_lock (big-reader; read by every I/O, written by reset/disksize/algorithm changes)
  *   -> slot lock (bit in uz_slot.flags; spins briefly, then sleeps on a futex)
- *   -> stream lock (uz_dev_stream.lock, a mutex)
+ *   -> stream lock (uz_dev_stream.lock, a mutex); a thread holding a stream of codec priority
+ *      p (0: the primary, 1..3: recomp_algorithm's secondaries) takes only streams of a higher
+ *      priority
  *   -> pool locks (inside uz_pool_*)
+ * The policy's locks (dev_policy.c): its set_lock comes before gate (taken with no device lock
+ * held), and the policy's `lock` is a leaf.
  * A full-page write takes a stream, compresses, allocates and copies, and puts the stream back
  * BEFORE it takes the slot lock; reads and partial writes take the slot lock first.
  * Worker queue locks are leaves: nothing else is taken while holding one.
@@ -110,6 +114,17 @@ struct uz_dev_worker {
     struct uz_dev_req ring[UZ_DEV_QUEUE_DEPTH];
 } UZ_ALIGNED;
 
+/* A codec and its streams, built with no device lock held and then swapped in under
+ * uz_dev_exclusive_begin() (no lock across the allocations, nor across reading a dictionary). */
+struct uz_dev_codec {
+    struct uz_comp *comp;
+    struct uz_dev_stream *streams;
+    unsigned nstreams;
+    char *dict_path; /* malloc'd, or NULL */
+};
+
+#define UZ_DEV_PRIO_MAX 3 /* the highest recompression priority */
+
 struct uz_dev_counters {
     struct uz_counter pages_stored;     /* slots holding data (same-filled included) */
     struct uz_counter compr_data_size;  /* bytes of compressed data (huge pages count 4096) */
@@ -143,6 +158,9 @@ struct uz_dev {
     struct uz_dev_stream *streams;
     unsigned nstreams;
     uint64_t codec_gen; /* bumped at every codec swap: a change built unlocked checks it */
+    /* sec[1..3]: the secondary codecs of recomp_algorithm (comp NULL when unset); sec[0] is
+     * unused (the primary is comp/streams above). Changed only under the exclusive lock. */
+    struct uz_dev_codec sec[UZ_DEV_PRIO_MAX + 1];
 
     _Atomic uint64_t limit_pages; /* 0: unlimited */
     _Atomic int64_t clock_offset; /* seconds from CLOCK_MONOTONIC_COARSE to BOOTTIME (+ tests') */
@@ -151,6 +169,7 @@ struct uz_dev {
 
     unsigned nworkers;
     struct uz_dev_worker *workers;
+    struct uz_dev_policy *policy; /* dev_policy.c; set at create */
 };
 
 /* ---- the slot lock, and access tracking (used by dev_io.c and dev_idle.c) ---- */
@@ -267,15 +286,40 @@ UZ_HIDDEN int uz_dev_recompress_locked(struct uz_dev *dev, unsigned pick, uint64
 UZ_HIDDEN int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint64_t hi,
                                       uint64_t max_pages, uint64_t *done);
 
-/* dev_codec.c */
-/* A codec and its streams, built with no device lock held and then swapped in under
- * uz_dev_exclusive_begin() (no lock across the allocations, nor across reading a dictionary). */
-struct uz_dev_codec {
-    struct uz_comp *comp;
-    struct uz_dev_stream *streams;
-    unsigned nstreams;
-    char *dict_path; /* malloc'd, or NULL */
+/* dev_policy.c: the tiering policy thread (the `policy` attribute). Sizes in bytes, ages and
+ * the interval in seconds; a pick of UZ_DEV_PICK_NONE turns its stage off. */
+#define UZ_DEV_PICK_NONE 0u
+struct uz_dev_policy_cfg {
+    uint64_t interval; /* 0: off */
+    uint64_t recompress_age, writeback_age;
+    unsigned recompress_pick, writeback_pick;
+    unsigned recompress_prio; /* the secondary's priority, 1..3 */
+    uint64_t writeback_per_day, writeback_per_round;
 };
+struct uz_dev_policy_stat {
+    uint64_t rounds, recompressed, written_back; /* slots, since the policy was set up */
+    uint64_t day_pages;                          /* written back in the current day */
+    uint64_t day_left_pages;                     /* what the day's budget still allows */
+    int writeback_error, recompress_error;       /* the last round's (0, -ENODEV, ...) */
+};
+struct uz_dev_policy;
+UZ_HIDDEN extern const struct uz_dev_policy_cfg uz_dev_policy_defaults;
+UZ_HIDDEN int uz_dev_policy_init(struct uz_dev *dev);
+UZ_HIDDEN void uz_dev_policy_destroy(struct uz_dev *dev);
+/* The caller holds no device lock (stopping joins the thread, whose round takes init_lock). */
+UZ_HIDDEN int uz_dev_policy_set(struct uz_dev *dev, const struct uz_dev_policy_cfg *cfg);
+UZ_HIDDEN void uz_dev_policy_reset(struct uz_dev *dev);
+/* Any lock may be held (the policy's own is a leaf). Either pointer may be NULL. */
+UZ_HIDDEN void uz_dev_policy_get(struct uz_dev *dev, struct uz_dev_policy_cfg *cfg,
+                                 struct uz_dev_policy_stat *st);
+/* Fork: fork_lock(true) before the device's exclusive lock, fork_prepare() after it; parent
+ * and child undo them in the reverse order (the child's fork_child() does both). */
+UZ_HIDDEN void uz_dev_policy_fork_lock(struct uz_dev *dev, bool take);
+UZ_HIDDEN void uz_dev_policy_fork_prepare(struct uz_dev *dev);
+UZ_HIDDEN void uz_dev_policy_fork_parent(struct uz_dev *dev);
+UZ_HIDDEN int uz_dev_policy_fork_child(struct uz_dev *dev);
+
+/* dev_codec.c */
 /* Builds `out` for `algorithm` with `params` (copied); reads only dev->nworkers. */
 UZ_HIDDEN int uz_dev_codec_build(const struct uz_dev *dev, const char *algorithm,
                                  const struct uz_comp_params *params, const char *dict_path,
@@ -289,6 +333,15 @@ UZ_HIDDEN int uz_dev_set_codec(struct uz_dev *dev, const char *algorithm, int le
                                const char *dict_path);
 /* Takes a stream (trylock round-robin from the thread's own, then waits on it). */
 UZ_HIDDEN struct uz_dev_stream *uz_dev_stream_get(struct uz_dev *dev);
+/* A stream of the codec of priority `prio` (0: the primary); NULL when that secondary is not
+ * configured. The caller holds init_lock for reading. */
+UZ_HIDDEN struct uz_dev_stream *uz_dev_prio_stream_get(struct uz_dev *dev, unsigned prio);
+/* Decodes an object of a slot whose data flags are `flags` (HUGE: a raw page; otherwise
+ * (flags & UZ_SLOT_SIZE_MASK) bytes made by the codec of priority uz_slot_prio(flags)) into
+ * the 4096-byte `page`. `held`: a stream of that same priority the caller holds, or NULL to take
+ * one. Used by reads, recompression and writeback. @return : 0 or -EIO (corrupt object). */
+UZ_HIDDEN int uz_dev_decode(struct uz_dev *dev, uint32_t flags, const void *obj, void *page,
+                            struct uz_dev_stream *held);
 UZ_HIDDEN void uz_dev_stream_put(struct uz_dev_stream *st);
 UZ_HIDDEN void uz_dev_streams_free(struct uz_dev *dev);
 

@@ -177,8 +177,10 @@ int uz_dev_write_page(struct uz_dev *dev, uint64_t index, const void *page)
 
 /* ---- read path ---- */
 
-/* Decodes a locked slot into `page`. `held` is a stream the caller holds already (NULL: take
- * one for the decompression): a thread never waits for a second stream while holding one. */
+/* Decodes a locked slot into `page`. `held` is a stream of the primary codec the caller holds
+ * already (NULL: take one for the decompression). An object made by a secondary codec is
+ * decoded with a stream of its own priority, taken after the held one (stream locks are taken
+ * in ascending priority: see dev_internal.h). */
 static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page, struct uz_dev_stream *held)
 {
     uint32_t f = uz_slot_flags(s);
@@ -192,17 +194,7 @@ static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page, struct u
         return 0;
     }
     const void *obj = uz_pool_map(dev->pool, s->val);
-    int rc = 0;
-    if (f & UZ_SLOT_HUGE) {
-        memcpy(page, obj, UZ_PAGE_SIZE);
-    } else {
-        struct uz_dev_stream *st = held ? held : uz_dev_stream_get(dev);
-        ssize_t n = uz_comp_decompress(st->cs, obj, f & UZ_SLOT_SIZE_MASK, page, UZ_PAGE_SIZE);
-        if (!held)
-            uz_dev_stream_put(st);
-        if (n != UZ_PAGE_SIZE)
-            rc = -EIO;
-    }
+    int rc = uz_dev_decode(dev, f, obj, page, held && !uz_slot_prio(f) ? held : NULL);
     uz_pool_unmap(dev->pool, s->val);
     return rc;
 }

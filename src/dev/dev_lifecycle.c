@@ -95,9 +95,11 @@ int uz_dev_create(const struct uz_dev_config *cfg, struct uz_dev **out)
     clock_gettime(CLOCK_MONOTONIC_COARSE, &mono);
     atomic_store(&dev->clock_offset, (int64_t)boot.tv_sec - (int64_t)mono.tv_sec);
     atomic_store(&dev->limit_pages, UZ_DIV_ROUND_UP(cfg->mem_limit, UZ_PAGE_SIZE));
-    if ((rc = uz_dev_set_codec(dev, cfg->algorithm, cfg->level, NULL)) ||
+    if ((rc = uz_dev_policy_init(dev)) ||
+        (rc = uz_dev_set_codec(dev, cfg->algorithm, cfg->level, NULL)) ||
         (rc = uz_dev_init_storage(dev, cfg->disksize)) ||
         (rc = uz_dev_queue_start(dev, cfg->workers))) {
+        uz_dev_policy_destroy(dev);
         uz_dev_free_storage(dev);
         uz_dev_streams_free(dev);
         uz_comp_destroy(dev->comp);
@@ -114,11 +116,14 @@ void uz_dev_destroy(struct uz_dev *dev)
 {
     if (!dev)
         return;
+    uz_dev_policy_destroy(dev); /* first: a round uses the whole device */
     uz_dev_queue_stop(dev);
     uz_dev_free_storage(dev);
     uz_dev_streams_free(dev);
     uz_comp_destroy(dev->comp);
     free(dev->dict_path);
+    for (unsigned p = 1; p <= UZ_DEV_PRIO_MAX; p++)
+        uz_dev_codec_free(&dev->sec[p]);
     uz_brlock_destroy(&dev->init_lock);
     uz_brlock_destroy(&dev->gate);
     free(dev);

@@ -241,21 +241,28 @@ int uz_dev_flush(struct uz_dev *dev)
 
 int uz_dev_fork_prepare(struct uz_dev *dev)
 {
+    uz_dev_policy_fork_lock(dev, true);
     int rc = uz_dev_exclusive_begin(dev);
-    if (rc)
+    if (rc) {
+        uz_dev_policy_fork_lock(dev, false);
         return rc;
-    /* No I/O runs now (init_lock): slot, stream and pool locks are free. The workers idle in
-     * pthread_cond_wait; their queue locks are taken so that none is held at the fork. */
+    }
+    /* No I/O runs now (init_lock): slot, stream and pool locks are free, and no policy round
+     * runs. The workers idle in pthread_cond_wait; their queue locks are taken so that none is
+     * held at the fork, and the policy's leaf lock last. */
     for (unsigned i = 0; i < dev->nworkers; i++)
         pthread_mutex_lock(&dev->workers[i].lock);
+    uz_dev_policy_fork_prepare(dev);
     return 0;
 }
 
 void uz_dev_fork_parent(struct uz_dev *dev)
 {
+    uz_dev_policy_fork_parent(dev);
     for (unsigned i = 0; i < dev->nworkers; i++)
         pthread_mutex_unlock(&dev->workers[i].lock);
     uz_dev_exclusive_end(dev);
+    uz_dev_policy_fork_lock(dev, false);
 }
 
 int uz_dev_fork_child(struct uz_dev *dev)
@@ -283,5 +290,5 @@ int uz_dev_fork_child(struct uz_dev *dev)
             return -e;
         }
     }
-    return 0;
+    return uz_dev_policy_fork_child(dev);
 }
