@@ -75,7 +75,12 @@ static struct {
     unsigned workers;
     char *ctl_path; /* absolute, or NULL */
     enum parallel_mode parallel;
-} cfg = {.size = -1, .algorithm = "lz4", .parallel = PARALLEL_AUTO};
+    /* Tiering (zram's attributes, applied in this order to every device made): */
+    char *backing_dev;        /* absolute path, or NULL */
+    int compressed_writeback; /* -1: not given */
+    char *recomp_algorithm;   /* the attribute's text ("algo=NAME [priority=N]"), or NULL */
+    char *policy;             /* the policy attribute's text (commas made spaces), or NULL */
+} cfg = {.size = -1, .algorithm = "lz4", .parallel = PARALLEL_AUTO, .compressed_writeback = -1};
 
 static struct uz_dev *dev;
 static struct uz_plugin_ctl *ctl;
@@ -98,6 +103,22 @@ static const char *errdesc(int err)
 static void uzram_unload(void)
 {
     free(cfg.ctl_path);
+    free(cfg.backing_dev);
+    free(cfg.recomp_algorithm);
+    free(cfg.policy);
+}
+
+/* Keeps a copy of `value` in *slot (a repeated key: the last wins). */
+static int keep(char **slot, const char *value)
+{
+    char *v = strdup(value);
+    if (!v) {
+        nbdkit_error("strdup: %s", errdesc(errno));
+        return -1;
+    }
+    free(*slot);
+    *slot = v;
+    return 0;
 }
 
 static int uzram_config(const char *key, const char *value)
@@ -137,6 +158,31 @@ static int uzram_config(const char *key, const char *value)
                 return -1;
             cfg.parallel = b ? PARALLEL_ON : PARALLEL_OFF;
         }
+    } else if (!strcmp(key, "backing_dev")) {
+        free(cfg.backing_dev);
+        cfg.backing_dev = nbdkit_absolute_path(value); /* nbdkit may chdir("/") */
+        if (!cfg.backing_dev)
+            return -1;
+    } else if (!strcmp(key, "compressed_writeback")) {
+        if ((cfg.compressed_writeback = nbdkit_parse_bool(value)) == -1)
+            return -1;
+    } else if (!strcmp(key, "recomp_algorithm")) {
+        /* A bare name is priority 1; "algo=NAME priority=N" is passed as it is. */
+        char buf[256];
+        if (snprintf(buf, sizeof(buf), strchr(value, '=') ? "%s" : "algo=%s", value) >=
+            (int)sizeof(buf)) {
+            nbdkit_error("recomp_algorithm=%s: too long", value);
+            return -1;
+        }
+        if (keep(&cfg.recomp_algorithm, buf) == -1)
+            return -1;
+    } else if (!strcmp(key, "policy")) {
+        /* policy=interval=60,recompress_age=7200,...: the attribute's keys, comma-separated. */
+        if (keep(&cfg.policy, value) == -1)
+            return -1;
+        for (char *c = cfg.policy; *c; c++)
+            if (*c == ',')
+                *c = ' ';
     } else if (!strcmp(key, "ctl")) {
         free(cfg.ctl_path);
         cfg.ctl_path = nbdkit_absolute_path(value);
@@ -162,6 +208,32 @@ static struct uz_dev_config dev_config(uint64_t disksize)
                                   .mem_limit = cfg.mem_limit};
 }
 
+/* Applies the tiering keys to a new device, in the order a zram script writes them. */
+static int tier_apply(struct uz_dev *d)
+{
+    const struct {
+        const char *attr, *key, *value;
+    } steps[] = {
+        {"backing_dev", "backing_dev", cfg.backing_dev},
+        {"compressed_writeback", "compressed_writeback",
+         cfg.compressed_writeback < 0 ? NULL
+         : cfg.compressed_writeback   ? "1"
+                                      : "0"},
+        {"recomp_algorithm", "recomp_algorithm", cfg.recomp_algorithm},
+        {"policy", "policy", cfg.policy},
+    };
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        if (!steps[i].value)
+            continue;
+        int rc = uz_dev_attr_write(d, steps[i].attr, steps[i].value);
+        if (rc < 0) {
+            nbdkit_error("%s=%s: %s", steps[i].key, steps[i].value, errdesc(-rc));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 static int uzram_config_complete(void)
 {
     if (cfg.size == -1) {
@@ -185,8 +257,10 @@ static int uzram_config_complete(void)
         nbdkit_error("cannot create the device: %s", errdesc(-rc));
         return -1;
     }
+    /* The tiering keys too (the backing file is created here, as the real device would). */
+    rc = tier_apply(probe);
     uz_dev_destroy(probe);
-    return 0;
+    return rc;
 }
 
 #define uzram_config_help                                                                          \
@@ -199,7 +273,13 @@ static int uzram_config_complete(void)
     "                      nbdkit's own request threads.\n"                                        \
     "ctl=<SOCKET>          Serve the device's zram attributes on this Unix socket (uzramctl).\n"   \
     "parallel=auto|on|off  Requests of one connection in parallel (on) or one at a time (off);\n"  \
-    "                      auto (default): off on nbdkit < 1.34, which can abort otherwise."
+    "                      auto (default): off on nbdkit < 1.34, which can abort otherwise.\n"     \
+    "backing_dev=<PATH>    Write-back store: a file (created, grown sparse) or block device.\n"    \
+    "compressed_writeback=<BOOL> Write compressed objects back, packed (default off).\n"           \
+    "recomp_algorithm=<ALGO> Secondary compressor for recompress (priority 1), or the\n"           \
+    "                      attribute's own text: \"algo=zstd priority=2\".\n"                      \
+    "policy=<K=V,...>      The tiering policy, comma-separated (interval=60,recompress_age=\n"     \
+    "                      7200,writeback_age=72000,...; see uzram's policy attribute)."
 
 static void uzram_dump_plugin(void)
 {
@@ -208,7 +288,8 @@ static void uzram_dump_plugin(void)
     for (const char *const *a = uz_comp_algorithms(); *a; a++)
         printf("%s%s", *a, a[1] ? " " : "\n");
     printf("uzram_page_size=%u\n", UZ_PAGE_SIZE);
-    printf("uzram_keys=size algorithm level mem_limit workers ctl parallel\n");
+    printf("uzram_keys=size algorithm level mem_limit workers ctl parallel backing_dev "
+           "compressed_writeback recomp_algorithm policy\n");
     printf("uzram_key_size=disk size in bytes, K/M/G/T suffixes (required; magic key)\n");
     printf("uzram_key_algorithm=compressor (default lz4)\n");
     printf("uzram_key_level=compression level (default 0: the algorithm's own)\n");
@@ -216,6 +297,10 @@ static void uzram_dump_plugin(void)
     printf("uzram_key_workers=ignored: pages compress in the request threads\n");
     printf("uzram_key_ctl=Unix socket path for uzramctl (default: none)\n");
     printf("uzram_key_parallel=auto|on|off: parallel requests per connection (default auto)\n");
+    printf("uzram_key_backing_dev=write-back file or block device (default: none)\n");
+    printf("uzram_key_compressed_writeback=write back compressed objects, packed (default 0)\n");
+    printf("uzram_key_recomp_algorithm=secondary compressor NAME, or algo=NAME priority=N\n");
+    printf("uzram_key_policy=tiering policy keys, comma-separated (default: off)\n");
     printf("uzram_nbdkit_aborts_on_disconnect=%d\n", UZ_NBDKIT_ABORTS_ON_DISCONNECT);
 }
 
@@ -284,6 +369,8 @@ static int uzram_after_fork(void)
         nbdkit_error("cannot create the device: %s", errdesc(-rc));
         return -1;
     }
+    if (tier_apply(dev) == -1)
+        return -1;
     if (ctl) {
         rc = uz_plugin_ctl_start(ctl, dev, ctl_write, NULL);
         if (rc < 0) {
