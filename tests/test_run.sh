@@ -133,17 +133,22 @@ fi
 # Live statistics: `uzramctl run` reads the @uzram-run/<pid> socket of a running program and of
 # its forked child; another uid is refused; the socket goes with the process.
 if [ -n "$CTL" ]; then
-    timeout 90 "$RUN" --limit 32M --size 1G -- "$PROG" hold 64 60 fork >"$tmp/hold" 2>"$tmp/hold.err" &
-    held=$!
-    i=0
-    while ! grep -q '^ready' "$tmp/hold" && [ $i -lt 300 ] && kill -0 $held 2>/dev/null; do
-        sleep 0.1; i=$((i + 1))
-    done
-    read -r _ pid child <"$tmp/hold" || { pid=; child=; }
+    # hold_start OUT uzram-run args...: starts it in the background, waits for "ready PID CHILD".
+    hold_start() {
+        out=$1; shift
+        timeout 90 "$RUN" "$@" >"$out" 2>"$out.err" &
+        held="$held $!"
+        i=0
+        while ! grep -q '^ready' "$out" && [ $i -lt 300 ] && kill -0 $! 2>/dev/null; do
+            sleep 0.1; i=$((i + 1))
+        done
+        read -r _ pid child <"$out" || { pid=; child=; }
+        held="$held ${pid:-} ${child:-}"
+    }
+    hold_start "$tmp/hold" --limit 32M --size 1G -- "$PROG" hold 64 60 fork
     if [ -z "${pid:-}" ] || [ "${child:-0}" = 0 ]; then
         bad "hold: never ready"; cat "$tmp/hold" "$tmp/hold.err"
     else
-        held="$held $pid $child"
         ctl() { timeout 20 "$CTL" "$@"; }
         ctl run "$pid" >"$tmp/out" 2>"$tmp/err"; got=$?
         orig=$(awk -v p="$pid" '$1 == p { print $4 }' "$tmp/out")
@@ -187,9 +192,21 @@ assert p["pid"] == int(sys.argv[2]) and p["orig_bytes"] > 0 and p["forks"] == 0,
         ctl run $$ >"$tmp/out" 2>"$tmp/err"; got=$?
         [ $got = 1 ] && grep -q "not a uzram-run process" "$tmp/err" && ok "run non-uzram PID: refused" ||
             { bad "run non-uzram PID (status $got)"; cat "$tmp/out" "$tmp/err"; }
+        # An exec'd child (sh forks and execs the program): its own region and socket.
+        hpid=$pid hchild=$child
+        hold_start "$tmp/exec" --limit 8M --size 1G -- /bin/sh -c '"$0" hold 32 60; exit 0' "$PROG"
+        if [ -n "${pid:-}" ] && ctl run -J "$pid" >"$tmp/json" 2>"$tmp/err" &&
+           python3 -c '
+import json, sys
+(p,) = json.load(open(sys.argv[1]))
+assert p["pid"] == int(sys.argv[2]) and p["orig_bytes"] > 0 and "hold" in p["command"], p
+' "$tmp/json" "$pid"; then ok "run EXECD (an exec'd child's own socket)"
+        else bad "run EXECD"; cat "$tmp/exec" "$tmp/exec.err" "$tmp/json" "$tmp/err"; fi
+        [ -n "${pid:-}" ] && kill "$pid"
+        pid=$hpid child=$hchild
         # Gone with the process.
         kill "$pid" "$child" 2>/dev/null
-        wait $held 2>/dev/null
+        wait 2>/dev/null
         i=0
         while kill -0 "$child" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
         if grep -q "@uzram-run/$pid\$\|@uzram-run/$child\$" /proc/net/unix; then bad "sockets left after exit"

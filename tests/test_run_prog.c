@@ -374,7 +374,8 @@ static int mlock_test(void)
 
 /* For `uzramctl run`: MiB allocated and filled (and, with "fork", a child that rewrites its
  * copy), then "ready PID CHILD" (CHILD 0 without one) on stdout and a sleep of at most SECONDS
- * (the test kills it sooner); the child dies with it. */
+ * (the test kills it sooner); the child dies with it. Both close every descriptor above 2
+ * first. */
 static int hold(size_t mib, unsigned seconds, bool with_child)
 {
     size_t n = mib << 20;
@@ -392,13 +393,13 @@ static int hold(size_t mib, unsigned seconds, bool with_child)
             prctl(PR_SET_PDEATHSIG, SIGTERM);
             fill(p, n, 6);
             CHECK(write(fd[1], "r", 1) == 1);
+            closefrom(3); /* as daemons do: the statistics socket is not among them */
             sleep(seconds);
             _exit(same(p, n, 6) ? 0 : 1);
         }
         CHECK(read(fd[0], &c, 1) == 1);
-        close(fd[0]);
-        close(fd[1]);
     }
+    closefrom(3);
     printf("ready %ld %ld\n", (long)getpid(), (long)child);
     fflush(stdout);
     sleep(seconds);
