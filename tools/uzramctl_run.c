@@ -375,8 +375,12 @@ int uzctl_run(int argc, char **argv, const struct uzctl_run_opts *given)
     long one, *pids = NULL;
     int n;
     if (optind < argc) {
-        if (optind + 1 < argc || !parse_pid(argv[optind], &one)) {
-            uzctl_warn("run: %s: not a process id", argv[optind + (optind + 1 < argc)]);
+        if (optind + 1 < argc) {
+            uzctl_warn("run: one PID at most");
+            return EXIT_USAGE;
+        }
+        if (!parse_pid(argv[optind], &one)) {
+            uzctl_warn("run: %s: not a process id", argv[optind]);
             return EXIT_USAGE;
         }
         pids = &one;

@@ -7,7 +7,8 @@
  * take page ranges of the region, preload_malloc.c), private anonymous mmaps become page ranges
  * of the region (preload_mmap.c), and the region's userfaultfds are kept from being closed
  * (preload_fd.c). Page ranges of the region are handed out by a first-fit allocator
- * (preload_range.c). preload.c sets it all up in a constructor, from UZRAM_* variables.
+ * (preload_range.c); a thread serves the live statistics on a socket (preload_stats.c).
+ * preload.c sets it all up in a constructor, from UZRAM_* variables.
  *
  * Reentrancy: every interposed function runs the real (glibc or raw system call) path while
  * uzp_in is set. It is set on the thread that is inside the uzram library (creating the
