@@ -2,14 +2,16 @@
 # SPDX-License-Identifier: MIT
 # uzram-run over an ordinary program (test_run_prog.c), one case per area, under a resident
 # limit well below what the program uses. Exit 0 pass, 1 fail, 77 skip (no userfaultfd here).
-# usage: test_run.sh UZRAM_RUN PRELOAD PROG STATIC_PROG|-
+# usage: test_run.sh UZRAM_RUN PRELOAD PROG STATIC_PROG|- [UZRAMCTL]
 set -u
 RUN=$1
 export UZRAM_PRELOAD=$2
 PROG=$3
 STATIC=$4
+CTL=${5:-}
 tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+held=
+trap 'for p in $held; do kill -9 "$p" 2>/dev/null; done; rm -rf "$tmp"' EXIT
 fail=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; fail=1; }
@@ -127,5 +129,92 @@ for n in range(10):
 stop = True
 for t in ts: t.join()
 '
+fi
+# Live statistics: `uzramctl run` reads the @uzram-run/<pid> socket of a running program and of
+# its forked child; another uid is refused; the socket goes with the process.
+if [ -n "$CTL" ]; then
+    # hold_start OUT uzram-run args...: starts it in the background, waits for "ready PID CHILD".
+    hold_start() {
+        out=$1; shift
+        timeout 90 "$RUN" "$@" >"$out" 2>"$out.err" &
+        held="$held $!"
+        i=0
+        while ! grep -q '^ready' "$out" && [ $i -lt 300 ] && kill -0 $! 2>/dev/null; do
+            sleep 0.1; i=$((i + 1))
+        done
+        read -r _ pid child <"$out" || { pid=; child=; }
+        held="$held ${pid:-} ${child:-}"
+    }
+    hold_start "$tmp/hold" --limit 32M --size 1G -- "$PROG" hold 64 60 fork
+    if [ -z "${pid:-}" ] || [ "${child:-0}" = 0 ]; then
+        bad "hold: never ready"; cat "$tmp/hold" "$tmp/hold.err"
+    else
+        ctl() { timeout 20 "$CTL" "$@"; }
+        ctl run "$pid" >"$tmp/out" 2>"$tmp/err"; got=$?
+        orig=$(awk -v p="$pid" '$1 == p { print $4 }' "$tmp/out")
+        head -1 "$tmp/out" | grep -q '^ *PID  *RESIDENT  *SWAPPED  *ORIG  *COMPR  *MEM-USED  *MAJFLT  *MODE  *COMMAND$' ||
+            bad "run PID: header: $(head -1 "$tmp/out")"
+        if [ $got = 0 ] && [ -n "$orig" ] && [ "$orig" != 0B ]; then ok "run PID (ORIG $orig)"
+        else bad "run PID (status $got, ORIG '$orig')"; cat "$tmp/out" "$tmp/err"; fi
+        if ctl run -J "$pid" >"$tmp/json" 2>"$tmp/err" && python3 -m json.tool "$tmp/json" >/dev/null &&
+           python3 -c '
+import json, sys
+(p,) = json.load(open(sys.argv[1]))
+keys = "pid resident_bytes swapped_pages orig_bytes compr_bytes mem_used major_faults " \
+       "minor_faults wp_faults throttled forks mode command".split()
+assert all(k in p for k in keys), [k for k in keys if k not in p]
+assert p["pid"] == int(sys.argv[2]) and p["orig_bytes"] > 0 and p["forks"] == 1, p
+assert p["mode"] == "full", p
+' "$tmp/json" "$pid"; then ok "run -J PID"
+        else bad "run -J PID"; cat "$tmp/json" "$tmp/err"; fi
+        ctl run -J "$child" >"$tmp/json" 2>"$tmp/err" &&
+            python3 -c '
+import json, sys
+(p,) = json.load(open(sys.argv[1]))
+assert p["pid"] == int(sys.argv[2]) and p["orig_bytes"] > 0 and p["forks"] == 0, p
+' "$tmp/json" "$child" && ok "run CHILD (the forked child's own socket)" ||
+            { bad "run CHILD"; cat "$tmp/json" "$tmp/err"; }
+        ctl run >"$tmp/out" 2>"$tmp/err"
+        awk '{ print $1 }' "$tmp/out" | grep -qx "$pid" && awk '{ print $1 }' "$tmp/out" | grep -qx "$child" &&
+            ok "run (lists parent and child)" || { bad "run: list"; cat "$tmp/out" "$tmp/err"; }
+        # Another uid is refused (when root can become nobody and nobody can run uzramctl).
+        if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null &&
+           setpriv --reuid=65534 --regid=65534 --clear-groups "$CTL" --version >/dev/null 2>&1; then
+            timeout 20 setpriv --reuid=65534 --regid=65534 --clear-groups "$CTL" run "$pid" \
+                >"$tmp/out" 2>"$tmp/err"; got=$?
+            if [ $got = 1 ] && grep -q "permission denied" "$tmp/err" && ! [ -s "$tmp/out" ]; then
+                ok "run PID as another uid: refused"
+            else bad "run PID as another uid (status $got)"; cat "$tmp/out" "$tmp/err"; fi
+        else
+            echo "skip run as another uid (not root, no setpriv, or uzramctl not runnable as nobody)"
+        fi
+        # Not a uzram-run process: a message and status 1.
+        ctl run $$ >"$tmp/out" 2>"$tmp/err"; got=$?
+        [ $got = 1 ] && grep -q "not a uzram-run process" "$tmp/err" && ok "run non-uzram PID: refused" ||
+            { bad "run non-uzram PID (status $got)"; cat "$tmp/out" "$tmp/err"; }
+        # An exec'd child (sh forks and execs the program): its own region and socket.
+        hpid=$pid hchild=$child
+        hold_start "$tmp/exec" --limit 8M --size 1G -- /bin/sh -c '"$0" hold 32 60; exit 0' "$PROG"
+        if [ -n "${pid:-}" ] && ctl run -J "$pid" >"$tmp/json" 2>"$tmp/err" &&
+           python3 -c '
+import json, sys
+(p,) = json.load(open(sys.argv[1]))
+assert p["pid"] == int(sys.argv[2]) and p["orig_bytes"] > 0 and "hold" in p["command"], p
+' "$tmp/json" "$pid"; then ok "run EXECD (an exec'd child's own socket)"
+        else bad "run EXECD"; cat "$tmp/exec" "$tmp/exec.err" "$tmp/json" "$tmp/err"; fi
+        [ -n "${pid:-}" ] && kill "$pid"
+        pid=$hpid child=$hchild
+        # Gone with the process.
+        kill "$pid" "$child" 2>/dev/null
+        wait 2>/dev/null
+        i=0
+        while kill -0 "$child" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.1; i=$((i + 1)); done
+        if grep -q "@uzram-run/$pid\$\|@uzram-run/$child\$" /proc/net/unix; then bad "sockets left after exit"
+        else
+            ctl run "$pid" >/dev/null 2>&1; got=$?
+            [ $got = 1 ] && ok "socket gone after exit" || bad "run after exit: status $got"
+        fi
+        held=
+    fi
 fi
 exit $fail

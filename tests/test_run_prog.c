@@ -2,7 +2,7 @@
 /*
  * test_run_prog.c - an ordinary program (no uzram in it) that test_run.sh runs under uzram-run,
  * one area per argument: `test_run_prog memtest|align|calloc|foreign|threads|fork|spawn|fds|
- * mmap|exit N`. Exit 0 pass, 1 fail. Every byte written is verified.
+ * mmap|mlock|hold MIB SECONDS [fork]|exit N`. Exit 0 pass, 1 fail. Every byte written is verified.
  */
 #undef NDEBUG
 #include <dirent.h>
@@ -10,13 +10,16 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -369,6 +372,44 @@ static int mlock_test(void)
     return 0;
 }
 
+/* For `uzramctl run`: MiB allocated and filled (and, with "fork", a child that rewrites its
+ * copy), then "ready PID CHILD" (CHILD 0 without one) on stdout and a sleep of at most SECONDS
+ * (the test kills it sooner); the child dies with it. Both close every descriptor above 2
+ * first. */
+static int hold(size_t mib, unsigned seconds, bool with_child)
+{
+    size_t n = mib << 20;
+    unsigned char *p = malloc(n);
+    CHECK(p);
+    fill(p, n, 5);
+    pid_t child = 0;
+    if (with_child) {
+        int fd[2];
+        char c;
+        CHECK(pipe(fd) == 0);
+        child = fork();
+        CHECK(child >= 0);
+        if (child == 0) {
+            prctl(PR_SET_PDEATHSIG, SIGTERM);
+            fill(p, n, 6);
+            CHECK(write(fd[1], "r", 1) == 1);
+            closefrom(3); /* as daemons do: the statistics socket is not among them */
+            sleep(seconds);
+            _exit(same(p, n, 6) ? 0 : 1);
+        }
+        CHECK(read(fd[0], &c, 1) == 1);
+    }
+    closefrom(3);
+    printf("ready %ld %ld\n", (long)getpid(), (long)child);
+    fflush(stdout);
+    sleep(seconds);
+    if (child) {
+        kill(child, SIGTERM);
+        waitpid(child, NULL, 0);
+    }
+    return same(p, n, 5) ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2)
@@ -395,6 +436,9 @@ int main(int argc, char **argv)
         rc = mmap_test();
     else if (!strcmp(what, "mlock"))
         rc = mlock_test();
+    else if (!strcmp(what, "hold") && argc > 3)
+        rc = hold(strtoul(argv[2], NULL, 0), (unsigned)atoi(argv[3]),
+                  argc > 4 && !strcmp(argv[4], "fork"));
     else if (!strcmp(what, "exit"))
         rc = argc > 2 ? atoi(argv[2]) : 0;
     if (rc == 0 && strcmp(what, "exit"))

@@ -9,6 +9,7 @@
  *   uzramctl [options] [--socket PATH] get ATTR       one attribute (kernel text format)
  *   uzramctl [options] [--socket PATH] set ATTR VALUE...
  *   uzramctl [options] [--socket PATH] list           attribute names and modes
+ *   uzramctl [options] run [PID]                      programs under uzram-run (uzramctl_run.c)
  *
  * Without a socket: $UZRAMCTL_SOCKET, else every /run/uzram/ *.ctl. The protocol is
  * support/ctl/ctl_proto.h. Every device must answer within -t SECONDS (default 5). Exit codes:
@@ -16,6 +17,7 @@
  * spoke nonsense), 4 a device did not answer in time.
  */
 #include "ctl_proto.h"
+#include "uzramctl_run.h"
 
 #include <uzram/common.h>
 
@@ -41,8 +43,7 @@ enum { EXIT_REFUSED = 1, EXIT_USAGE = 2, EXIT_UNREACHABLE = 3, EXIT_TIMEOUT = 4 
 
 static bool opt_json, opt_bytes;
 
-static void warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void warn(const char *fmt, ...)
+void uzctl_warn(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -92,7 +93,7 @@ static int conn_wait(struct conn *c, short events)
 
 static void conn_timed_out(const struct conn *c)
 {
-    warn("%s: no answer within %g s (-t/--timeout)", c->path, opt_timeout);
+    uzctl_warn("%s: no answer within %g s (-t/--timeout)", c->path, opt_timeout);
 }
 
 /* 0, RQ_BROKEN or RQ_TIMEOUT (reported). */
@@ -103,13 +104,13 @@ static int conn_open(struct conn *c, const char *path)
     c->have = c->at = 0;
     c->deadline = now_ms() + (int64_t)(opt_timeout * 1000);
     if (strlen(path) >= sizeof(sa.sun_path)) {
-        warn("%s: socket path too long", path);
+        uzctl_warn("%s: socket path too long", path);
         return RQ_BROKEN;
     }
     strcpy(sa.sun_path, path);
     c->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0) {
-        warn("%s: socket: %s", path, strerror(errno));
+        uzctl_warn("%s: socket: %s", path, strerror(errno));
         return RQ_BROKEN;
     }
     /* A Unix connect() waits while the server's backlog is full, for at most SO_SNDTIMEO. */
@@ -124,7 +125,7 @@ static int conn_open(struct conn *c, const char *path)
             conn_timed_out(c);
             return RQ_TIMEOUT;
         }
-        warn("%s: cannot connect: %s", path, strerror(err));
+        uzctl_warn("%s: cannot connect: %s", path, strerror(err));
         return RQ_BROKEN;
     }
     return 0;
@@ -174,7 +175,7 @@ static int request(struct conn *c, char **out, const char *fmt, ...)
     int n = vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     if (n < 0 || n >= UZ_CTL_LINE_MAX) {
-        warn("request too long");
+        uzctl_warn("request too long");
         return RQ_BROKEN;
     }
     line[n++] = '\n';
@@ -186,7 +187,7 @@ static int request(struct conn *c, char **out, const char *fmt, ...)
         if (w < 0 && (errno == EINTR || errno == EAGAIN))
             continue;
         if (w <= 0) {
-            warn("%s: send: %s", c->path, strerror(errno));
+            uzctl_warn("%s: send: %s", c->path, strerror(errno));
             return RQ_BROKEN;
         }
         sent += (int)w;
@@ -205,7 +206,7 @@ static int request(struct conn *c, char **out, const char *fmt, ...)
     if (sscanf(status, "ok %llu", &len) == 1 && len <= UZ_CTL_REPLY_MAX) {
         char *p = malloc(len + 1);
         if (!p) {
-            warn("out of memory");
+            uzctl_warn("out of memory");
             return RQ_BROKEN;
         }
         size_t got = 0;
@@ -230,13 +231,13 @@ static int request(struct conn *c, char **out, const char *fmt, ...)
     }
     if (sscanf(status, "err %d", &err) == 1 && err > 0)
         return err;
-    warn("%s: unexpected reply '%.60s'", c->path, status);
+    uzctl_warn("%s: unexpected reply '%.60s'", c->path, status);
     return RQ_BROKEN;
 failed:
     if (rc == RQ_TIMEOUT)
         conn_timed_out(c);
     else
-        warn("%s: connection closed by the device", c->path);
+        uzctl_warn("%s: connection closed by the device", c->path);
     return rc;
 }
 
@@ -248,7 +249,7 @@ static int status_of(int rc)
 
 /* ---- output helpers ---- */
 
-static void json_string(const char *s)
+void uzctl_json_string(const char *s)
 {
     putchar('"');
     for (; *s; s++) {
@@ -268,7 +269,7 @@ static void json_string(const char *s)
 }
 
 /* "1G", "27.3M", "0B": util-linux's size_to_human_string with one-letter suffixes. */
-static void human_size(uint64_t bytes, char *out, size_t len)
+void uzctl_human_size(uint64_t bytes, char *out, size_t len)
 {
     static const char units[] = "BKMGTPE";
     int exp = 0;
@@ -405,11 +406,11 @@ static bool parse_columns(const char *list)
             if (strlen(columns[k].name) == len && !strncasecmp(columns[k].name, list, len))
                 found = k;
         if (found < 0) {
-            warn("unknown column: %.*s", (int)len, list);
+            uzctl_warn("unknown column: %.*s", (int)len, list);
             return false;
         }
         if (n_out_cols == (int)(sizeof(out_cols) / sizeof(out_cols[0]))) {
-            warn("too many columns");
+            uzctl_warn("too many columns");
             return false;
         }
         out_cols[n_out_cols++] = found;
@@ -439,7 +440,7 @@ static int fetch_row(const char *path, struct row *r)
     conn_close(&c);
     int status = status_of(rc);
     if (rc > 0) {
-        warn("%s: %s", path, refusal(rc));
+        uzctl_warn("%s: %s", path, refusal(rc));
     } else if (rc == 0) {
         /* comp_algorithm reads "lzo [lz4] zstd": the selected one is bracketed. */
         char *open = strchr(alg, '['), *close = open ? strchr(open, ']') : NULL;
@@ -449,7 +450,7 @@ static int fetch_row(const char *path, struct row *r)
         int got = sscanf(mm, "%llu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
                          &v[3], &v[4], &v[5], &v[6], &v[7], &v[8]);
         if (!parse_u64(size, &r->disksize) || got < 8 || !parse_u64(streams, &r->streams)) {
-            warn("%s: malformed attributes", path);
+            uzctl_warn("%s: malformed attributes", path);
             status = EXIT_UNREACHABLE;
         }
         for (int k = 0; k < 9; k++)
@@ -509,7 +510,7 @@ static void cell_text(const struct row *r, int col, char *out, size_t len)
         if (opt_bytes)
             snprintf(out, len, "%" PRIu64, cell_value(r, col));
         else
-            human_size(cell_value(r, col), out, len);
+            uzctl_human_size(cell_value(r, col), out, len);
         break;
     case COL_NUMBER:
         snprintf(out, len, "%" PRIu64, cell_value(r, col));
@@ -546,7 +547,7 @@ static void print_json(const struct row *rows, int n)
             printf("%s\"%s\": ", k ? ", " : "", columns[col].json);
             switch (columns[col].kind) {
             case COL_TEXT:
-                json_string(col == C_NAME ? r->name : r->algorithm);
+                uzctl_json_string(col == C_NAME ? r->name : r->algorithm);
                 break;
             case COL_SIZE: /* always bytes: scripts want numbers */
             case COL_NUMBER:
@@ -571,7 +572,7 @@ static void print_table(const struct row *rows, int n)
     cell *text = calloc((size_t)n * (size_t)n_out_cols + 1, sizeof(cell));
     int w[NCOLUMNS * 4];
     if (!text) {
-        warn("out of memory");
+        uzctl_warn("out of memory");
         return;
     }
     for (int k = 0; k < n_out_cols; k++)
@@ -614,7 +615,7 @@ static int cmd_table(char **sockets, int n)
     struct row *rows = calloc((size_t)n + 1, sizeof(*rows));
     int status = 0, good = 0;
     if (!rows) {
-        warn("out of memory");
+        uzctl_warn("out of memory");
         return EXIT_UNREACHABLE;
     }
     for (int i = 0; i < n; i++) {
@@ -655,13 +656,13 @@ static int cmd_setup(const char *path, bool reset, const char *size, const char 
         if (!steps[i].value)
             continue;
         if (strchr(steps[i].value, '\n')) {
-            warn("%s: the value may not contain a newline", steps[i].attr);
+            uzctl_warn("%s: the value may not contain a newline", steps[i].attr);
             conn_close(&c);
             return EXIT_USAGE;
         }
         rc = request(&c, NULL, "set %s %s", steps[i].attr, steps[i].value);
         if (rc > 0)
-            warn("%s: set %s %s: %s", path, steps[i].attr, steps[i].value, refusal(rc));
+            uzctl_warn("%s: set %s %s: %s", path, steps[i].attr, steps[i].value, refusal(rc));
     }
     conn_close(&c);
     return status_of(rc);
@@ -696,7 +697,7 @@ static int cmd_get(struct conn *c, const char *attr)
     int rc = request(c, &text, "get %s", attr);
     if (rc) {
         if (rc > 0)
-            warn("get %s: %s", attr, refusal(rc));
+            uzctl_warn("get %s: %s", attr, refusal(rc));
         return status_of(rc);
     }
     if (!opt_json) {
@@ -707,12 +708,12 @@ static int cmd_get(struct conn *c, const char *attr)
             text[--len] = '\0';
         uint64_t v;
         printf("{\"name\": ");
-        json_string(attr);
+        uzctl_json_string(attr);
         printf(", \"value\": ");
         if (parse_u64(text, &v))
             printf("%" PRIu64, v);
         else
-            json_string(text);
+            uzctl_json_string(text);
         if (!strcmp(attr, "mm_stat"))
             json_fields(text, mm_stat_fields);
         else if (!strcmp(attr, "io_stat"))
@@ -730,18 +731,18 @@ static int cmd_set(struct conn *c, const char *attr, char **words, int n)
     for (int i = 0; i < n; i++) {
         int k = snprintf(value + at, sizeof(value) - at, "%s%s", i ? " " : "", words[i]);
         if (k < 0 || (size_t)k >= sizeof(value) - at) {
-            warn("set %s: value too long", attr);
+            uzctl_warn("set %s: value too long", attr);
             return EXIT_USAGE;
         }
         at += (size_t)k;
     }
     if (strchr(value, '\n')) {
-        warn("set %s: the value may not contain a newline", attr);
+        uzctl_warn("set %s: the value may not contain a newline", attr);
         return EXIT_USAGE;
     }
     int rc = request(c, NULL, "set %s %s", attr, value);
     if (rc > 0)
-        warn("set %s %s: %s", attr, value, refusal(rc));
+        uzctl_warn("set %s %s: %s", attr, value, refusal(rc));
     return status_of(rc);
 }
 
@@ -751,7 +752,7 @@ static int cmd_list(struct conn *c)
     int rc = request(c, &text, "list");
     if (rc) {
         if (rc > 0)
-            warn("list: %s", refusal(rc));
+            uzctl_warn("list: %s", refusal(rc));
         return status_of(rc);
     }
     if (!opt_json) {
@@ -762,9 +763,9 @@ static int cmd_list(struct conn *c)
         int first = 1, off = 0, used;
         while (sscanf(text + off, "%127s %7s%n", name, mode, &used) == 2) {
             printf("%s{\"name\": ", first ? "" : ", ");
-            json_string(name);
+            uzctl_json_string(name);
             printf(", \"mode\": ");
-            json_string(mode);
+            uzctl_json_string(mode);
             printf("}");
             first = 0;
             off += used;
@@ -784,6 +785,7 @@ static void usage(FILE *f)
                "  uzramctl [options] [--socket PATH] get ATTR\n"
                "  uzramctl [options] [--socket PATH] set ATTR VALUE...\n"
                "  uzramctl [options] [--socket PATH] list\n"
+               "  uzramctl [options] run [PID]\n"
                "\n"
                "Shows and sets up uzram devices served by nbdkit-uzram-plugin with ctl=SOCKET,\n"
                "as zramctl does for /dev/zramN.\n"
@@ -816,13 +818,18 @@ static void usage(FILE *f)
                "algorithm_params, mem_limit, mem_used_max, mm_stat, io_stat, debug_stat,\n"
                "max_comp_streams, pool_stat, initstate; write-only: compact, reset.\n"
                "\n"
-               "Exit status: 0 success, 1 the device refused the request, 2 usage error,\n"
-               "3 no device could be reached, 4 a device did not answer within the timeout.\n");
+               "Programs under uzram-run (their live statistics, from @uzram-run/PID sockets;\n"
+               "-J, -b, -n and -t apply):\n");
+    uzctl_run_usage(f);
+    fprintf(f, "\n"
+               "Exit status: 0 success, 1 the device refused the request (run: PID is not a\n"
+               "uzram-run process, or another user's), 2 usage error, 3 no device could be\n"
+               "reached, 4 a device (run: a process) did not answer within the timeout.\n");
 }
 
 static bool is_command(const char *w)
 {
-    return !strcmp(w, "get") || !strcmp(w, "set") || !strcmp(w, "list");
+    return !strcmp(w, "get") || !strcmp(w, "set") || !strcmp(w, "list") || !strcmp(w, "run");
 }
 
 int main(int argc, char **argv)
@@ -896,7 +903,7 @@ int main(int argc, char **argv)
                 errno = 0;
                 opt_timeout = strtod(optarg, &end);
                 if (errno || end == optarg || *end || !(opt_timeout > 0) || opt_timeout > 1e6) {
-                    warn("--timeout %s: not a number of seconds above 0", optarg);
+                    uzctl_warn("--timeout %s: not a number of seconds above 0", optarg);
                     return EXIT_USAGE;
                 }
                 break;
@@ -920,21 +927,33 @@ int main(int argc, char **argv)
         sockets[nsockets++] = argv[optind++];
     }
     const char *cmd = optind < argc ? argv[optind] : NULL;
+    if (cmd && !strcmp(cmd, "run")) {
+        if (nsockets || size || algorithm || params || reset) {
+            uzctl_warn("run: no SOCKET, --socket, -s, -a, -p or -r");
+            return EXIT_USAGE;
+        }
+        free(sockets);
+        struct uzctl_run_opts ro = {.json = opt_json,
+                                    .bytes = opt_bytes,
+                                    .noheadings = opt_noheadings,
+                                    .timeout = opt_timeout};
+        return uzctl_run(argc - optind, argv + optind, &ro);
+    }
     int nargs = cmd ? argc - optind - 1 : 0;
     char **args = argv + optind + 1;
     if (cmd && !((!strcmp(cmd, "get") && nargs == 1) || (!strcmp(cmd, "set") && nargs >= 2) ||
                  (!strcmp(cmd, "list") && nargs == 0))) {
-        warn(is_command(cmd) ? "%s: wrong number of arguments" : "unknown command '%s'", cmd);
+        uzctl_warn(is_command(cmd) ? "%s: wrong number of arguments" : "unknown command '%s'", cmd);
         usage(stderr);
         return EXIT_USAGE;
     }
     bool setup = size || algorithm || params;
     if ((setup || reset) && cmd) {
-        warn("%s: not with -s, -a, -p or -r", cmd);
+        uzctl_warn("%s: not with -s, -a, -p or -r", cmd);
         return EXIT_USAGE;
     }
     if (reset && setup) {
-        warn("--reset and --size, --algorithm, --algorithm-params are mutually exclusive");
+        uzctl_warn("--reset and --size, --algorithm, --algorithm-params are mutually exclusive");
         return EXIT_USAGE;
     }
 
@@ -952,7 +971,7 @@ int main(int argc, char **argv)
     int status = 0;
     if (reset) {
         if (!nsockets) {
-            warn("--reset: name the devices (SOCKET arguments or --socket)");
+            uzctl_warn("--reset: name the devices (SOCKET arguments or --socket)");
             status = EXIT_USAGE;
         }
         for (int i = 0; i < nsockets; i++) { /* like zramctl -r, every device named */
@@ -961,7 +980,7 @@ int main(int argc, char **argv)
         }
     } else if (setup) {
         if (nsockets != 1) {
-            warn("-s, -a, -p: name exactly one device (SOCKET argument or --socket)");
+            uzctl_warn("-s, -a, -p: name exactly one device (SOCKET argument or --socket)");
             status = EXIT_USAGE;
         } else {
             status = cmd_setup(sockets[0], false, size, algorithm, params);
@@ -971,9 +990,9 @@ int main(int argc, char **argv)
         if (!nsockets && opt_json)
             printf("{\n   \"uzramctl\": []\n}\n");
     } else if (nsockets != 1) {
-        warn(nsockets ? "%s: several devices; choose one with --socket"
-                      : "%s: no device; give --socket PATH or set UZRAMCTL_SOCKET",
-             cmd);
+        uzctl_warn(nsockets ? "%s: several devices; choose one with --socket"
+                            : "%s: no device; give --socket PATH or set UZRAMCTL_SOCKET",
+                   cmd);
         status = nsockets ? EXIT_USAGE : EXIT_UNREACHABLE;
     } else {
         struct conn c;

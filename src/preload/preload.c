@@ -14,11 +14,12 @@
  * fork: the handlers are registered after the region's, so ours run first in the parent
  * (uzp_in set, extent hooks kept out of the region: uzp_malloc_fork_prepare) and last in the
  * child (after the region has made the child's userfaultfd and threads: the descriptors are
- * scanned again). jemalloc's own fork handlers run after the region's quiesce, so no thread may
- * block on the region while holding a jemalloc lock: the arena's metadata is outside the
- * region, jemalloc touches object memory outside its locks, and the hooks that call the region
- * (purge, dalloc) fail fast during a fork. The range allocator's lock is not held across fork
- * either (preload_range.c says how the child copes).
+ * scanned again, and the child starts its own statistics thread, preload_stats.c). jemalloc's own
+ * fork handlers run after the region's quiesce, so no thread may block on the region while holding
+ * a jemalloc lock: the arena's metadata is outside the region, jemalloc touches object memory
+ * outside its locks, and the hooks that call the region (purge, dalloc) fail fast during a fork.
+ * The range allocator's lock is not held across fork either (preload_range.c says how the child
+ * copes).
  */
 #include "preload.h"
 #include "preload_sys.h"
@@ -243,6 +244,7 @@ static void fork_child(void)
     forks = 0;
     stats_at_exit = false; /* the parent prints */
     uzp_fd_scan();         /* the child's region has its own userfaultfd */
+    uzp_stats_start();     /* and its own statistics socket, under its pid */
     uzp_in--;
 }
 
@@ -353,22 +355,26 @@ __attribute__((constructor)) static void uzp_start(void)
     uzp_fd_scan();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     atomic_store_explicit(&uzp_state, UZP_STATE_READY, memory_order_release);
+    uzp_stats_start();
     uzp_in--;
 }
 
-__attribute__((destructor)) static void uzp_stop(void)
+int uzp_stats_format(char *buf, size_t len, bool with_pid)
 {
-    /* The region stays: other threads may still run while exit() runs destructors. */
-    if (!stats_at_exit || atomic_load(&uzp_state) != UZP_STATE_READY)
-        return;
     struct uz_region_stat st;
+    if (atomic_load(&uzp_state) != UZP_STATE_READY)
+        return -ENODEV;
     uzp_in++;
     int rc = uz_region_stat(uzp_region, &st);
     uzp_in--;
     if (rc)
-        return;
-    char buf[512];
-    int n = snprintf(buf, sizeof(buf),
+        return rc;
+    int n = 0;
+    if (with_pid)
+        n = snprintf(buf, len, "pid=%ld ", (long)getpid());
+    if (n < 0 || (size_t)n >= len)
+        return -ENOSPC;
+    int m = snprintf(buf + n, len - (size_t)n,
                      "resident_bytes=%llu swapped_pages=%llu orig_bytes=%llu compr_bytes=%llu "
                      "mem_used=%llu major_faults=%llu minor_faults=%llu wp_faults=%llu "
                      "throttled=%llu forks=%llu mode=%s\n",
@@ -378,6 +384,18 @@ __attribute__((destructor)) static void uzp_stop(void)
                      (unsigned long long)st.major_faults, (unsigned long long)st.minor_faults,
                      (unsigned long long)st.wp_faults, (unsigned long long)st.throttled,
                      (unsigned long long)atomic_load(&forks), mode_name(st.mode));
+    if (m < 0 || (size_t)m >= len - (size_t)n)
+        return -ENOSPC;
+    return n + m;
+}
+
+__attribute__((destructor)) static void uzp_stop(void)
+{
+    /* The region stays: other threads may still run while exit() runs destructors. */
+    if (!stats_at_exit)
+        return;
+    char buf[UZP_STATS_LINE];
+    int n = uzp_stats_format(buf, sizeof(buf), false);
     if (n > 0)
-        (void)!write(2, buf, (size_t)n < sizeof(buf) ? (size_t)n : sizeof(buf) - 1);
+        (void)!write(2, buf, (size_t)n);
 }

@@ -7,7 +7,8 @@
  * take page ranges of the region, preload_malloc.c), private anonymous mmaps become page ranges
  * of the region (preload_mmap.c), and the region's userfaultfds are kept from being closed
  * (preload_fd.c). Page ranges of the region are handed out by a first-fit allocator
- * (preload_range.c). preload.c sets it all up in a constructor, from UZRAM_* variables.
+ * (preload_range.c); a thread serves the live statistics on a socket (preload_stats.c).
+ * preload.c sets it all up in a constructor, from UZRAM_* variables.
  *
  * Reentrancy: every interposed function runs the real (glibc or raw system call) path while
  * uzp_in is set. It is set on the thread that is inside the uzram library (creating the
@@ -97,8 +98,18 @@ int uzp_fresh(uintptr_t addr, size_t len, int prot);
 /* Finds the process's userfaultfds (/proc/self/fd) and protects them from now on. */
 void uzp_fd_scan(void);
 
+/* preload_stats.c: the live statistics on the abstract socket "@" UZP_STATS_PREFIX "<pid>". */
+#define UZP_STATS_PREFIX "uzram-run/"
+#define UZP_STATS_LINE   512 /* bytes: room for uzp_stats_format()'s line */
+/* Starts this process's statistics thread (its socket, its own descriptor table); in the
+ * constructor and in a forked child. Nothing happens if it cannot (no message). */
+void uzp_stats_start(void);
+
 /* preload.c */
 /* Prints one line "uzram-run: ..." on stderr (no allocation). */
 void uzp_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Writes the --stats line ("resident_bytes=... mode=M\n"; with_pid: "pid=P " first) into buf.
+ * @return : its length, or -errno (no region). Thread-safety: safe; no allocation. */
+int uzp_stats_format(char *buf, size_t len, bool with_pid);
 
 #endif
