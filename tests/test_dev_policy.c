@@ -161,13 +161,7 @@ static void at_work(void)
     CHECK(fd >= 0);
     close(fd);
     struct uz_dev *dev = make_dev();
-    if (uz_dev_attr_write(dev, "backing_dev", path) == -ENOENT) {
-        /* Interim, until writeback (dev_wb.c) lands in this tree: no backing_dev attribute. */
-        printf("at_work: no backing_dev attribute yet; skipped\n");
-        uz_dev_destroy(dev);
-        unlink(path);
-        return;
-    }
+    CHECK_EQ(uz_dev_attr_write(dev, "backing_dev", path), 0);
     CHECK_EQ(uz_dev_attr_write(dev, "recomp_algorithm", "algo=zstd priority=1"), 0);
     unsigned char page[PAGE];
     for (uint64_t i = 0; i < PAGES; i++) {

@@ -22,6 +22,7 @@
 #include <uzram/uzram.h>
 
 #include "bench_swap.h"
+#include "bench_tier.h"
 #include "image.h"
 
 #include <errno.h>
@@ -755,6 +756,8 @@ static void usage(FILE *f)
     fprintf(f, "       uzram-bench swap --image FILE [--size-mib N] [--limit-mib N] [--touches N]\n"
                "                        [--algorithm NAME] [--workers N] [--runs N] [--kernel | "
                "--baseline]\n");
+    fprintf(f, "       uzram-bench tier --image FILE [--algorithm NAME] [--secondary NAME]\n"
+               "                        [--dir DIR]\n");
 }
 
 int main(int argc, char **argv)
@@ -769,6 +772,8 @@ int main(int argc, char **argv)
         return cmd_contend(argc - 1, argv + 1);
     if (!strcmp(argv[1], "swap"))
         return uz_bench_swap(argc - 1, argv + 1);
+    if (!strcmp(argv[1], "tier"))
+        return uz_bench_tier(argc - 1, argv + 1);
     fprintf(stderr, "uzram-bench: unknown mode '%s'\n", argv[1]);
     usage(stderr);
     return 2;

@@ -332,6 +332,8 @@ struct row {
     char algorithm[32];
     uint64_t disksize, streams;
     uint64_t mm[9]; /* mm_stat, in the kernel's order (enum mm) */
+    uint64_t bd[3]; /* bd_stat: bd_count bd_reads bd_writes, 4 KiB units (0 without writeback) */
+    uint64_t idle;  /* idle_pages: slots marked idle */
 };
 
 enum mm {
@@ -368,6 +370,8 @@ static const struct column {
     {"MIGRATED", "migrated", "number of pool pages freed by compaction", COL_NUMBER},
     {"HUGE-PAGES", "huge-pages", "incompressible pages stored raw", COL_NUMBER},
     {"COMP-RATIO", "comp-ratio", "compression ratio: DATA/TOTAL", COL_RATIO},
+    {"BD-COUNT", "bd-count", "data written back to the backing device (bd_stat)", COL_SIZE},
+    {"IDLE", "idle", "pages marked idle (the idle attribute)", COL_NUMBER},
 };
 #define NCOLUMNS (int)(sizeof(columns) / sizeof(columns[0]))
 enum {
@@ -383,7 +387,9 @@ enum {
     C_MEM_USED,
     C_MIGRATED,
     C_HUGE_PAGES,
-    C_COMP_RATIO
+    C_COMP_RATIO,
+    C_BD_COUNT,
+    C_IDLE
 };
 static const int default_columns[] = {C_NAME,  C_ALGORITHM, C_DISKSIZE, C_DATA,
                                       C_COMPR, C_TOTAL,     C_STREAMS,  C_COMP_RATIO};
@@ -437,6 +443,12 @@ static int fetch_row(const char *path, struct row *r)
         rc = request(&c, &mm, "get mm_stat");
     if (rc == 0)
         rc = request(&c, &streams, "get max_comp_streams");
+    /* Tiering: absent from devices without it (ENOENT), which then show zeros. */
+    char *bd = NULL, *idle = NULL;
+    if (rc == 0 && (rc = request(&c, &bd, "get bd_stat")) == ENOENT)
+        rc = 0;
+    if (rc == 0 && (rc = request(&c, &idle, "get idle_pages")) == ENOENT)
+        rc = 0;
     conn_close(&c);
     int status = status_of(rc);
     if (rc > 0) {
@@ -455,7 +467,20 @@ static int fetch_row(const char *path, struct row *r)
         }
         for (int k = 0; k < 9; k++)
             r->mm[k] = v[k];
+        unsigned long long b[3] = {0};
+        if (bd && sscanf(bd, "%llu %llu %llu", &b[0], &b[1], &b[2]) != 3) {
+            uzctl_warn("%s: malformed bd_stat", path);
+            status = EXIT_UNREACHABLE;
+        }
+        for (int k = 0; k < 3; k++)
+            r->bd[k] = b[k];
+        if (idle && !parse_u64(idle, &r->idle)) {
+            uzctl_warn("%s: malformed idle_pages", path);
+            status = EXIT_UNREACHABLE;
+        }
     }
+    free(bd);
+    free(idle);
     free(alg);
     free(size);
     free(mm);
@@ -494,6 +519,10 @@ static uint64_t cell_value(const struct row *r, int col)
         return r->mm[MM_PAGES_COMPACTED];
     case C_HUGE_PAGES:
         return r->mm[MM_HUGE_PAGES];
+    case C_BD_COUNT:
+        return r->bd[0] * 4096; /* bd_stat counts 4 KiB blocks */
+    case C_IDLE:
+        return r->idle;
     default:
         return 0;
     }
@@ -561,6 +590,10 @@ static void print_json(const struct row *rows, int n)
                 break;
             }
         }
+        /* Always: the backing device's counters, in bytes as the size columns are. */
+        printf("%s\"bd_stat\": {\"bd_count\": %" PRIu64 ", \"bd_reads\": %" PRIu64
+               ", \"bd_writes\": %" PRIu64 "}",
+               n_out_cols ? ", " : "", r->bd[0] * 4096, r->bd[1] * 4096, r->bd[2] * 4096);
         printf("}");
     }
     printf("%s]\n}\n", n ? "\n   " : "");
@@ -675,6 +708,7 @@ static const char *const mm_stat_fields[] = {
     "same_pages",     "pages_compacted", "huge_pages",     "huge_pages_since", NULL};
 static const char *const io_stat_fields[] = {"failed_reads", "failed_writes", "invalid_io",
                                              "notify_free", NULL};
+static const char *const bd_stat_fields[] = {"bd_count", "bd_reads", "bd_writes", NULL};
 
 static void json_fields(const char *text, const char *const *names)
 {
@@ -718,6 +752,8 @@ static int cmd_get(struct conn *c, const char *attr)
             json_fields(text, mm_stat_fields);
         else if (!strcmp(attr, "io_stat"))
             json_fields(text, io_stat_fields);
+        else if (!strcmp(attr, "bd_stat"))
+            json_fields(text, bd_stat_fields);
         printf("}\n");
     }
     free(text);

@@ -144,6 +144,8 @@ struct uz_dev_stats {
     uint64_t notify_free; /* pages of discarded ranges */
     /* debug_stat */
     uint64_t miss_free; /* always 0: uzram has no swap-slot-free notification to miss */
+    /* bd_stat, in 4 KiB units: pages written back now, read from and written to the store */
+    uint64_t bd_count, bd_reads, bd_writes;
 };
 
 /* uz_dev_stats() :

@@ -719,6 +719,13 @@ static void show_block_state(struct uz_dev *dev, struct out *o)
         o->overflow = true; /* stopped before the last stored slot */
 }
 
+/* uzram's own: how many slots are marked idle (the kernel only lists them in block_state),
+ * for uzramctl's IDLE column. */
+static void show_idle_pages(struct uz_dev *dev, struct out *o)
+{
+    emit(o, "%llu\n", (unsigned long long)uz_dev_idle_pages_locked(dev));
+}
+
 static int store_compact(struct uz_dev *dev, const char *value)
 {
     (void)value;
@@ -758,6 +765,247 @@ static int store_reset(struct uz_dev *dev, const char *value)
         uz_dev_codec_free(&sec[p]);
     uz_dev_policy_reset(dev); /* uzram's policy is part of the defaults: off */
     return 0;
+}
+
+/* ---- writeback (dev_wb.c) ---- */
+
+static int parse_pick(const char *val, bool writeback, unsigned *pick);
+
+static void show_backing_dev(struct uz_dev *dev, struct out *o)
+{
+    const char *p = uz_dev_wb_path(dev->wb);
+    emit(o, "%s\n", p ? p : "none");
+}
+
+/* zram's backing_dev_store(): a path (one trailing newline dropped), or "none" to detach.
+ * Unlike the kernel, a regular file is accepted (created 0600 if missing, grown sparse) as well
+ * as a block device; anything else is -ENOTBLK, an open failure its -errno. The kernel takes it
+ * only before disksize; uzram devices are sized at creation, so here it changes while nothing
+ * is written back (-EBUSY otherwise). */
+static int store_backing_dev(struct uz_dev *dev, const char *value)
+{
+    char path[PATH_MAX];
+    size_t n = strnlen(value, sizeof(path));
+    if (n >= sizeof(path))
+        return -ENAMETOOLONG;
+    memcpy(path, value, n + 1);
+    if (n && path[n - 1] == '\n')
+        path[--n] = 0;
+    if (!n)
+        return -EINVAL;
+    struct uz_dev_wb *wb = NULL;
+    int rc = strcmp(path, "none") ? uz_dev_wb_open(path, false, &wb) : 0;
+    if (rc)
+        return rc;
+    if ((rc = uz_dev_exclusive_begin(dev))) {
+        uz_dev_wb_close(wb);
+        return rc;
+    }
+    if (uz_dev_wb_stored(dev->wb) || uz_dev_wb_shared(dev->wb)) {
+        rc = -EBUSY;
+    } else {
+        if (wb)
+            uz_dev_wb_set_packed(wb, dev->wb_compressed);
+        struct uz_dev_wb *old = dev->wb;
+        dev->wb = wb;
+        wb = old;
+    }
+    uz_dev_exclusive_end(dev);
+    uz_dev_wb_close(wb); /* the old one (or the new, refused) */
+    return rc;
+}
+
+static int parse_index(const char *val, uint64_t nr_pages, uint64_t *out)
+{
+    unsigned long long v;
+    int rc = k_strtoull(val, &v);
+    if (rc)
+        return -EINVAL;
+    if (v >= nr_pages)
+        return -ERANGE;
+    *out = v;
+    return 0;
+}
+
+/* zram's writeback_store() (Linux 6.18): "idle", "huge", "huge_idle", "incompressible" (the old
+ * form, the whole value), or key=value words: type= (those four), page_index=N (repeatable),
+ * page_indexes=LO-HI (LO < HI <= the slot count). A bad index is -ERANGE, other bad syntax
+ * -EINVAL (type and indexes together too); an uninitialised device -EINVAL, no backing device
+ * -ENODEV, an exhausted writeback_limit -EIO, a full store -ENOSPC. */
+static int store_writeback(struct uz_dev *dev, const char *value)
+{
+    char *buf = strdup(value);
+    if (!buf)
+        return -ENOMEM;
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    int rc = !dev->table ? -EINVAL : !dev->wb ? -ENODEV : 0;
+    uint64_t done = 0;
+    if (!rc && !strchr(buf, '=')) {
+        unsigned pick = 0;
+        size_t n = strlen(buf);
+        if (n && buf[n - 1] == '\n')
+            buf[n - 1] = 0;
+        rc = parse_pick(buf, true, &pick);
+        if (!rc && pick == UZ_DEV_PICK_NONE)
+            rc = -EINVAL;
+        if (!rc)
+            rc = uz_dev_writeback_locked(dev, pick, 0, dev->nr_pages, 0, &done);
+    } else if (!rc) {
+        char *args = buf;
+        unsigned pick = UZ_DEV_PICK_NONE;
+        bool typed = false, indexed = false;
+        while (isspace((unsigned char)*args))
+            args++;
+        /* Validate the whole value first: a failure changes nothing. */
+        for (char *a = args; *a && !rc;) {
+            char *key, *val;
+            a = next_word(a, &key, &val);
+            uint64_t lo, hi;
+            if (!val || !*val) {
+                rc = -EINVAL;
+            } else if (!strcmp(key, "type")) {
+                typed = true;
+                if (parse_pick(val, true, &pick) || pick == UZ_DEV_PICK_NONE)
+                    rc = -EINVAL;
+            } else if (!strcmp(key, "page_index")) {
+                indexed = true;
+                rc = parse_index(val, dev->nr_pages, &lo);
+            } else if (!strcmp(key, "page_indexes")) {
+                indexed = true;
+                char *dash = strchr(val, '-');
+                if (!dash)
+                    rc = -EINVAL;
+                else {
+                    *dash = 0;
+                    rc = parse_index(val, dev->nr_pages, &lo);
+                    if (!rc)
+                        rc = parse_index(dash + 1, dev->nr_pages + 1, &hi);
+                    if (!rc && lo >= hi)
+                        rc = -ERANGE;
+                    *dash = '-';
+                }
+            } else {
+                rc = -EINVAL;
+            }
+        }
+        if (!rc && (typed == indexed))
+            rc = -EINVAL; /* neither, or both */
+        if (!rc && typed)
+            rc = uz_dev_writeback_locked(dev, pick, 0, dev->nr_pages, 0, &done);
+        /* Indexes: each range in turn (next_word split the copy in place: parse again). */
+        free(buf);
+        buf = strdup(value);
+        args = buf;
+        while (!rc && buf && indexed && *args) {
+            char *key, *val;
+            while (isspace((unsigned char)*args))
+                args++;
+            if (!*args)
+                break;
+            args = next_word(args, &key, &val);
+            uint64_t lo = 0, hi = 0;
+            if (!strcmp(key, "page_index")) {
+                parse_index(val, dev->nr_pages, &lo);
+                hi = lo + 1;
+            } else {
+                char *dash = strchr(val, '-');
+                *dash = 0;
+                parse_index(val, dev->nr_pages, &lo);
+                parse_index(dash + 1, dev->nr_pages + 1, &hi);
+            }
+            rc = uz_dev_writeback_locked(dev, UZ_DEV_PICK_NONE, lo, hi, 0, &done);
+        }
+    }
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    free(buf);
+    return rc;
+}
+
+static void show_writeback_limit(struct uz_dev *dev, struct out *o)
+{
+    emit(o, "%llu\n", (unsigned long long)atomic_load(&dev->wb_limit));
+}
+
+/* zram: kstrtoull(buf, 10): its -EINVAL or -ERANGE; 4 KiB units. */
+static int store_writeback_limit(struct uz_dev *dev, const char *value)
+{
+    unsigned long long v;
+    int rc = k_strtoull(value, &v);
+    if (!rc)
+        atomic_store(&dev->wb_limit, v);
+    return rc;
+}
+
+static void show_writeback_limit_enable(struct uz_dev *dev, struct out *o)
+{
+    emit(o, "%d\n", atomic_load(&dev->wb_limit_enable) ? 1 : 0);
+}
+
+/* zram: kstrtoull(buf, 10); any non-zero value enables. */
+static int store_writeback_limit_enable(struct uz_dev *dev, const char *value)
+{
+    unsigned long long v;
+    int rc = k_strtoull(value, &v);
+    if (!rc)
+        atomic_store(&dev->wb_limit_enable, v != 0);
+    return rc;
+}
+
+static void show_writeback_batch_size(struct uz_dev *dev, struct out *o)
+{
+    emit(o, "%u\n", atomic_load(&dev->wb_batch));
+}
+
+/* zram: kstrtouint(buf, 10), 0 is -EINVAL. uzram keeps at most 256 pages in flight. */
+static int store_writeback_batch_size(struct uz_dev *dev, const char *value)
+{
+    unsigned long long v;
+    int rc = k_strtoull(value, &v);
+    if (rc)
+        return rc;
+    if (v > UINT_MAX)
+        return -ERANGE;
+    if (!v)
+        return -EINVAL;
+    atomic_store(&dev->wb_batch, (unsigned)v);
+    return 0;
+}
+
+static void show_compressed_writeback(struct uz_dev *dev, struct out *o)
+{
+    emit(o, "%d\n", dev->wb_compressed ? 1 : 0);
+}
+
+/* 0 or 1 (kstrtoull): the store's layout, changed only while nothing is written back (-EBUSY);
+ * with 1, compressed objects are packed densely in the store. */
+static int store_compressed_writeback(struct uz_dev *dev, const char *value)
+{
+    unsigned long long v;
+    int rc = k_strtoull(value, &v);
+    if (rc)
+        return rc;
+    if (v > 1)
+        return -EINVAL;
+    if ((rc = uz_dev_exclusive_begin(dev)))
+        return rc;
+    if (uz_dev_wb_stored(dev->wb) || uz_dev_wb_shared(dev->wb)) {
+        rc = -EBUSY;
+    } else {
+        dev->wb_compressed = v;
+        if (dev->wb)
+            uz_dev_wb_set_packed(dev->wb, v);
+    }
+    uz_dev_exclusive_end(dev);
+    return rc;
+}
+
+/* zram's bd_stat: "%8llu %8llu %8llu\n" bd_count bd_reads bd_writes, 4 KiB units. */
+static void show_bd_stat(struct uz_dev *dev, struct out *o)
+{
+    struct uz_dev_stats st;
+    uz_dev_stats_locked(dev, &st);
+    emit(o, "%8llu %8llu %8llu\n", (unsigned long long)st.bd_count, (unsigned long long)st.bd_reads,
+         (unsigned long long)st.bd_writes);
 }
 
 /* ---- the tiering policy (dev_policy.c): uzram's own attribute ---- */
@@ -894,12 +1142,16 @@ struct attr {
 
 static const struct attr attrs[] = {
     {"algorithm_params", show_algorithm_params, store_algorithm_params},
+    {"backing_dev", show_backing_dev, store_backing_dev},
+    {"bd_stat", show_bd_stat, NULL},
     {"block_state", show_block_state, NULL},
     {"comp_algorithm", show_comp_algorithm, store_comp_algorithm},
     {"compact", NULL, store_compact},
+    {"compressed_writeback", show_compressed_writeback, store_compressed_writeback},
     {"debug_stat", show_debug_stat, NULL},
     {"disksize", show_disksize, store_disksize},
     {"idle", NULL, store_idle},
+    {"idle_pages", show_idle_pages, NULL},
     {"initstate", show_initstate, NULL},
     {"io_stat", show_io_stat, NULL},
     {"max_comp_streams", show_max_comp_streams, NULL},
@@ -912,6 +1164,10 @@ static const struct attr attrs[] = {
     {"recomp_algorithm", show_recomp_algorithm, store_recomp_algorithm},
     {"recompress", NULL, store_recompress},
     {"reset", NULL, store_reset},
+    {"writeback", NULL, store_writeback},
+    {"writeback_batch_size", show_writeback_batch_size, store_writeback_batch_size},
+    {"writeback_limit", show_writeback_limit, store_writeback_limit},
+    {"writeback_limit_enable", show_writeback_limit_enable, store_writeback_limit_enable},
 };
 
 static const struct attr *find_attr(const char *name)

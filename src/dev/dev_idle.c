@@ -37,6 +37,14 @@ int uz_dev_mark_idle_locked(struct uz_dev *dev, bool all, uint64_t age)
     return 0;
 }
 
+uint64_t uz_dev_idle_pages_locked(struct uz_dev *dev)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; dev->table && i < dev->nr_pages; i++)
+        n += (atomic_load_explicit(&dev->table[i].flags, memory_order_relaxed) & UZ_SLOT_IDLE) != 0;
+    return n;
+}
+
 ssize_t uz_dev_block_state_locked(struct uz_dev *dev, uint64_t *index, char *buf, size_t len)
 {
     size_t at = 0;

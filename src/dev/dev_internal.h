@@ -44,10 +44,13 @@
 #define UZ_SLOT_RECOMP     (1u << 24) /* recompressed by a secondary codec ('r') */
 #define UZ_SLOT_INCOMP     (1u << 23) /* the strongest codec could not shrink it ('n') */
 #define UZ_SLOT_PRIO_SHIFT 21         /* bits 21..22: priority of the codec that made the object */
-#define UZ_SLOT_PRIO_MASK  (3u << UZ_SLOT_PRIO_SHIFT)
-#define UZ_SLOT_LOCK_BITS  (UZ_SLOT_LOCK | UZ_SLOT_WAITERS)
-#define UZ_SLOT_SIZE_MASK  0x1fffu
-#define UZ_SLOT_STORED     (UZ_SLOT_SAME | UZ_SLOT_ALLOC | UZ_SLOT_WB)
+/* With ALLOC: picked by a writeback in flight (the kernel's ZRAM_PP_SLOT). Freeing the slot
+ * clears it, which tells the writeback that its copy is stale (dev_wb.c). */
+#define UZ_SLOT_PP        (1u << 20)
+#define UZ_SLOT_PRIO_MASK (3u << UZ_SLOT_PRIO_SHIFT)
+#define UZ_SLOT_LOCK_BITS (UZ_SLOT_LOCK | UZ_SLOT_WAITERS)
+#define UZ_SLOT_SIZE_MASK 0x1fffu
+#define UZ_SLOT_STORED    (UZ_SLOT_SAME | UZ_SLOT_ALLOC | UZ_SLOT_WB)
 
 static inline unsigned uz_slot_prio(uint32_t flags)
 {
@@ -133,7 +136,9 @@ struct uz_dev_counters {
     struct uz_counter huge_pages_since; /* raw pages written since init */
     struct uz_counter failed_reads;
     struct uz_counter failed_writes;
-    struct uz_counter notify_free; /* pages of discarded ranges */
+    struct uz_counter notify_free;         /* pages of discarded ranges */
+    struct uz_counter bd_count;            /* slots written back now (bd_stat, 4 KiB units) */
+    struct uz_counter bd_reads, bd_writes; /* pages read from / written to the store */
 };
 
 struct uz_dev {
@@ -166,6 +171,14 @@ struct uz_dev {
     _Atomic int64_t clock_offset; /* seconds from CLOCK_MONOTONIC_COARSE to BOOTTIME (+ tests') */
     _Atomic uint64_t max_used_pages; /* high-water mark of uz_pool_total_pages() */
     struct uz_dev_counters st;
+
+    /* Writeback (dev_wb.c). `wb` is set and cleared under the exclusive lock (readers hold
+     * init_lock); the settings are atomics any holder of init_lock may change. */
+    struct uz_dev_wb *wb;         /* NULL: no backing device */
+    _Atomic uint64_t wb_limit;    /* writeback_limit, 4 KiB units */
+    _Atomic bool wb_limit_enable; /* writeback_limit_enable */
+    _Atomic unsigned wb_batch;    /* writeback_batch_size: pages in flight */
+    bool wb_compressed;           /* compressed_writeback (the store's layout) */
 
     unsigned nworkers;
     struct uz_dev_worker *workers;
@@ -259,7 +272,7 @@ static inline uint32_t uz_dev_now(const struct uz_dev *dev)
 static inline void uz_slot_accessed(const struct uz_dev *dev, struct uz_slot *s)
 {
     uint32_t f = uz_slot_flags(s);
-    if (!(f & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)))
+    if (!(f & UZ_SLOT_STORED))
         return; /* nothing stored: nothing to track */
     uint32_t now = uz_dev_now(dev);
     if (s->atime != now)
@@ -270,6 +283,9 @@ static inline void uz_slot_accessed(const struct uz_dev *dev, struct uz_slot *s)
 
 /* dev_idle.c: the callers hold init_lock for reading. */
 UZ_HIDDEN int uz_dev_mark_idle_locked(struct uz_dev *dev, bool all, uint64_t age);
+/* Slots marked idle now: a peek at every flags word, no slot lock (a snapshot that may be
+ * off by the slots changing meanwhile). */
+UZ_HIDDEN uint64_t uz_dev_idle_pages_locked(struct uz_dev *dev);
 UZ_HIDDEN ssize_t uz_dev_block_state_locked(struct uz_dev *dev, uint64_t *index, char *buf,
                                             size_t len);
 
@@ -285,6 +301,28 @@ UZ_HIDDEN int uz_dev_recompress_locked(struct uz_dev *dev, unsigned pick, uint64
                                        size_t threshold, unsigned prio, uint64_t *done);
 UZ_HIDDEN int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint64_t hi,
                                       uint64_t max_pages, uint64_t *done);
+
+/* dev_wb.c: the backing store. uz_dev_wb_read/_free: the slot is locked, WB set. */
+struct uz_dev_wb;
+UZ_HIDDEN int uz_dev_wb_read(struct uz_dev *dev, struct uz_slot *s, void *page);
+UZ_HIDDEN void uz_dev_wb_free(struct uz_dev *dev, struct uz_slot *s);
+/* Opens (creating a regular file if missing, 0600) a store; no device lock needed. */
+UZ_HIDDEN int uz_dev_wb_open(const char *path, bool packed, struct uz_dev_wb **out);
+/* Closes a store, punching what it held (NULL: no-op). Nothing may point into it any more. */
+UZ_HIDDEN void uz_dev_wb_close(struct uz_dev_wb *wb);
+UZ_HIDDEN const char *uz_dev_wb_path(const struct uz_dev_wb *wb);
+UZ_HIDDEN uint64_t uz_dev_wb_stored(struct uz_dev_wb *wb); /* objects in it */
+/* Changes the layout of an EMPTY store (under the exclusive lock). */
+UZ_HIDDEN void uz_dev_wb_set_packed(struct uz_dev_wb *wb, bool packed);
+/* In a forked child: the store is the parent's; the child reads it but never writes or frees
+ * space in it (writeback is -EBUSY there). */
+UZ_HIDDEN void uz_dev_wb_fork_child(struct uz_dev_wb *wb);
+UZ_HIDDEN bool uz_dev_wb_shared(const struct uz_dev_wb *wb);
+/* Live bytes of the objects and bytes of the blocks that hold them. */
+UZ_HIDDEN void uz_dev_wb_usage(struct uz_dev_wb *wb, uint64_t *live_bytes, uint64_t *used_bytes);
+/* Test hooks: when set, the store's I/O goes through them (to inject errors). */
+UZ_HIDDEN extern ssize_t (*uz_dev_wb_pwrite_hook)(int fd, const void *buf, size_t len, off_t off);
+UZ_HIDDEN extern ssize_t (*uz_dev_wb_pread_hook)(int fd, void *buf, size_t len, off_t off);
 
 /* dev_policy.c: the tiering policy thread (the `policy` attribute). Sizes in bytes, ages and
  * the interval in seconds; a pick of UZ_DEV_PICK_NONE turns its stage off. */

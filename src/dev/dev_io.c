@@ -36,10 +36,13 @@ static void slot_free(struct uz_dev *dev, struct uz_slot *s)
         uz_counter_add(&dev->st.pages_stored, -1);
         if (f & UZ_SLOT_HUGE)
             uz_counter_add(&dev->st.huge_pages, -1);
+    } else if (f & UZ_SLOT_WB) {
+        uz_dev_wb_free(dev, s); /* punches its space in the store */
+        uz_counter_add(&dev->st.pages_stored, -1);
     } else {
         return;
     }
-    s->val = 0;
+    s->val = 0; /* and every flag, PP included: a writeback in flight sees the slot changed */
     uz_slot_set_flags(s, 0);
 }
 
@@ -189,6 +192,8 @@ static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page, struct u
             memcpy((char *)page + i * 8, &s->val, 8);
         return 0;
     }
+    if (f & UZ_SLOT_WB)
+        return uz_dev_wb_read(dev, s, page);
     if (!(f & UZ_SLOT_ALLOC)) {
         memset(page, 0, UZ_PAGE_SIZE);
         return 0;
@@ -229,7 +234,7 @@ static int slot_state(struct uz_slot *s)
     uint32_t f = uz_slot_flags(s);
     if (f & UZ_SLOT_SAME)
         return s->val ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_ZERO;
-    return (f & UZ_SLOT_ALLOC) ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_UNWRITTEN;
+    return (f & (UZ_SLOT_ALLOC | UZ_SLOT_WB)) ? UZ_DEV_PAGE_DATA : UZ_DEV_PAGE_UNWRITTEN;
 }
 
 int uz_dev_page_state(struct uz_dev *dev, uint64_t index)
@@ -336,7 +341,7 @@ static void zero_pages(struct uz_dev *dev, uint64_t first, uint64_t end, bool tr
 {
     for (uint64_t i = first; i < end; i++) {
         struct uz_slot *s = &dev->table[i];
-        if (trim && !(uz_slot_flags(s) & (UZ_SLOT_SAME | UZ_SLOT_ALLOC)))
+        if (trim && !(uz_slot_flags(s) & UZ_SLOT_STORED))
             continue; /* a hole already (racy peek at the atomic flags, rechecked below) */
         uz_slot_lock(s);
         uint32_t f = uz_slot_flags(s);
@@ -412,7 +417,7 @@ int uz_dev_extents(struct uz_dev *dev, uint64_t offset, uint64_t len, struct uz_
         struct uz_slot *s = &dev->table[index];
         int state;
         if (!(atomic_load_explicit(&s->flags, memory_order_relaxed) &
-              (UZ_SLOT_SAME | UZ_SLOT_ALLOC | UZ_SLOT_LOCK))) {
+              (UZ_SLOT_STORED | UZ_SLOT_LOCK))) {
             state = UZ_DEV_PAGE_UNWRITTEN; /* the common hole: no lock needed for a snapshot */
         } else {
             uz_slot_lock(s);

@@ -58,10 +58,19 @@ void uz_dev_free_storage(struct uz_dev *dev)
     struct uz_dev_counters *st = &dev->st;
     struct uz_counter *all[] = {&st->pages_stored,  &st->compr_data_size,  &st->same_pages,
                                 &st->huge_pages,    &st->huge_pages_since, &st->failed_reads,
-                                &st->failed_writes, &st->notify_free};
+                                &st->failed_writes, &st->notify_free,      &st->bd_count,
+                                &st->bd_reads,      &st->bd_writes};
     for (size_t i = 0; i < UZ_ARRAY_SIZE(all); i++)
         uz_counter_reset(all[i]);
     atomic_store(&dev->max_used_pages, 0);
+    /* The kernel's reset_bdev(): the backing device goes with the data (nothing points into it
+     * now), and the writeback settings return to their defaults. */
+    uz_dev_wb_close(dev->wb);
+    dev->wb = NULL;
+    dev->wb_compressed = false;
+    atomic_store(&dev->wb_limit, 0);
+    atomic_store(&dev->wb_limit_enable, false);
+    atomic_store(&dev->wb_batch, 32);
 }
 
 bool uz_dev_is_empty(struct uz_dev *dev)
@@ -95,6 +104,7 @@ int uz_dev_create(const struct uz_dev_config *cfg, struct uz_dev **out)
     clock_gettime(CLOCK_MONOTONIC_COARSE, &mono);
     atomic_store(&dev->clock_offset, (int64_t)boot.tv_sec - (int64_t)mono.tv_sec);
     atomic_store(&dev->limit_pages, UZ_DIV_ROUND_UP(cfg->mem_limit, UZ_PAGE_SIZE));
+    atomic_store(&dev->wb_batch, 32); /* the kernel's default writeback_batch_size */
     if ((rc = uz_dev_policy_init(dev)) ||
         (rc = uz_dev_set_codec(dev, cfg->algorithm, cfg->level, NULL)) ||
         (rc = uz_dev_init_storage(dev, cfg->disksize)) ||
@@ -178,6 +188,9 @@ void uz_dev_stats_locked(struct uz_dev *dev, struct uz_dev_stats *st)
     st->failed_reads = ctr(&dev->st.failed_reads);
     st->failed_writes = ctr(&dev->st.failed_writes);
     st->notify_free = ctr(&dev->st.notify_free);
+    st->bd_count = ctr(&dev->st.bd_count);
+    st->bd_reads = ctr(&dev->st.bd_reads);
+    st->bd_writes = ctr(&dev->st.bd_writes);
 }
 
 int uz_dev_stats(struct uz_dev *dev, struct uz_dev_stats *st)

@@ -274,6 +274,7 @@ int uz_dev_fork_child(struct uz_dev *dev)
         rc = uz_brlock_init(&dev->init_lock);
     if (rc)
         return rc;
+    uz_dev_wb_fork_child(dev->wb); /* reads the parent's store; never writes or frees in it */
     unsigned n = dev->nworkers;
     for (unsigned i = 0; i < n; i++) {
         struct uz_dev_worker *w = &dev->workers[i];

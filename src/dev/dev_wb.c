@@ -1,10 +1,664 @@
 // SPDX-License-Identifier: MIT
-/* dev_wb.c - placeholder, replaced in this session */
+/*
+ * dev_wb.c - writeback: cold slots leave the pool for a backing file or block device (zram's
+ * backing_dev, writeback, writeback_limit, bd_stat), and are read from there.
+ *
+ * Two layouts of the store, fixed while anything is written back:
+ *  - raw (the kernel's): one 4 KiB block per page, holding the page itself; a bitmap of blocks,
+ *    first fit from a moving hint. The slot's `val` is the block number.
+ *  - packed (compressed_writeback=1, beyond the kernel): the compressed objects one after the
+ *    other from an append point, so the file holds about the compressed bytes rather than 4 KiB
+ *    a page. `val` is the byte offset; the size bits keep the object's length (4096: a raw page).
+ *    Every 4 KiB block of the file counts its live bytes; a block whose count falls to 0 behind
+ *    the append point is punched out. When the blocks still allocated exceed 1.10x the live
+ *    bytes + 512 KiB, cleaning moves the objects of 256 KiB segments that are less than half
+ *    live to the append point, so that their blocks can be punched.
+ * Freed space is returned with fallocate(FALLOC_FL_PUNCH_HOLE), so a file shrinks on disk.
+ *
+ * Writeback follows the kernel's post-processing protocol: a candidate is marked UZ_SLOT_PP and
+ * copied out under its slot lock; the batch is written with no slot lock held; then each slot is
+ * locked again and committed only if it still has PP (any free, overwrite or discard clears it;
+ * then the copy in the store is freed instead). A failed write leaves every slot of the batch in
+ * RAM, unchanged. Reading a written-back slot reads the store (pread) and decodes; the page is
+ * NOT brought back to RAM, as in the kernel: a read of cold data must not undo the writeback
+ * nor need pool memory (under mem_limit it could not), and an overwrite stores it anew anyway.
+ *
+ * Lock: `lock` (below) is a leaf taken under slot locks (frees) or with none (allocation); its
+ * holder may sleep: it punches holes (fallocate), so a block is never handed out again before
+ * its old contents are gone.
+ */
 #include "dev_internal.h"
+
 #include <errno.h>
+#include <fcntl.h>
+#include <linux/fs.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define BLK       UZ_PAGE_SIZE
+#define SEG_BLKS  64u /* 256 KiB cleaning segments */
+#define MAX_BATCH 256u
+
+ssize_t (*uz_dev_wb_pwrite_hook)(int fd, const void *buf, size_t len, off_t off);
+ssize_t (*uz_dev_wb_pread_hook)(int fd, void *buf, size_t len, off_t off);
+
+struct uz_dev_wb {
+    int fd;
+    char *path;
+    uint64_t cap_blocks; /* a block device's size in blocks; 0: a file (grows as needed) */
+    bool packed;         /* the layout in use (compressed_writeback when attached or emptied) */
+    bool shared;         /* in a forked child: the parent owns the store (see uz_dev_wb_fork) */
+
+    /* Protected by `lock` (a leaf; see the top of the file; its holder may sleep). */
+    pthread_mutex_t lock;
+    uint64_t stored;                  /* objects in the store */
+    uint64_t nblocks;                 /* capacity of the maps below, in blocks */
+    uint64_t *bitmap;                 /* raw: used blocks */
+    uint64_t hint;                    /* raw: where the next search starts */
+    uint16_t *live;                   /* packed: live bytes per block */
+    uint64_t tail;                    /* packed: the append point, in bytes */
+    uint64_t live_bytes, used_blocks; /* packed: bytes of live objects, blocks with live > 0 */
+};
+
+/* ---- the store's I/O (with the tests' hooks) ---- */
+
+static int full_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    while (len) {
+        ssize_t n = uz_dev_wb_pwrite_hook ? uz_dev_wb_pwrite_hook(fd, buf, len, off)
+                                          : pwrite(fd, buf, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0)
+            return errno == ENOSPC || errno == EFBIG ? -ENOSPC : -EIO;
+        if (n == 0)
+            return -ENOSPC;
+        buf = (const char *)buf + n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
+
+static int full_pread(int fd, void *buf, size_t len, off_t off)
+{
+    while (len) {
+        ssize_t n = uz_dev_wb_pread_hook ? uz_dev_wb_pread_hook(fd, buf, len, off)
+                                         : pread(fd, buf, len, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return -EIO;
+        buf = (char *)buf + n;
+        len -= (size_t)n;
+        off += n;
+    }
+    return 0;
+}
+
+static void punch(struct uz_dev_wb *wb, uint64_t first, uint64_t blocks)
+{
+    if (blocks && !wb->shared)
+        fallocate(wb->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)(first * BLK),
+                  (off_t)(blocks * BLK)); /* best effort: a store that cannot punch just stays */
+}
+
+/* Grows the maps to hold block `b`. Under lock. */
+static int grow(struct uz_dev_wb *wb, uint64_t b)
+{
+    if (b < wb->nblocks)
+        return 0;
+    if (wb->cap_blocks && b >= wb->cap_blocks)
+        return -ENOSPC;
+    uint64_t n = wb->nblocks ? wb->nblocks : 4096;
+    while (n <= b)
+        n *= 2;
+    if (wb->cap_blocks && n > wb->cap_blocks)
+        n = (wb->cap_blocks + 63) / 64 * 64;
+    if (wb->packed) {
+        uint16_t *v = realloc(wb->live, n * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        memset(v + wb->nblocks, 0, (n - wb->nblocks) * sizeof(*v));
+        wb->live = v;
+    } else {
+        uint64_t *v = realloc(wb->bitmap, n / 64 * sizeof(*v));
+        if (!v)
+            return -ENOMEM;
+        memset(v + wb->nblocks / 64, 0, (n - wb->nblocks) / 64 * sizeof(*v));
+        wb->bitmap = v;
+    }
+    wb->nblocks = n;
+    return 0;
+}
+
+/* ---- raw layout: blocks ---- */
+
+static int raw_alloc(struct uz_dev_wb *wb, uint64_t *out)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        for (uint64_t w = wb->hint / 64; w < wb->nblocks / 64; w++) {
+            if (wb->bitmap[w] != ~0ull) {
+                uint64_t b = w * 64 + (uint64_t)__builtin_ctzll(~wb->bitmap[w]);
+                if (wb->cap_blocks && b >= wb->cap_blocks)
+                    break;
+                wb->bitmap[w] |= 1ull << (b % 64);
+                wb->hint = b + 1;
+                *out = b;
+                return 0;
+            }
+        }
+        wb->hint = 0;
+    }
+    uint64_t b = wb->nblocks; /* all in use: grow */
+    int rc = grow(wb, b);
+    if (rc)
+        return rc;
+    wb->bitmap[b / 64] |= 1ull << (b % 64);
+    wb->hint = b + 1;
+    *out = b;
+    return 0;
+}
+
+static void raw_free(struct uz_dev_wb *wb, uint64_t b)
+{
+    wb->bitmap[b / 64] &= ~(1ull << (b % 64));
+    if (b < wb->hint)
+        wb->hint = b;
+    punch(wb, b, 1);
+}
+
+/* ---- packed layout: byte ranges ---- */
+
+/* Adds `delta` live bytes over [off, off + len); punches blocks that become empty behind the
+ * append point. Under lock. */
+static void packed_account(struct uz_dev_wb *wb, uint64_t off, uint64_t len, int sign)
+{
+    uint64_t run = 0, run_first = 0;
+    for (uint64_t pos = off; pos < off + len;) {
+        uint64_t b = pos / BLK, end = (b + 1) * BLK < off + len ? (b + 1) * BLK : off + len;
+        uint16_t n = (uint16_t)(end - pos);
+        if (sign > 0) {
+            wb->used_blocks += wb->live[b] == 0;
+            wb->live[b] = (uint16_t)(wb->live[b] + n);
+        } else {
+            wb->live[b] = (uint16_t)(wb->live[b] - n);
+            if (!wb->live[b]) {
+                wb->used_blocks--;
+                if ((b + 1) * BLK <= wb->tail) {
+                    if (run && run_first + run == b) {
+                        run++;
+                    } else {
+                        punch(wb, run_first, run);
+                        run_first = b;
+                        run = 1;
+                    }
+                }
+            }
+        }
+        pos = end;
+    }
+    punch(wb, run_first, run);
+    wb->live_bytes = sign > 0 ? wb->live_bytes + len : wb->live_bytes - len;
+}
+
+/* Reserves `len` bytes at the append point, counted live from now on. Under lock. */
+static int packed_reserve(struct uz_dev_wb *wb, uint64_t len, uint64_t *off)
+{
+    int rc = grow(wb, (wb->tail + len - 1) / BLK);
+    if (rc)
+        return rc;
+    *off = wb->tail;
+    wb->tail += len;
+    packed_account(wb, *off, len, +1);
+    return 0;
+}
+
+/* ---- slots (the slot is locked by the caller) ---- */
+
+static uint64_t obj_len(uint32_t f)
+{
+    return f & UZ_SLOT_SIZE_MASK;
+}
+
+/* Frees a written-back slot's copy in the store (the caller clears the slot). */
+void uz_dev_wb_free(struct uz_dev *dev, struct uz_slot *s)
+{
+    struct uz_dev_wb *wb = dev->wb;
+    uint32_t f = uz_slot_flags(s);
+    pthread_mutex_lock(&wb->lock);
+    if (wb->packed)
+        packed_account(wb, s->val, obj_len(f), -1);
+    else
+        raw_free(wb, s->val);
+    wb->stored--;
+    pthread_mutex_unlock(&wb->lock);
+    uz_counter_add(&dev->st.bd_count, -1);
+}
+
+int uz_dev_wb_read(struct uz_dev *dev, struct uz_slot *s, void *page)
+{
+    struct uz_dev_wb *wb = dev->wb;
+    uint32_t f = uz_slot_flags(s);
+    int rc;
+    if (!wb->packed) {
+        rc = full_pread(wb->fd, page, BLK, (off_t)(s->val * BLK));
+    } else if (obj_len(f) == BLK) {
+        rc = full_pread(wb->fd, page, BLK, (off_t)s->val);
+    } else {
+        unsigned char buf[BLK];
+        rc = full_pread(wb->fd, buf, obj_len(f), (off_t)s->val);
+        if (!rc)
+            rc = uz_dev_decode(dev, f & ~UZ_SLOT_HUGE, buf, page, NULL);
+    }
+    if (!rc)
+        uz_counter_add(&dev->st.bd_reads, 1);
+    return rc ? -EIO : 0;
+}
+
+/* ---- attach / detach ---- */
+
+int uz_dev_wb_open(const char *path, bool packed, struct uz_dev_wb **out)
+{
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return -errno;
+    struct stat st;
+    if (fstat(fd, &st)) {
+        int rc = -errno;
+        close(fd);
+        return rc;
+    }
+    uint64_t cap = 0;
+    if (S_ISBLK(st.st_mode)) {
+        uint64_t bytes = 0;
+        if (ioctl(fd, BLKGETSIZE64, &bytes) || bytes < BLK) {
+            close(fd);
+            return -EINVAL;
+        }
+        cap = bytes / BLK;
+    } else if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return -ENOTBLK; /* the kernel's answer for what is not a block device */
+    }
+    struct uz_dev_wb *wb = calloc(1, sizeof(*wb));
+    char *p = strdup(path);
+    if (!wb || !p) {
+        free(wb);
+        free(p);
+        close(fd);
+        return -ENOMEM;
+    }
+    wb->fd = fd;
+    wb->path = p;
+    wb->cap_blocks = cap;
+    wb->packed = packed;
+    pthread_mutex_init(&wb->lock, NULL);
+    *out = wb;
+    return 0;
+}
+
+void uz_dev_wb_close(struct uz_dev_wb *wb)
+{
+    if (!wb)
+        return;
+    if (wb->stored && !wb->shared && wb->nblocks)
+        punch(wb, 0, wb->packed ? (wb->tail + BLK - 1) / BLK : wb->nblocks);
+    close(wb->fd);
+    pthread_mutex_destroy(&wb->lock);
+    free(wb->bitmap);
+    free(wb->live);
+    free(wb->path);
+    free(wb);
+}
+
+const char *uz_dev_wb_path(const struct uz_dev_wb *wb)
+{
+    return wb ? wb->path : NULL;
+}
+
+uint64_t uz_dev_wb_stored(struct uz_dev_wb *wb)
+{
+    if (!wb)
+        return 0;
+    pthread_mutex_lock(&wb->lock);
+    uint64_t n = wb->stored;
+    pthread_mutex_unlock(&wb->lock);
+    return n;
+}
+
+void uz_dev_wb_set_packed(struct uz_dev_wb *wb, bool packed)
+{
+    /* Only while empty (the caller checked under the exclusive lock). */
+    free(wb->bitmap);
+    free(wb->live);
+    wb->bitmap = NULL;
+    wb->live = NULL;
+    wb->nblocks = wb->hint = wb->tail = wb->live_bytes = wb->used_blocks = 0;
+    wb->packed = packed;
+}
+
+void uz_dev_wb_fork_child(struct uz_dev_wb *wb)
+{
+    if (!wb)
+        return;
+    pthread_mutex_init(&wb->lock, NULL);
+    wb->shared = true;
+}
+
+bool uz_dev_wb_shared(const struct uz_dev_wb *wb)
+{
+    return wb && wb->shared;
+}
+
+/* ---- writeback ---- */
+
+struct item {
+    uint64_t index;
+    uint32_t flags; /* the slot's data flags when copied out */
+    uint32_t len;   /* bytes in the store */
+    uint64_t where; /* block (raw) or offset (packed) */
+};
+
+static bool wanted(uint32_t f, unsigned pick)
+{
+    if (!(f & UZ_SLOT_ALLOC) || (f & (UZ_SLOT_SAME | UZ_SLOT_WB | UZ_SLOT_PP)))
+        return false;
+    if ((pick & UZ_DEV_PICK_IDLE) && !(f & UZ_SLOT_IDLE))
+        return false;
+    if ((pick & UZ_DEV_PICK_HUGE) && !(f & UZ_SLOT_HUGE))
+        return false;
+    if ((pick & UZ_DEV_PICK_INCOMP) && !(f & UZ_SLOT_INCOMP))
+        return false;
+    return true;
+}
+
+/* Takes the budget of writeback_limit for one page. false: exhausted. */
+static bool limit_take(struct uz_dev *dev)
+{
+    if (!atomic_load(&dev->wb_limit_enable))
+        return true;
+    uint64_t v = atomic_load(&dev->wb_limit);
+    while (v && !atomic_compare_exchange_weak(&dev->wb_limit, &v, v - 1))
+        ;
+    return v != 0;
+}
+
+static void limit_return(struct uz_dev *dev, uint64_t n)
+{
+    if (n && atomic_load(&dev->wb_limit_enable))
+        atomic_fetch_add(&dev->wb_limit, n);
+}
+
+/* Copies a PP-marked locked slot's data into `dst`: the raw page, or (packed) the object. */
+static int copy_out(struct uz_dev *dev, struct uz_slot *s, bool packed, void *dst, uint32_t *len)
+{
+    uint32_t f = uz_slot_flags(s);
+    const void *obj = uz_pool_map(dev->pool, s->val);
+    int rc = 0;
+    if (packed) {
+        *len = (uint32_t)obj_len(f);
+        memcpy(dst, obj, *len);
+    } else {
+        *len = BLK;
+        rc = uz_dev_decode(dev, f, obj, dst, NULL);
+    }
+    uz_pool_unmap(dev->pool, s->val);
+    return rc;
+}
+
+/* Writes the batch to the store: raw blocks in runs of consecutive numbers, packed objects as
+ * one range. Space is allocated here; on failure it is freed again. */
+static int write_batch(struct uz_dev_wb *wb, struct item *it, unsigned n, unsigned char *buf)
+{
+    int rc = 0;
+    pthread_mutex_lock(&wb->lock);
+    if (wb->packed) {
+        uint64_t total = 0, off;
+        for (unsigned k = 0; k < n; k++)
+            total += it[k].len;
+        rc = packed_reserve(wb, total, &off);
+        for (unsigned k = 0; !rc && k < n; k++) {
+            it[k].where = off;
+            off += it[k].len;
+        }
+    } else {
+        unsigned k;
+        for (k = 0; k < n && !rc; k++)
+            rc = raw_alloc(wb, &it[k].where);
+        if (rc)
+            for (unsigned j = 0; j + 1 < k; j++)
+                raw_free(wb, it[j].where);
+    }
+    if (!rc)
+        wb->stored += n;
+    pthread_mutex_unlock(&wb->lock);
+    if (rc)
+        return rc;
+
+    if (wb->packed) {
+        uint64_t total = it[n - 1].where + it[n - 1].len - it[0].where;
+        rc = full_pwrite(wb->fd, buf, total, (off_t)it[0].where);
+    } else {
+        for (unsigned k = 0; k < n && !rc;) {
+            unsigned j = k + 1;
+            while (j < n && it[j].where == it[j - 1].where + 1)
+                j++;
+            rc = full_pwrite(wb->fd, buf + (size_t)k * BLK, (size_t)(j - k) * BLK,
+                             (off_t)(it[k].where * BLK));
+            k = j;
+        }
+    }
+    if (rc) {
+        pthread_mutex_lock(&wb->lock);
+        for (unsigned k = 0; k < n; k++) {
+            if (wb->packed)
+                packed_account(wb, it[k].where, it[k].len, -1);
+            else
+                raw_free(wb, it[k].where);
+        }
+        wb->stored -= n;
+        pthread_mutex_unlock(&wb->lock);
+    }
+    return rc;
+}
+
+/* Commits (or, for slots changed meanwhile, undoes) a written batch. @return : slots moved. */
+static uint64_t commit_batch(struct uz_dev *dev, struct item *it, unsigned n, bool written)
+{
+    struct uz_dev_wb *wb = dev->wb;
+    uint64_t moved = 0, unused = 0;
+    for (unsigned k = 0; k < n; k++) {
+        struct uz_slot *s = &dev->table[it[k].index];
+        uz_slot_lock(s);
+        uint32_t f = uz_slot_flags(s);
+        bool keep = written && (f & UZ_SLOT_PP);
+        if (keep) {
+            /* The pool object goes; the slot now points into the store. It still counts in
+             * orig_data_size (pages_stored), no longer in compr_data_size. */
+            uz_pool_free(dev->pool, s->val);
+            uz_counter_add(&dev->st.compr_data_size, -(int64_t)obj_len(f));
+            if (f & UZ_SLOT_HUGE)
+                uz_counter_add(&dev->st.huge_pages, -1);
+            s->val = it[k].where;
+            uz_slot_set_flags(s, UZ_SLOT_WB | (f & UZ_SLOT_PRIO_MASK) | it[k].len);
+            uz_counter_add(&dev->st.bd_count, 1);
+            uz_counter_add(&dev->st.bd_writes, 1);
+            moved++;
+        } else {
+            if (f & UZ_SLOT_PP)
+                uz_slot_set_flags(s, f & ~UZ_SLOT_PP);
+            if (written) {
+                /* Changed while in flight: its copy in the store is stale. */
+                pthread_mutex_lock(&wb->lock);
+                if (wb->packed)
+                    packed_account(wb, it[k].where, it[k].len, -1);
+                else
+                    raw_free(wb, it[k].where);
+                wb->stored--;
+                pthread_mutex_unlock(&wb->lock);
+                unused++;
+            }
+        }
+        uz_slot_unlock(s);
+    }
+    limit_return(dev, unused);
+    return moved;
+}
+
+static void clean(struct uz_dev *dev);
+
 int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint64_t hi,
                             uint64_t max_pages, uint64_t *done)
 {
-    (void)dev; (void)pick; (void)lo; (void)hi; (void)max_pages; (void)done;
-    return -ENODEV;
+    struct uz_dev_wb *wb = dev->wb;
+    if (!dev->table)
+        return -EINVAL;
+    if (!wb)
+        return -ENODEV;
+    if (wb->shared)
+        return -EBUSY;              /* a forked child never writes into its parent's store */
+    if (pick != UZ_DEV_PICK_NONE) { /* a type: the whole device (dev_internal.h) */
+        lo = 0;
+        hi = dev->nr_pages;
+    }
+    if (hi > dev->nr_pages)
+        hi = dev->nr_pages;
+    unsigned batch = atomic_load(&dev->wb_batch);
+    batch = batch < 1 ? 1 : batch > MAX_BATCH ? MAX_BATCH : batch;
+    struct item *it = malloc(sizeof(*it) * batch);
+    unsigned char *buf = aligned_alloc(BLK, (size_t)batch * BLK);
+    if (!it || !buf) {
+        free(it);
+        free(buf);
+        return -ENOMEM;
+    }
+    bool packed = wb->packed;
+    int rc = 0;
+    uint64_t taken = 0;
+    for (uint64_t i = lo; i < hi && !rc;) {
+        unsigned n = 0;
+        size_t at = 0;
+        for (; i < hi && n < batch && !rc; i++) {
+            if (max_pages && taken == max_pages)
+                break;
+            struct uz_slot *s = &dev->table[i];
+            if (!wanted(uz_slot_flags(s), pick))
+                continue; /* racy peek, rechecked under the lock */
+            uz_slot_lock(s);
+            uint32_t f = uz_slot_flags(s);
+            if (wanted(f, pick)) {
+                if (!limit_take(dev)) {
+                    rc = -EIO; /* the kernel's answer to an exhausted writeback_limit */
+                } else {
+                    uint32_t len;
+                    int r = copy_out(dev, s, packed, buf + at, &len);
+                    if (r) {
+                        limit_return(dev, 1);
+                        rc = r;
+                    } else {
+                        uz_slot_set_flags(s, f | UZ_SLOT_PP);
+                        it[n++] = (struct item){.index = i, .flags = f, .len = len};
+                        at += len;
+                        taken++;
+                    }
+                }
+            }
+            uz_slot_unlock(s);
+        }
+        if (!n)
+            break;
+        int w = write_batch(wb, it, n, buf);
+        if (w) {
+            uz_counter_add(&dev->st.failed_writes, 1);
+            limit_return(dev, n);
+            commit_batch(dev, it, n, false);
+            rc = w;
+            break;
+        }
+        *done += commit_batch(dev, it, n, true);
+        if (max_pages && taken == max_pages)
+            break;
+    }
+    free(it);
+    free(buf);
+    if (packed)
+        clean(dev);
+    return rc;
+}
+
+/* ---- packed cleaning ---- */
+
+/* Moves one locked written-back slot's object to the append point. */
+static int relocate(struct uz_dev *dev, struct uz_slot *s)
+{
+    struct uz_dev_wb *wb = dev->wb;
+    uint32_t f = uz_slot_flags(s);
+    uint64_t len = obj_len(f), off;
+    unsigned char buf[BLK];
+    int rc = full_pread(wb->fd, buf, len, (off_t)s->val);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&wb->lock);
+    rc = packed_reserve(wb, len, &off);
+    pthread_mutex_unlock(&wb->lock);
+    if (rc)
+        return rc;
+    rc = full_pwrite(wb->fd, buf, len, (off_t)off);
+    pthread_mutex_lock(&wb->lock);
+    if (rc) {
+        packed_account(wb, off, len, -1);
+    } else {
+        packed_account(wb, s->val, len, -1);
+        s->val = off;
+    }
+    pthread_mutex_unlock(&wb->lock);
+    return rc;
+}
+
+/* When the blocks in use exceed 1.10x the live bytes + 512 KiB, moves the objects of segments
+ * that are less than half live (those behind the append point) to the append point. */
+static void clean(struct uz_dev *dev)
+{
+    struct uz_dev_wb *wb = dev->wb;
+    pthread_mutex_lock(&wb->lock);
+    uint64_t used = wb->used_blocks * BLK, live = wb->live_bytes,
+             tail_seg = wb->tail / BLK / SEG_BLKS;
+    uint64_t nseg = wb->nblocks / SEG_BLKS;
+    uint8_t *victim = NULL;
+    if (used > live + live / 10 + (512u << 10) && nseg && (victim = calloc(nseg, 1))) {
+        for (uint64_t g = 0; g < nseg && g < tail_seg; g++) {
+            uint64_t sum = 0;
+            for (uint64_t b = g * SEG_BLKS; b < (g + 1) * SEG_BLKS; b++)
+                sum += wb->live[b];
+            victim[g] = sum && sum < SEG_BLKS * BLK / 2;
+        }
+    }
+    pthread_mutex_unlock(&wb->lock);
+    if (!victim)
+        return;
+    for (uint64_t i = 0; i < dev->nr_pages; i++) {
+        struct uz_slot *s = &dev->table[i];
+        if (!(uz_slot_flags(s) & UZ_SLOT_WB))
+            continue;
+        uz_slot_lock(s);
+        uint32_t f = uz_slot_flags(s);
+        uint64_t g = s->val / BLK / SEG_BLKS;
+        if ((f & UZ_SLOT_WB) && g < nseg && victim[g] && relocate(dev, s))
+            i = dev->nr_pages; /* an I/O error: stop cleaning, nothing is lost */
+        uz_slot_unlock(s);
+    }
+    free(victim);
+}
+
+void uz_dev_wb_usage(struct uz_dev_wb *wb, uint64_t *live_bytes, uint64_t *used_bytes)
+{
+    pthread_mutex_lock(&wb->lock);
+    *live_bytes = wb->packed ? wb->live_bytes : wb->stored * BLK;
+    *used_bytes = wb->packed ? wb->used_blocks * BLK : wb->stored * BLK;
+    pthread_mutex_unlock(&wb->lock);
 }

@@ -92,7 +92,7 @@ UZRAMCTL_SOCKET=$ctl "$UZRAMCTL" get disksize | grep -qx 67108864 || fail "get d
 # zramctl's interface: -o, --output-all, -n, --raw, -b, the extra columns.
 "$UZRAMCTL" --output-all "$ctl" >"$tmp/all"
 head -1 "$tmp/all" | grep -q "^NAME *DISKSIZE *DATA *COMPR *ALGORITHM *STREAMS *ZERO-PAGES *TOTAL \
-*MEM-LIMIT *MEM-USED *MIGRATED *HUGE-PAGES *COMP-RATIO$" || { cat "$tmp/all"; fail "--output-all"; }
+*MEM-LIMIT *MEM-USED *MIGRATED *HUGE-PAGES *COMP-RATIO *BD-COUNT *IDLE$" || { cat "$tmp/all"; fail "--output-all"; }
 set -- $("$UZRAMCTL" -b --raw -n -o name,disksize,zero-pages,mem-limit,mem-used,huge-pages,data "$ctl")
 [ "$1 $2 $4" = "$ctl 67108864 0" ] || fail "--raw -n -b -o: $*"
 mm=$("$UZRAMCTL" --socket "$ctl" get mm_stat)
@@ -104,8 +104,14 @@ mm=$("$UZRAMCTL" --socket "$ctl" get mm_stat)
 "$UZRAMCTL" -J -o name,huge-pages "$ctl" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)["uzramctl"][0]
-assert sorted(d) == ["huge-pages", "name"] and d["huge-pages"] >= 0, d
+assert sorted(d) == ["bd_stat", "huge-pages", "name"] and d["huge-pages"] >= 0, d
+assert d["bd_stat"] == {"bd_count": 0, "bd_reads": 0, "bd_writes": 0}, d
 '
+# The tiering columns: IDLE follows the idle attribute, BD-COUNT bd_stat.
+"$UZRAMCTL" --socket "$ctl" set idle all || fail "set idle all"
+set -- $("$UZRAMCTL" -b --raw -n -o idle,bd-count "$ctl")
+[ "$1" -gt 0 ] && [ "$2" = 0 ] || fail "-o IDLE,BD-COUNT after idle all: $*"
+[ "$1" = "$("$UZRAMCTL" --socket "$ctl" get idle_pages)" ] || fail "IDLE is not idle_pages"
 # -t: a server that accepts and never answers is given up on, exit status 4.
 python3 -c '
 import socket, sys, time
