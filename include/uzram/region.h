@@ -347,8 +347,13 @@ UZ_API int uz_region_set_watchdog(struct uz_region *r, uz_region_watchdog_fn fn,
  *  @return : how many there are (the first `max` stored in fds[]), or -EINVAL (r NULL). */
 UZ_API int uz_region_fds(struct uz_region *r, int *fds, unsigned max);
 
-/* uz_region_dev() : the region's device, for its attributes (uz_dev_attr_read: mm_stat, ...).
- *  Do not write to it or reset it. */
+/* uz_region_dev() : the region's device, for its attributes (uz_dev_attr_read: mm_stat, ...)
+ *  and its tiering, before or after the first touch (uz_dev_attr_write: recomp_algorithm and
+ *  algorithm_params priority=N while it is empty; idle, recompress, backing_dev,
+ *  compressed_writeback, writeback, writeback_limit[_enable], writeback_batch_size, policy,
+ *  mem_limit, compact at any time): the application's memory then tiers RAM -> compressed RAM
+ *  -> file, and a fault on a written-back page reads the file. Do not write pages to it, nor
+ *  change disksize or comp_algorithm, nor reset it. */
 UZ_API struct uz_dev *uz_region_dev(struct uz_region *r);
 
 #ifdef __cplusplus
