@@ -32,6 +32,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/fs.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -512,6 +514,144 @@ static uint64_t commit_batch(struct uz_dev *dev, struct item *it, unsigned n, bo
 
 static void clean(struct uz_dev *dev);
 
+/* One batch: its items and the bytes to write. */
+struct batch {
+    struct item *it;
+    unsigned char *buf;
+    unsigned n;
+};
+
+/*
+ * The writer thread of one writeback call: it writes batch k while the caller copies out batch
+ * k + 1 (decompression overlaps the file's writes: on the corpus that is what brings writeback
+ * to dd's speed). `lock` is a leaf (its holder only waits on `cond`); the thread holds no device
+ * lock (write_batch() takes only the store's leaf lock).
+ */
+struct writer {
+    pthread_t thread;
+    bool started;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    struct uz_dev_wb *wb;
+    struct batch *job; /* to write; NULL when idle */
+    bool busy, quit;
+    int rc; /* of the last job */
+};
+
+static void *writer_main(void *arg)
+{
+    struct writer *w = arg;
+    pthread_mutex_lock(&w->lock);
+    for (;;) {
+        while (!w->job && !w->quit)
+            pthread_cond_wait(&w->cond, &w->lock);
+        if (!w->job)
+            break;
+        struct batch *b = w->job;
+        pthread_mutex_unlock(&w->lock);
+        int rc = write_batch(w->wb, b->it, b->n, b->buf);
+        pthread_mutex_lock(&w->lock);
+        w->rc = rc;
+        w->job = NULL;
+        w->busy = false;
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+    return NULL;
+}
+
+static void writer_start(struct writer *w, struct uz_dev_wb *wb)
+{
+    *w = (struct writer){.wb = wb};
+    pthread_mutex_init(&w->lock, NULL);
+    pthread_cond_init(&w->cond, NULL);
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old); /* a library thread takes no signal */
+    w->started = pthread_create(&w->thread, NULL, writer_main, w) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void writer_submit(struct writer *w, struct batch *b)
+{
+    if (!w->started) {
+        w->rc = write_batch(w->wb, b->it, b->n, b->buf); /* no thread: write it here */
+        return;
+    }
+    pthread_mutex_lock(&w->lock);
+    w->job = b;
+    w->busy = true;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+static int writer_wait(struct writer *w)
+{
+    if (w->started) {
+        pthread_mutex_lock(&w->lock);
+        while (w->busy)
+            pthread_cond_wait(&w->cond, &w->lock);
+        pthread_mutex_unlock(&w->lock);
+    }
+    return w->rc;
+}
+
+static void writer_stop(struct writer *w)
+{
+    if (w->started) {
+        pthread_mutex_lock(&w->lock);
+        w->quit = true;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+        pthread_join(w->thread, NULL);
+    }
+    pthread_cond_destroy(&w->cond);
+    pthread_mutex_destroy(&w->lock);
+}
+
+struct scan {
+    unsigned pick, batch;
+    uint64_t i, hi, max_pages, taken;
+    bool packed;
+};
+
+/* Copies out the next batch of candidates (marking them PP). *rc: set when the scan must stop
+ * (-EIO: writeback_limit exhausted, or a corrupt object). @return : the batch's size. */
+static unsigned fill_batch(struct uz_dev *dev, struct scan *sc, struct batch *b, int *rc)
+{
+    unsigned n = 0;
+    size_t at = 0;
+    for (; sc->i < sc->hi && n < sc->batch && !*rc; sc->i++) {
+        if (sc->max_pages && sc->taken == sc->max_pages)
+            break;
+        struct uz_slot *s = &dev->table[sc->i];
+        if (!wanted(uz_slot_flags(s), sc->pick))
+            continue; /* racy peek, rechecked under the lock */
+        uz_slot_lock(s);
+        uint32_t f = uz_slot_flags(s);
+        if (wanted(f, sc->pick)) {
+            if (!limit_take(dev)) {
+                *rc = -EIO; /* the kernel's answer to an exhausted writeback_limit */
+            } else {
+                uint32_t len;
+                int r = copy_out(dev, s, sc->packed, b->buf + at, &len);
+                if (r) {
+                    limit_return(dev, 1);
+                    *rc = r;
+                } else {
+                    uz_slot_set_flags(s, f | UZ_SLOT_PP);
+                    b->it[n++] = (struct item){.index = sc->i, .flags = f, .len = len};
+                    at += len;
+                    sc->taken++;
+                }
+            }
+        }
+        uz_slot_unlock(s);
+    }
+    b->n = n;
+    return n;
+}
+
 int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint64_t hi,
                             uint64_t max_pages, uint64_t *done)
 {
@@ -530,63 +670,61 @@ int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint
         hi = dev->nr_pages;
     unsigned batch = atomic_load(&dev->wb_batch);
     batch = batch < 1 ? 1 : batch > MAX_BATCH ? MAX_BATCH : batch;
-    struct item *it = malloc(sizeof(*it) * batch);
-    unsigned char *buf = aligned_alloc(BLK, (size_t)batch * BLK);
-    if (!it || !buf) {
-        free(it);
-        free(buf);
-        return -ENOMEM;
-    }
-    bool packed = wb->packed;
+    struct batch set[2] = {{0}};
     int rc = 0;
-    uint64_t taken = 0;
-    for (uint64_t i = lo; i < hi && !rc;) {
-        unsigned n = 0;
-        size_t at = 0;
-        for (; i < hi && n < batch && !rc; i++) {
-            if (max_pages && taken == max_pages)
-                break;
-            struct uz_slot *s = &dev->table[i];
-            if (!wanted(uz_slot_flags(s), pick))
-                continue; /* racy peek, rechecked under the lock */
-            uz_slot_lock(s);
-            uint32_t f = uz_slot_flags(s);
-            if (wanted(f, pick)) {
-                if (!limit_take(dev)) {
-                    rc = -EIO; /* the kernel's answer to an exhausted writeback_limit */
-                } else {
-                    uint32_t len;
-                    int r = copy_out(dev, s, packed, buf + at, &len);
-                    if (r) {
-                        limit_return(dev, 1);
-                        rc = r;
-                    } else {
-                        uz_slot_set_flags(s, f | UZ_SLOT_PP);
-                        it[n++] = (struct item){.index = i, .flags = f, .len = len};
-                        at += len;
-                        taken++;
-                    }
-                }
-            }
-            uz_slot_unlock(s);
-        }
-        if (!n)
-            break;
-        int w = write_batch(wb, it, n, buf);
-        if (w) {
-            uz_counter_add(&dev->st.failed_writes, 1);
-            limit_return(dev, n);
-            commit_batch(dev, it, n, false);
-            rc = w;
-            break;
-        }
-        *done += commit_batch(dev, it, n, true);
-        if (max_pages && taken == max_pages)
-            break;
+    for (int k = 0; k < 2 && !rc; k++) {
+        set[k].it = malloc(sizeof(struct item) * batch);
+        set[k].buf = aligned_alloc(BLK, (size_t)batch * BLK);
+        if (!set[k].it || !set[k].buf)
+            rc = -ENOMEM;
     }
-    free(it);
-    free(buf);
-    if (packed)
+    struct scan sc = {.pick = pick,
+                      .batch = batch,
+                      .i = lo,
+                      .hi = hi,
+                      .max_pages = max_pages,
+                      .packed = wb->packed};
+    struct writer w;
+    if (!rc)
+        writer_start(&w, wb);
+    /* Two batches: one being written, one being filled; each written one is committed once the
+     * next is filled. A failed write undoes both (their slots stay in RAM, unchanged). */
+    struct batch *inflight = NULL;
+    int cur = 0;
+    bool more = !rc;
+    while (more || inflight) {
+        unsigned n = more ? fill_batch(dev, &sc, &set[cur], &rc) : 0;
+        if (!n || rc || sc.i >= sc.hi || (max_pages && sc.taken == max_pages))
+            more = false;
+        if (inflight) {
+            int e = writer_wait(&w);
+            if (e) {
+                uz_counter_add(&dev->st.failed_writes, 1);
+                limit_return(dev, inflight->n);
+                commit_batch(dev, inflight->it, inflight->n, false);
+                if (n) {
+                    limit_return(dev, n);
+                    commit_batch(dev, set[cur].it, n, false);
+                }
+                rc = e;
+                break;
+            }
+            *done += commit_batch(dev, inflight->it, inflight->n, true);
+            inflight = NULL;
+        }
+        if (n) {
+            writer_submit(&w, &set[cur]);
+            inflight = &set[cur];
+            cur ^= 1;
+        }
+    }
+    if (set[0].it && set[0].buf && set[1].it && set[1].buf)
+        writer_stop(&w);
+    for (int k = 0; k < 2; k++) {
+        free(set[k].it);
+        free(set[k].buf);
+    }
+    if (sc.packed)
         clean(dev);
     return rc;
 }
