@@ -2,13 +2,18 @@
 /*
  * fuzz_dev_attr.c - libFuzzer target for everything that parses text in the device: attribute
  * writes (sizes with suffixes, algorithm names, algorithm_params key=value lists) and the size
- * parser itself. Input: "NAME\nVALUE". After each write every readable attribute is read back,
- * the device still does I/O, and the pool passes its check.
+ * parser itself, and the tiering ones (recomp_algorithm, recompress, writeback and its settings,
+ * policy). Input: "NAME\nVALUE". The device has a secondary codec and a backing file, two pages
+ * stored, one of them written back. A backing_dev write is pointed at the fuzzer's own file or
+ * "none" (the input never names a path). After each write every readable attribute is read back,
+ * the device still does I/O, both pages read back exact, and the pool passes its check.
  */
 #include <errno.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dev_internal.h"
 
@@ -16,10 +21,34 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    static const char *const names[] = {
-        "algorithm_params", "block_state",  "comp_algorithm", "compact",   "debug_stat",
-        "disksize",         "idle",         "initstate",      "io_stat",   "max_comp_streams",
-        "mem_limit",        "mem_used_max", "mm_stat",        "pool_stat", "reset"};
+    static const char *const names[] = {"algorithm_params",
+                                        "block_state",
+                                        "comp_algorithm",
+                                        "compact",
+                                        "debug_stat",
+                                        "disksize",
+                                        "idle",
+                                        "initstate",
+                                        "io_stat",
+                                        "max_comp_streams",
+                                        "mem_limit",
+                                        "mem_used_max",
+                                        "mm_stat",
+                                        "pool_stat",
+                                        "reset",
+                                        "recomp_algorithm",
+                                        "backing_dev",
+                                        "bd_stat",
+                                        "policy",
+                                        "policy_stat",
+                                        "writeback_limit",
+                                        "writeback_limit_enable",
+                                        "writeback_batch_size",
+                                        "compressed_writeback",
+                                        "idle_pages"};
+    static char store[64];
+    if (!store[0])
+        snprintf(store, sizeof(store), "/tmp/uzram-fuzz-store.%d", (int)getpid());
     char *text = malloc(size + 1);
     if (!text)
         return 0;
@@ -40,13 +69,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         free(text);
         return 0;
     }
+    uz_dev_attr_write(dev, "recomp_algorithm", "algo=zstd"); /* while empty */
     unsigned char page[UZ_PAGE_SIZE];
     memset(page, 0x5a, sizeof(page));
     page[7] = 1;
     uz_dev_write_page(dev, 1, page);
+    unsigned char other[UZ_PAGE_SIZE];
+    for (size_t i = 0; i < sizeof(other); i++)
+        other[i] = (unsigned char)(i * 7 / 5);
+    uz_dev_write_page(dev, 2, other);
+    uz_dev_attr_write(dev, "backing_dev", store);
+    uz_dev_attr_write(dev, "writeback", "page_index=2");
+    if (!strcmp(text, "backing_dev"))
+        value = strncmp(value, "none", 4) ? store : "none"; /* never a path of the input's */
     /* Disksize changes can map large tables; keep the fuzzer's memory sane. */
     if (!strcmp(text, "disksize") && (uz_parse_size(value, &v) || v > (64u << 20))) {
         uz_dev_destroy(dev);
+        unlink(store);
         free(text);
         return 0;
     }
@@ -66,8 +105,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (uz_pool_check(dev->pool))
             abort();
+        /* Slot 2 (written back, maybe recompressed or brought back) reads back exact, unless a
+         * reset or discard emptied it. */
+        int st = uz_dev_page_state(dev, 2);
+        if (st == UZ_DEV_PAGE_DATA &&
+            (uz_dev_read_page(dev, 2, got) || memcmp(got, other, sizeof(other))))
+            abort();
     }
     uz_dev_destroy(dev);
+    unlink(store);
     free(text);
     return 0;
 }

@@ -74,7 +74,9 @@ static void test_grammar(void)
     struct uz_dev *dev = mkdev("lz4", 16);
     char buf[1024];
     /* Nothing configured: reads back empty, recompress has no target. */
+    memset(buf, 'x', sizeof(buf)); /* regression (found by fuzz_dev_attr): "" was not written */
     CHECK_EQ(uz_dev_attr_read(dev, "recomp_algorithm", buf, sizeof(buf)), 0);
+    CHECK_STR(buf, "");
     static const struct row before[] = {
         {"recompress", "type=idle", -EINVAL},
         {"recompress", "", 0},                       /* sysfs: an empty write does nothing */

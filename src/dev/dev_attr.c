@@ -1188,6 +1188,7 @@ int uz_dev_attr_read(struct uz_dev *dev, const char *name, char *buf, size_t len
     if (!a->show)
         return -EACCES;
     struct out o = {.buf = buf, .len = len};
+    buf[0] = 0; /* an attribute that shows nothing (recomp_algorithm unset) reads as "" */
     unsigned shard = uz_brlock_read_lock(&dev->init_lock);
     a->show(dev, &o);
     uz_brlock_read_unlock(&dev->init_lock, shard);
