@@ -92,7 +92,8 @@ static inline void check_region(struct uz_region *reg)
     CHECK_EQ(rc, 0);
 }
 
-/* Waits until no writeback is in flight and reclaim has settled, then checks the states. */
+/* Waits (2 s at most) until no writeback is in flight and reclaim has settled and is idle,
+ * then checks the states. */
 static inline void settle_and_check(struct uz_region *r)
 {
     uz_dev_flush(uz_region_dev(r));
@@ -101,8 +102,12 @@ static inline void settle_and_check(struct uz_region *r)
         usleep(5000);
         uz_dev_flush(uz_region_dev(r));
         b = stat_of(r);
+        /* Reclaim idle too: a batch of evictions holds its page locks for as long as it runs
+         * (a page shared with a forked process is made exclusive first, one by one), and a
+         * slow machine can stretch that past the sampling interval with no counter moving. */
+        bool reclaim_idle = !r->limit || !atomic_load(&r->reclaim_busy);
         if (!b.writeback_pages && b.swapouts == a.swapouts && b.writebacks == a.writebacks &&
-            b.resident_pages == a.resident_pages)
+            b.resident_pages == a.resident_pages && reclaim_idle)
             break;
         a = b;
     }
