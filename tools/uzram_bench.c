@@ -4,7 +4,7 @@
  * always measure their baseline in the same run.
  *
  *   uzram-bench dev --image FILE [--algorithm lz4] [--level N] [--threads N[,N...]] [--runs N]
- *                   [--kernel]
+ *                   [--object-pages N[,N...]] [--kernel]
  *   uzram-bench contend [--threads N] [--seconds S] [--slots N]
  *
  * `dev` stores every page of FILE (raw pages, or a .zst of them) at index i of a fresh device,
@@ -13,6 +13,9 @@
  * pages. Times are the best of --runs repetitions. The device is used through the public API
  * only. --kernel also writes the image to kernel zram (/dev/zram0, O_DIRECT, when it is free; as
  * root) in each repetition and prints its memory use and speed beside the device's.
+ * --object-pages runs each case with every listed object_pages (stores in runs of that many
+ * pages through uz_dev_pwrite; loads page by page, in order) and, when 1 is listed, prints each
+ * other count's orig_per_mem, store and load speed against object_pages=1 of the same run.
  *
  * `contend` runs threads that write and read the same few slots (--slots, default 64) against
  * threads doing the same on slots of their own, and prints each case's operations per second
@@ -278,6 +281,7 @@ struct job {
     struct uz_dev *dev;
     unsigned char *img, *out;
     size_t first, end;
+    size_t run; /* object_pages: stores go in runs of this many pages */
     int write;
     int rc;
     pthread_barrier_t *start;
@@ -287,24 +291,35 @@ static void *job_main(void *arg)
 {
     struct job *j = arg;
     pthread_barrier_wait(j->start);
-    for (size_t i = j->first; i < j->end && !j->rc; i++)
+    for (size_t i = j->first; i < j->end && !j->rc;) {
+        if (j->write && j->run > 1 && i % j->run == 0 && i + j->run <= j->end) {
+            ssize_t n = uz_dev_pwrite(j->dev, j->img + i * UZ_PAGE_SIZE, j->run * UZ_PAGE_SIZE,
+                                      i * UZ_PAGE_SIZE);
+            j->rc = n < 0 ? (int)n : 0;
+            i += j->run;
+            continue;
+        }
         j->rc = j->write ? uz_dev_write_page(j->dev, i, j->img + i * UZ_PAGE_SIZE)
                          : uz_dev_read_page(j->dev, i, j->out + i * UZ_PAGE_SIZE);
+        i++;
+    }
     return NULL;
 }
 
 /* Runs one pass (store or load) over all pages with `threads` threads, each taking a contiguous
  * share. Returns seconds from the common start to the last join. */
 static double run_pass(struct uz_dev *dev, unsigned char *img, unsigned char *out, size_t npages,
-                       unsigned threads, int write, double *cpu)
+                       unsigned threads, size_t run, int write, double *cpu)
 {
     pthread_t tid[64];
     struct job jobs[64];
     pthread_barrier_t start;
     pthread_barrier_init(&start, NULL, threads + 1);
     for (unsigned t = 0; t < threads; t++) {
-        jobs[t] = (struct job){dev,   img, out,   npages * t / threads, npages * (t + 1) / threads,
-                               write, 0,   &start};
+        /* Shares of whole runs, so that no run is split between two threads. */
+        size_t runs = npages / run, first = runs * t / threads * run,
+               end = t + 1 == threads ? npages : runs * (t + 1) / threads * run;
+        jobs[t] = (struct job){dev, img, out, first, end, run, write, 0, &start};
         if (pthread_create(&tid[t], NULL, job_main, &jobs[t]))
             die("pthread_create failed%s", "");
     }
@@ -402,19 +417,20 @@ static void kernel_pass(const char *algo, const unsigned char *img, size_t npage
 
 static int cmd_dev(int argc, char **argv)
 {
-    const char *image = NULL, *algo = "lz4", *threads_arg = "1";
+    const char *image = NULL, *algo = "lz4", *threads_arg = "1", *op_arg = "1";
     int level = 0, runs = 5;
     bool kernel = false;
-    static const struct option opts[] = {{"image", required_argument, 0, 'i'},
-                                         {"algorithm", required_argument, 0, 'a'},
-                                         {"level", required_argument, 0, 'l'},
-                                         {"threads", required_argument, 0, 't'},
-                                         {"runs", required_argument, 0, 'r'},
-                                         {"kernel", no_argument, 0, 'k'},
-                                         {0, 0, 0, 0}};
+    static const struct option opts[] = {
+        {"image", required_argument, 0, 'i'},        {"algorithm", required_argument, 0, 'a'},
+        {"level", required_argument, 0, 'l'},        {"threads", required_argument, 0, 't'},
+        {"runs", required_argument, 0, 'r'},         {"kernel", no_argument, 0, 'k'},
+        {"object-pages", required_argument, 0, 'o'}, {0, 0, 0, 0}};
     int c;
-    while ((c = getopt_long(argc, argv, "i:a:l:t:r:k", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "i:a:l:t:r:ko:", opts, NULL)) != -1) {
         switch (c) {
+        case 'o':
+            op_arg = optarg;
+            break;
         case 'k':
             kernel = true;
             break;
@@ -460,11 +476,22 @@ static int cmd_dev(int argc, char **argv)
     raw_pass(&raw); /* warm-up: fault in the baseline's buffers */
     double bytes = (double)npages * UZ_PAGE_SIZE;
 
+    unsigned ops[8], nops = 0;
+    char oplist[64];
+    snprintf(oplist, sizeof(oplist), "%s", op_arg);
+    char *osave = NULL;
+    for (char *tok = strtok_r(oplist, ",", &osave); tok; tok = strtok_r(NULL, ",", &osave)) {
+        unsigned v = (unsigned)atoi(tok);
+        if (nops == 8 || !v || v > 16 || (v & (v - 1)))
+            die("--object-pages takes up to 8 of 1, 2, 4, 8, 16, not %s", tok);
+        ops[nops++] = v;
+    }
+
     struct result {
-        unsigned threads;
+        unsigned threads, object_pages;
         double store_s, load_s, store_cpu, raw_s; /* raw_s: the bare codec, same threads */
         struct uz_dev_stats st;
-    } res[16];
+    } res[64];
     struct kernel_result kres = {0};
     int nres = 0;
     char list[256];
@@ -472,64 +499,82 @@ static int cmd_dev(int argc, char **argv)
     char *save = NULL;
     for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
         unsigned threads = (unsigned)atoi(tok);
-        if (threads < 1 || threads > 64 || nres == 16)
-            die("--threads takes up to 16 counts of 1..64, not %s", tok);
-        struct result *r = &res[nres++];
-        *r = (struct result){
-            .threads = threads, .store_s = 1e30, .load_s = 1e30, .store_cpu = 1e30, .raw_s = 1e30};
-        for (int run = 0; run < runs; run++) {
-            raw_pass(&raw);
-            if (kernel && nres == 1)
-                kernel_pass(algo, img, npages, out, &kres);
-            double tr = raw_compress_threads(&raw, algo, level, threads);
-            if (tr < r->raw_s)
-                r->raw_s = tr;
-            struct uz_dev_config cfg = {
-                .disksize = npages * UZ_PAGE_SIZE, .algorithm = algo, .level = level};
-            struct uz_dev *dev;
-            int rc = uz_dev_create(&cfg, &dev);
-            if (rc) {
-                fprintf(stderr, "uzram-bench: uz_dev_create: %s\n", strerror(-rc));
-                return 1;
+        if (threads < 1 || threads > 64 || nres + nops > 64)
+            die("--threads takes up to 8 counts of 1..64, not %s", tok);
+        struct result *rs = &res[nres];
+        for (unsigned o = 0; o < nops; o++)
+            rs[o] = (struct result){.threads = threads,
+                                    .object_pages = ops[o],
+                                    .store_s = 1e30,
+                                    .load_s = 1e30,
+                                    .store_cpu = 1e30,
+                                    .raw_s = 1e30};
+        nres += (int)nops;
+        for (int run = 0; run < runs; run++)
+            for (unsigned o = 0; o < nops; o++) {
+                struct result *r = &rs[o];
+                raw_pass(&raw);
+                if (kernel && nres == (int)nops && !o)
+                    kernel_pass(algo, img, npages, out, &kres);
+                double tr = raw_compress_threads(&raw, algo, level, threads);
+                if (tr < r->raw_s)
+                    r->raw_s = tr;
+                struct uz_dev_config cfg = {
+                    .disksize = npages * UZ_PAGE_SIZE, .algorithm = algo, .level = level};
+                struct uz_dev *dev;
+                int rc = uz_dev_create(&cfg, &dev);
+                if (rc) {
+                    fprintf(stderr, "uzram-bench: uz_dev_create: %s\n", strerror(-rc));
+                    return 1;
+                }
+                char opv[8];
+                snprintf(opv, sizeof(opv), "%u", r->object_pages);
+                if ((rc = uz_dev_attr_write(dev, "object_pages", opv))) {
+                    fprintf(stderr, "uzram-bench: object_pages=%s: %s\n", opv, strerror(-rc));
+                    return 1;
+                }
+                double cs, cl;
+                double ts = run_pass(dev, img, out, npages, threads, r->object_pages, 1, &cs);
+                memset(out, 0xa5, npages * UZ_PAGE_SIZE);
+                double tl = run_pass(dev, img, out, npages, threads, r->object_pages, 0, &cl);
+                if (cs < r->store_cpu)
+                    r->store_cpu = cs;
+                if (memcmp(img, out, npages * UZ_PAGE_SIZE)) {
+                    for (size_t i = 0; i < npages; i++)
+                        if (memcmp(img + i * UZ_PAGE_SIZE, out + i * UZ_PAGE_SIZE, UZ_PAGE_SIZE)) {
+                            fprintf(stderr, "uzram-bench: page %zu read back differs\n", i);
+                            break;
+                        }
+                    return 1;
+                }
+                if (ts < r->store_s)
+                    r->store_s = ts;
+                if (tl < r->load_s)
+                    r->load_s = tl;
+                uz_dev_stats(dev, &r->st);
+                uz_dev_destroy(dev);
             }
-            double cs, cl;
-            double ts = run_pass(dev, img, out, npages, threads, 1, &cs);
-            memset(out, 0xa5, npages * UZ_PAGE_SIZE);
-            double tl = run_pass(dev, img, out, npages, threads, 0, &cl);
-            if (cs < r->store_cpu)
-                r->store_cpu = cs;
-            if (memcmp(img, out, npages * UZ_PAGE_SIZE)) {
-                for (size_t i = 0; i < npages; i++)
-                    if (memcmp(img + i * UZ_PAGE_SIZE, out + i * UZ_PAGE_SIZE, UZ_PAGE_SIZE)) {
-                        fprintf(stderr, "uzram-bench: page %zu read back differs\n", i);
-                        break;
-                    }
-                return 1;
-            }
-            if (ts < r->store_s)
-                r->store_s = ts;
-            if (tl < r->load_s)
-                r->load_s = tl;
-            uz_dev_stats(dev, &r->st);
-            uz_dev_destroy(dev);
-        }
     }
 
     double raw_c = bytes / raw.compress_s / 1e6, raw_d = bytes / raw.decompress_s / 1e6;
-    double store1 = 0;
     for (int i = 0; i < nres; i++) {
         const struct result *r = &res[i];
         const struct uz_dev_stats *st = &r->st;
         double store = bytes / r->store_s / 1e6, load = bytes / r->load_s / 1e6;
-        if (r->threads == 1)
-            store1 = store;
-        printf("algorithm=%s threads=%u pages=%zu store_MBps=%.1f load_MBps=%.1f "
-               "orig_bytes=%llu compr_bytes=%llu mem_used=%llu same_pages=%llu huge_pages=%llu "
+        const struct result *t1 = NULL; /* the same object_pages with one thread */
+        for (int k = 0; k < nres; k++)
+            if (res[k].threads == 1 && res[k].object_pages == r->object_pages)
+                t1 = &res[k];
+        printf("algorithm=%s threads=%u object_pages=%u pages=%zu store_MBps=%.1f load_MBps=%.1f "
+               "orig_per_mem=%.3f orig_bytes=%llu compr_bytes=%llu mem_used=%llu same_pages=%llu "
+               "huge_pages=%llu "
                "ratio=%.3f raw_compress_MBps=%.1f raw_decompress_MBps=%.1f raw_compr_bytes=%llu "
                "store_vs_raw=%.3f load_vs_raw=%.3f",
-               algo, r->threads, npages, store, load, (unsigned long long)st->orig_data_size,
-               (unsigned long long)st->compr_data_size, (unsigned long long)st->mem_used_total,
-               (unsigned long long)st->same_pages, (unsigned long long)st->huge_pages,
+               algo, r->threads, r->object_pages, npages, store, load,
+               st->mem_used_total ? (double)st->orig_data_size / (double)st->mem_used_total : 0.0,
+               (unsigned long long)st->orig_data_size, (unsigned long long)st->compr_data_size,
+               (unsigned long long)st->mem_used_total, (unsigned long long)st->same_pages,
+               (unsigned long long)st->huge_pages,
                st->mem_used_total ? bytes / (double)st->mem_used_total : 0.0, raw_c, raw_d,
                (unsigned long long)raw.compr_bytes, store / raw_c, load / raw_d);
         if (kres.ok)
@@ -544,12 +589,21 @@ static int cmd_dev(int argc, char **argv)
             " store_cpu_us_per_page=%.2f raw_compress_cpu_us_per_page=%.2f store_vs_raw_cpu=%.3f",
             r->store_cpu * 1e6 / npages, raw.compress_cpu * 1e6 / npages,
             raw.compress_cpu / r->store_cpu);
-        if (r->threads > 1 && store1 > 0) {
+        /* Against object_pages=1 of the same threads, same repetitions. */
+        const struct result *one = NULL;
+        for (int k = 0; k < nres; k++)
+            if (res[k].threads == r->threads && res[k].object_pages == 1)
+                one = &res[k];
+        if (one && one != r && one->st.mem_used_total && st->mem_used_total)
+            printf(" orig_per_mem_vs_1=%.3f store_vs_1=%.3f load_vs_1=%.3f",
+                   ((double)st->orig_data_size / (double)st->mem_used_total) /
+                       ((double)one->st.orig_data_size / (double)one->st.mem_used_total),
+                   one->store_s / r->store_s, one->load_s / r->load_s);
+        if (r->threads > 1 && t1) {
             /* The bare codec's own scaling on this machine, measured the same way: the ceiling
              * for the device's (2 vCPUs may share a physical core). */
-            double raw_scaling = res[0].raw_s / r->raw_s;
-            printf(" store_vs_1thread=%.3f raw_compress_vs_1thread=%.3f", store / store1,
-                   raw_scaling);
+            printf(" store_vs_1thread=%.3f raw_compress_vs_1thread=%.3f", t1->store_s / r->store_s,
+                   t1->raw_s / r->raw_s);
         }
         printf("\n");
     }

@@ -138,6 +138,15 @@ UZ_API ssize_t uz_comp_compress(struct uz_comp_stream *s, const void *src, size_
 UZ_API ssize_t uz_comp_decompress(struct uz_comp_stream *s, const void *src, size_t srclen,
                                   void *dst, size_t dstcap);
 
+/* uz_comp_decompress_prefix() :
+ *  Decodes at least the first `want` (0 < want <= dstcap) bytes of the stream src[0..srclen)
+ *  into dst[0..dstcap). lz4 and lz4hc stop soon after `want` bytes; the other codecs decode the
+ *  whole stream, which must fit in dstcap. Bounds as uz_comp_decompress().
+ *  @return : the bytes decoded (>= want), -EBADMSG for corrupt input or a stream shorter than
+ *            `want`, -EINVAL for bad arguments. */
+UZ_API ssize_t uz_comp_decompress_prefix(struct uz_comp_stream *s, const void *src, size_t srclen,
+                                         void *dst, size_t want, size_t dstcap);
+
 #ifdef __cplusplus
 }
 #endif

@@ -315,3 +315,14 @@ ssize_t uz_comp_decompress(struct uz_comp_stream *s, const void *src, size_t src
         return -EINVAL;
     return s->ops->decompress(s, src, srclen, dst, dstcap);
 }
+
+ssize_t uz_comp_decompress_prefix(struct uz_comp_stream *s, const void *src, size_t srclen,
+                                  void *dst, size_t want, size_t dstcap)
+{
+    if (UZ_UNLIKELY(!s || !src || !dst || !srclen || !want || want > dstcap))
+        return -EINVAL;
+    ssize_t n = s->ops->decompress_prefix
+                    ? s->ops->decompress_prefix(s, src, srclen, dst, want, dstcap)
+                    : s->ops->decompress(s, src, srclen, dst, dstcap);
+    return n < 0 ? n : (size_t)n < want ? -EBADMSG : n;
+}

@@ -42,6 +42,11 @@ struct uz_comp_ops {
                         size_t dstcap);
     ssize_t (*decompress)(struct uz_comp_stream *s, const void *src, size_t srclen, void *dst,
                           size_t dstcap);
+    /* decompress_prefix() : optional (NULL: decompress() of the whole stream). Decodes at least
+     * the first `want` bytes into dst[0..dstcap) and may stop there; returns the bytes decoded
+     * or -EBADMSG. */
+    ssize_t (*decompress_prefix)(struct uz_comp_stream *s, const void *src, size_t srclen,
+                                 void *dst, size_t want, size_t dstcap);
 
     /* set_dict() : optional (NULL: -EOPNOTSUPP). Replaces comp->dict_priv, the backend's
      * prepared dictionary, from 0 < `len` <= UZ_COMP_DICT_MAX bytes; called only while no stream

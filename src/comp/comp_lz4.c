@@ -113,6 +113,21 @@ static ssize_t lz4_decompress(struct uz_comp_stream *s, const void *src, size_t 
     return n >= 0 ? n : -EBADMSG;
 }
 
+/* lz4 decodes sequentially and can stop once `want` bytes are out (a page of a multi-page
+ * object needs only the pages up to it). */
+static ssize_t lz4_decompress_prefix(struct uz_comp_stream *s, const void *src, size_t srclen,
+                                     void *dst, size_t want, size_t dstcap)
+{
+    if (UZ_UNLIKELY(srclen > INT_MAX))
+        return -EBADMSG;
+    const struct lz4_dict *d = s->comp->dict_priv;
+    int cap = clamp_int(dstcap), target = clamp_int(want);
+    int n = UZ_LIKELY(!d) ? LZ4_decompress_safe_partial(src, dst, (int)srclen, target, cap)
+                          : LZ4_decompress_safe_partial_usingDict(src, dst, (int)srclen, target,
+                                                                  cap, d->data, d->len);
+    return n >= 0 ? n : -EBADMSG;
+}
+
 static void lz4_dict_free(struct uz_comp *comp)
 {
     struct lz4_dict *d = comp->dict_priv;
@@ -180,6 +195,7 @@ const struct uz_comp_ops uz_comp_lz4_ops = {
     .stream_fini = lz4_stream_fini,
     .compress = lz4_compress,
     .decompress = lz4_decompress,
+    .decompress_prefix = lz4_decompress_prefix,
     .set_dict = lz4_set_dict,
     .dict_free = lz4_dict_free,
 };
@@ -195,6 +211,7 @@ const struct uz_comp_ops uz_comp_lz4hc_ops = {
     .stream_fini = lz4_stream_fini,
     .compress = lz4hc_compress,
     .decompress = lz4_decompress,
+    .decompress_prefix = lz4_decompress_prefix,
     .set_dict = lz4hc_set_dict,
     .dict_free = lz4_dict_free,
 };

@@ -755,6 +755,7 @@ static int store_reset(struct uz_dev *dev, const char *value)
     }
     uz_dev_free_storage(dev);
     atomic_store(&dev->limit_pages, 0);
+    dev->object_pages = 1; /* uzram's object_pages is part of the defaults too */
     uz_dev_codec_swap(dev, &c);
     struct uz_dev_codec sec[UZ_DEV_PRIO_MAX + 1]; /* zram_destroy_comps(): secondaries go too */
     memcpy(sec, dev->sec, sizeof(sec));
@@ -1008,6 +1009,32 @@ static void show_bd_stat(struct uz_dev *dev, struct out *o)
          (unsigned long long)st.bd_writes);
 }
 
+/* ---- multi-page objects (dev_multi.c): uzram's own attribute ---- */
+
+static void show_object_pages(struct uz_dev *dev, struct out *o)
+{
+    emit(o, "%u\n", dev->object_pages);
+}
+
+/* 1, 2, 4, 8 or 16 (kstrtoull; anything else -EINVAL), while no page is stored (-EBUSY). */
+static int store_object_pages(struct uz_dev *dev, const char *value)
+{
+    unsigned long long v;
+    int rc = k_strtoull(value, &v);
+    if (rc)
+        return rc;
+    if (!v || v > UZ_DEV_OBJ_PAGES_MAX || (v & (v - 1)))
+        return -EINVAL;
+    if ((rc = uz_dev_exclusive_begin(dev)))
+        return rc;
+    if (!uz_dev_is_empty(dev))
+        rc = -EBUSY; /* a disk of fewer pages than a run, or its tail, stores page by page */
+    else
+        dev->object_pages = (unsigned)v;
+    uz_dev_exclusive_end(dev);
+    return rc;
+}
+
 /* ---- the tiering policy (dev_policy.c): uzram's own attribute ---- */
 
 struct pick_name {
@@ -1158,6 +1185,7 @@ static const struct attr attrs[] = {
     {"mem_limit", show_mem_limit, store_mem_limit},
     {"mem_used_max", show_mem_used_max, store_mem_used_max},
     {"mm_stat", show_mm_stat, NULL},
+    {"object_pages", show_object_pages, store_object_pages},
     {"policy", show_policy, store_policy},
     {"policy_stat", show_policy_stat, NULL},
     {"pool_stat", show_pool_stat, NULL},

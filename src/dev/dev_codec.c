@@ -70,6 +70,7 @@ static void streams_free(struct uz_dev_stream *v, unsigned n)
     for (unsigned i = 0; v && i < n; i++) {
         uz_comp_stream_destroy(v[i].cs);
         free(v[i].page);
+        uz_dev_stream_run_free(&v[i]);
         pthread_mutex_destroy(&v[i].lock);
     }
     free(v);

@@ -47,6 +47,15 @@
 /* With ALLOC: picked by a writeback in flight (the kernel's ZRAM_PP_SLOT). Freeing the slot
  * clears it, which tells the writeback that its copy is stale (dev_wb.c). */
 #define UZ_SLOT_PP        (1u << 20)
+/* With ALLOC: the slot's page is one of the pages of a multi-page object (issue 11;
+ * dev_multi.c). `val` is then the handle of the object's head chunk, shared by every slot of
+ * the run whose page is in it, the size bits are 0 and the object's header (in the head chunk)
+ * says the rest. The slots of one object are those of the aligned run of object_pages slots
+ * (index / object_pages) whose val is that handle; the invariant that ties them:
+ *   live pages of an object == popcount(its header's mask) == slots of the run that are
+ *   MULTI with that val
+ * and the object is freed by whoever clears the last bit of the mask. */
+#define UZ_SLOT_MULTI (1u << 19)
 #define UZ_SLOT_PRIO_MASK (3u << UZ_SLOT_PRIO_SHIFT)
 #define UZ_SLOT_LOCK_BITS (UZ_SLOT_LOCK | UZ_SLOT_WAITERS)
 #define UZ_SLOT_SIZE_MASK 0x1fffu
@@ -79,7 +88,20 @@ struct uz_dev_stream {
     pthread_mutex_t lock;
     struct uz_comp_stream *cs;
     unsigned char *page; /* UZ_PAGE_SIZE bytes of scratch */
+    /* Multi-page objects (dev_multi.c), allocated at the stream's first run: `run` holds
+     * UZ_DEV_OBJ_PAGES_MAX pages (a run's pages gathered, or an object decoded) and `cbuf` is
+     * the worst-case output of compressing them (or an object's chunks put together). */
+    unsigned char *run, *cbuf;
+    size_t cbuf_size;
+    /* What `run` holds decoded: the first run_pages member pages of the object run_head whose
+     * header id is run_id (run_head 0: nothing). A thread mostly gets the same stream back, so
+     * reading an object's pages in turn decodes it once. */
+    uz_handle_t run_head;
+    uint32_t run_id;
+    unsigned run_pages;
 } UZ_ALIGNED;
+
+#define UZ_DEV_OBJ_PAGES_MAX 16u /* the largest object_pages */
 
 struct uz_dev_req {
     uint64_t index;
@@ -179,6 +201,15 @@ struct uz_dev {
     _Atomic bool wb_limit_enable; /* writeback_limit_enable */
     _Atomic unsigned wb_batch;    /* writeback_batch_size: pages in flight */
     bool wb_compressed;           /* compressed_writeback (the store's layout) */
+
+    /* object_pages (dev_multi.c): 1, 2, 4, 8 or 16; changed only while no page is stored,
+     * under the exclusive lock. */
+    unsigned object_pages;
+    /* Striped leaf mutexes of the objects' masks (dev_multi.c): under slot locks, above the
+     * pool's; the holder calls the pool and may sleep. */
+#define UZ_DEV_MOBJ_LOCKS 64
+    pthread_mutex_t mobj_locks[UZ_DEV_MOBJ_LOCKS];
+    _Atomic uint32_t mobj_ids; /* the next object's id (dev_multi.c) */
 
     unsigned nworkers;
     struct uz_dev_worker *workers;
@@ -395,6 +426,44 @@ UZ_HIDDEN void uz_dev_stats_locked(struct uz_dev *dev, struct uz_dev_stats *st);
 
 /* dev_io.c */
 UZ_HIDDEN int uz_dev_write_page_nolock(struct uz_dev *dev, uint64_t index, const void *page);
+/* What a write turns a page into before it locks the slot (dev_io.c and dev_multi.c). */
+struct uz_dev_stored {
+    uint32_t flags; /* SAME, ALLOC [| HUGE], or ALLOC | MULTI | prio */
+    uint32_t size;  /* bytes of the object (0 for MULTI: the object counts once) */
+    uint64_t val;
+};
+/* A page into a fill word or a pool object of its own, with `st` held; nothing is allocated on
+ * failure. @return : 0, -ENOSPC (mem_limit), -ENOMEM, -EIO. */
+UZ_HIDDEN int uz_dev_store_page(struct uz_dev *dev, struct uz_dev_stream *st, const void *page,
+                                struct uz_dev_stored *out);
+/* A locked slot: empty it (freeing or leaving its object) / put a stored page into it. */
+UZ_HIDDEN void uz_dev_slot_free(struct uz_dev *dev, struct uz_slot *s, uint64_t index);
+UZ_HIDDEN void uz_dev_slot_commit(struct uz_dev *dev, struct uz_slot *s, uint64_t index,
+                                  const struct uz_dev_stored *p);
+/* Decodes a locked slot into `page` (see dev_io.c). */
+UZ_HIDDEN int uz_dev_slot_read(struct uz_dev *dev, struct uz_slot *s, uint64_t index, void *page,
+                               struct uz_dev_stream *held);
+
+/* dev_multi.c: multi-page objects. The caller holds init_lock for reading. */
+/* Writes object_pages pages at slot `first` (a multiple of object_pages) as one object; pages[k]
+ * is the k-th page. On failure no slot changed. @return : 0 or -errno. */
+UZ_HIDDEN int uz_dev_write_run(struct uz_dev *dev, uint64_t first, const void *const *pages);
+/* A locked MULTI slot: its page into `page` (`held`: a primary stream the caller holds). */
+UZ_HIDDEN int uz_dev_mobj_read(struct uz_dev *dev, struct uz_slot *s, uint64_t index, void *page,
+                               struct uz_dev_stream *held);
+/* A locked MULTI slot leaves its object (freed with its last page). The caller clears the slot
+ * and counts pages_stored. */
+UZ_HIDDEN void uz_dev_mobj_put(struct uz_dev *dev, struct uz_slot *s, uint64_t index);
+/* Reads the n pages from slot `first` into buf, decoding each object once. @return : 0 or the
+ * first error. */
+UZ_HIDDEN int uz_dev_read_pages_locked(struct uz_dev *dev, uint64_t first, uint64_t n, void *buf);
+/* Recompresses (prio 1..3) or repacks (prio 0: objects at most half live, with their own codec)
+ * the multi-page objects whose every live page matches `pick`. Adds the pages whose object was
+ * replaced to *done. @return : 0 or -errno. */
+UZ_HIDDEN int uz_dev_mobj_recompress(struct uz_dev *dev, unsigned pick, uint64_t max_pages,
+                                     unsigned prio, bool last, size_t threshold, uint64_t *done);
+/* Frees the run buffers of a stream. */
+UZ_HIDDEN void uz_dev_stream_run_free(struct uz_dev_stream *st);
 
 /* dev_queue.c */
 /* uz_dev_exclusive_begin() / _end() : take init_lock for writing with the async queue drained

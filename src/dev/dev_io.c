@@ -23,12 +23,15 @@
 
 /* ---- slots ---- */
 
-/* Empties a locked slot, freeing its pool object. */
-static void slot_free(struct uz_dev *dev, struct uz_slot *s)
+/* Empties a locked slot, freeing its pool object (or leaving its multi-page object). */
+void uz_dev_slot_free(struct uz_dev *dev, struct uz_slot *s, uint64_t index)
 {
     uint32_t f = uz_slot_flags(s);
     if (f & UZ_SLOT_SAME) {
         uz_counter_add(&dev->st.same_pages, -1);
+        uz_counter_add(&dev->st.pages_stored, -1);
+    } else if (f & UZ_SLOT_MULTI) {
+        uz_dev_mobj_put(dev, s, index); /* frees the object with its last page */
         uz_counter_add(&dev->st.pages_stored, -1);
     } else if (f & UZ_SLOT_ALLOC) {
         uz_pool_free(dev->pool, s->val);
@@ -70,20 +73,14 @@ static bool page_same_filled(const void *page, uint64_t *fill)
     return true;
 }
 
-struct stored {
-    uint32_t flags; /* SAME, or ALLOC [| HUGE] */
-    uint32_t size;
-    uint64_t val;
-};
-
 /* Turns a page into what a slot holds: a fill word, or a pool object. Called with `st` held.
  * On failure nothing is allocated. */
-static int store_page(struct uz_dev *dev, struct uz_dev_stream *st, const void *page,
-                      struct stored *out)
+int uz_dev_store_page(struct uz_dev *dev, struct uz_dev_stream *st, const void *page,
+                      struct uz_dev_stored *out)
 {
     uint64_t fill;
     if (page_same_filled(page, &fill)) {
-        *out = (struct stored){.flags = UZ_SLOT_SAME, .val = fill};
+        *out = (struct uz_dev_stored){.flags = UZ_SLOT_SAME, .val = fill};
         return 0;
     }
 
@@ -120,21 +117,23 @@ static int store_page(struct uz_dev *dev, struct uz_dev_stream *st, const void *
     }
     uz_dev_note_mem_used(dev, used);
     uz_pool_write(dev->pool, h, src, (size_t)len); /* exactly len bytes into len bytes */
-    *out = (struct stored){.flags = flags, .size = (uint32_t)len, .val = h};
+    *out = (struct uz_dev_stored){.flags = flags, .size = (uint32_t)len, .val = h};
     return 0;
 }
 
-/* Puts a stored page into a locked slot, freeing what it held. */
-static void slot_commit(struct uz_dev *dev, struct uz_slot *s, const struct stored *p)
+/* Puts a stored page into a locked slot, freeing what it held. A MULTI page's object is counted
+ * in compr_data_size by its writer, once. */
+void uz_dev_slot_commit(struct uz_dev *dev, struct uz_slot *s, uint64_t index,
+                        const struct uz_dev_stored *p)
 {
-    slot_free(dev, s);
+    uz_dev_slot_free(dev, s, index);
     s->val = p->val;
     s->atime = uz_dev_now(dev);
     uz_slot_set_flags(s, p->flags | p->size); /* the size lives in the flags word's low bits */
     uz_counter_add(&dev->st.pages_stored, 1);
     if (p->flags & UZ_SLOT_SAME) {
         uz_counter_add(&dev->st.same_pages, 1);
-    } else {
+    } else if (!(p->flags & UZ_SLOT_MULTI)) {
         uz_counter_add(&dev->st.compr_data_size, p->size);
         if (p->flags & UZ_SLOT_HUGE) {
             uz_counter_add(&dev->st.huge_pages, 1);
@@ -147,8 +146,8 @@ static void slot_commit(struct uz_dev *dev, struct uz_slot *s, const struct stor
 static int write_page(struct uz_dev *dev, uint64_t index, const void *page)
 {
     struct uz_dev_stream *st = uz_dev_stream_get(dev);
-    struct stored p;
-    int rc = store_page(dev, st, page, &p);
+    struct uz_dev_stored p;
+    int rc = uz_dev_store_page(dev, st, page, &p);
     uz_dev_stream_put(st);
     if (rc) {
         uz_counter_add(&dev->st.failed_writes, 1);
@@ -156,7 +155,7 @@ static int write_page(struct uz_dev *dev, uint64_t index, const void *page)
     }
     struct uz_slot *s = &dev->table[index];
     uz_slot_lock(s);
-    slot_commit(dev, s, &p);
+    uz_dev_slot_commit(dev, s, index, &p);
     uz_slot_unlock(s);
     return 0;
 }
@@ -184,7 +183,8 @@ int uz_dev_write_page(struct uz_dev *dev, uint64_t index, const void *page)
  * already (NULL: take one for the decompression). An object made by a secondary codec is
  * decoded with a stream of its own priority, taken after the held one (stream locks are taken
  * in ascending priority: see dev_internal.h). */
-static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page, struct uz_dev_stream *held)
+int uz_dev_slot_read(struct uz_dev *dev, struct uz_slot *s, uint64_t index, void *page,
+                     struct uz_dev_stream *held)
 {
     uint32_t f = uz_slot_flags(s);
     if (f & UZ_SLOT_SAME) {
@@ -198,6 +198,8 @@ static int slot_read(struct uz_dev *dev, struct uz_slot *s, void *page, struct u
         memset(page, 0, UZ_PAGE_SIZE);
         return 0;
     }
+    if (f & UZ_SLOT_MULTI)
+        return uz_dev_mobj_read(dev, s, index, page, held);
     const void *obj = uz_pool_map(dev->pool, s->val);
     int rc = uz_dev_decode(dev, f, obj, page, held && !uz_slot_prio(f) ? held : NULL);
     uz_pool_unmap(dev->pool, s->val);
@@ -210,7 +212,7 @@ static int read_page(struct uz_dev *dev, uint64_t index, void *page)
         return -EINVAL;
     struct uz_slot *s = &dev->table[index];
     uz_slot_lock(s);
-    int rc = slot_read(dev, s, page, NULL);
+    int rc = uz_dev_slot_read(dev, s, index, page, NULL);
     if (!rc)
         uz_slot_accessed(dev, s);
     uz_slot_unlock(s);
@@ -277,15 +279,15 @@ static int write_partial(struct uz_dev *dev, uint64_t index, const void *buf, si
     struct uz_slot *s = &dev->table[index];
     uz_slot_lock(s);
     struct uz_dev_stream *st = uz_dev_stream_get(dev);
-    int rc = slot_read(dev, s, st->page, st);
-    struct stored p;
+    int rc = uz_dev_slot_read(dev, s, index, st->page, st);
+    struct uz_dev_stored p;
     if (!rc) {
         memcpy(st->page + off, buf, len);
-        rc = store_page(dev, st, st->page, &p);
+        rc = uz_dev_store_page(dev, st, st->page, &p);
     }
     uz_dev_stream_put(st);
     if (!rc)
-        slot_commit(dev, s, &p);
+        uz_dev_slot_commit(dev, s, index, &p);
     uz_slot_unlock(s);
     if (rc)
         uz_counter_add(&dev->st.failed_writes, 1);
@@ -300,9 +302,20 @@ ssize_t uz_dev_pwrite(struct uz_dev *dev, const void *buf, size_t len, uint64_t 
     ssize_t rc = range_ok(dev, offset, len) ? 0 : -EINVAL;
     const unsigned char *p = buf;
     size_t done = 0;
+    const uint64_t run = dev->object_pages, run_bytes = run * UZ_PAGE_SIZE;
     while (!rc && done < len) {
         uint64_t index;
         size_t off, n = page_span(offset + done, len - done, &index, &off);
+        if (run > 1 && !off && index % run == 0 && len - done >= run_bytes &&
+            index + run <= dev->nr_pages) {
+            /* A whole aligned run: one object (dev_multi.c). */
+            const void *pages[UZ_DEV_OBJ_PAGES_MAX];
+            for (unsigned k = 0; k < run; k++)
+                pages[k] = p + done + (size_t)k * UZ_PAGE_SIZE;
+            rc = uz_dev_write_run(dev, index, pages);
+            done += run_bytes;
+            continue;
+        }
         rc = n == UZ_PAGE_SIZE ? write_page(dev, index, p + done)
                                : write_partial(dev, index, p + done, off, n);
         done += n;
@@ -322,7 +335,12 @@ ssize_t uz_dev_pread(struct uz_dev *dev, void *buf, size_t len, uint64_t offset)
     while (!rc && done < len) {
         uint64_t index;
         size_t off, n = page_span(offset + done, len - done, &index, &off);
-        if (n == UZ_PAGE_SIZE) {
+        if (n == UZ_PAGE_SIZE && dev->object_pages > 1 && len - done >= 2 * UZ_PAGE_SIZE) {
+            /* Whole pages: each multi-page object among them decoded once. */
+            uint64_t pages = (len - done) / UZ_PAGE_SIZE;
+            rc = uz_dev_read_pages_locked(dev, index, pages, p + done);
+            done += pages * UZ_PAGE_SIZE;
+        } else if (n == UZ_PAGE_SIZE) {
             rc = read_page(dev, index, p + done);
         } else {
             unsigned char tmp[UZ_PAGE_SIZE] __attribute__((aligned(16)));
@@ -346,10 +364,10 @@ static void zero_pages(struct uz_dev *dev, uint64_t first, uint64_t end, bool tr
         uz_slot_lock(s);
         uint32_t f = uz_slot_flags(s);
         if (trim) {
-            slot_free(dev, s);
+            uz_dev_slot_free(dev, s, i);
         } else if (!(f & UZ_SLOT_SAME) || s->val) {
-            struct stored p = {.flags = UZ_SLOT_SAME, .val = 0};
-            slot_commit(dev, s, &p);
+            struct uz_dev_stored p = {.flags = UZ_SLOT_SAME, .val = 0};
+            uz_dev_slot_commit(dev, s, i, &p);
         }
         uz_slot_unlock(s);
     }

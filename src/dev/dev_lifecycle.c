@@ -105,6 +105,9 @@ int uz_dev_create(const struct uz_dev_config *cfg, struct uz_dev **out)
     atomic_store(&dev->clock_offset, (int64_t)boot.tv_sec - (int64_t)mono.tv_sec);
     atomic_store(&dev->limit_pages, UZ_DIV_ROUND_UP(cfg->mem_limit, UZ_PAGE_SIZE));
     atomic_store(&dev->wb_batch, 32); /* the kernel's default writeback_batch_size */
+    dev->object_pages = 1;
+    for (unsigned i = 0; i < UZ_DEV_MOBJ_LOCKS; i++)
+        pthread_mutex_init(&dev->mobj_locks[i], NULL);
     if ((rc = uz_dev_policy_init(dev)) ||
         (rc = uz_dev_set_codec(dev, cfg->algorithm, cfg->level, NULL)) ||
         (rc = uz_dev_init_storage(dev, cfg->disksize)) ||
@@ -134,6 +137,8 @@ void uz_dev_destroy(struct uz_dev *dev)
     free(dev->dict_path);
     for (unsigned p = 1; p <= UZ_DEV_PRIO_MAX; p++)
         uz_dev_codec_free(&dev->sec[p]);
+    for (unsigned i = 0; i < UZ_DEV_MOBJ_LOCKS; i++)
+        pthread_mutex_destroy(&dev->mobj_locks[i]);
     uz_brlock_destroy(&dev->init_lock);
     uz_brlock_destroy(&dev->gate);
     free(dev);
@@ -208,6 +213,11 @@ int uz_dev_compact(struct uz_dev *dev)
     if (!dev)
         return -EINVAL;
     unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    /* Objects at most half live are repacked first (dev_multi.c): what they free is what the
+     * pool's compaction then gives back. */
+    uint64_t repacked = 0;
+    if (dev->pool)
+        (void)uz_dev_mobj_recompress(dev, 0, 0, 0, false, 0, &repacked);
     long freed = dev->pool ? uz_pool_compact(dev->pool) : -EINVAL;
     uz_brlock_read_unlock(&dev->init_lock, shard);
     return freed > INT_MAX ? INT_MAX : (int)freed;

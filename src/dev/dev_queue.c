@@ -35,6 +35,8 @@
 
 /* The worker the calling thread is, if any (the thread is running a `done` callback or the
  * write before it). */
+_Static_assert(UZ_DEV_WORKER_SPAN % UZ_DEV_OBJ_PAGES_MAX == 0, "a run never spans two stripes");
+
 static __thread struct uz_dev_worker *current_worker;
 
 static bool in_callback_of(const struct uz_dev *dev)
@@ -68,20 +70,46 @@ static void *worker_main(void *arg)
             pthread_cond_wait(&w->cond, &w->lock);
         if (w->head == w->tail)
             break; /* stopping and drained (the overflow is empty when the ring is) */
-        struct uz_dev_req req = w->ring[w->tail % UZ_DEV_QUEUE_DEPTH];
-        /* The request stays in the ring until it completes, so a submitter blocked on a full
-         * queue and flush both see it as pending. */
+        struct uz_dev_req req[UZ_DEV_OBJ_PAGES_MAX];
+        req[0] = w->ring[w->tail % UZ_DEV_QUEUE_DEPTH];
+        /* A whole aligned run of neighbours queued in order is written as one multi-page
+         * object (dev_multi.c): the region's evictions of neighbours, an NBD write. Stripes
+         * are whole runs (UZ_DEV_WORKER_SPAN is a multiple of 16), so a run is never split
+         * between workers. object_pages changes only under the exclusive lock, which drains
+         * the queues first. */
+        unsigned take = 1, run = dev->object_pages;
+        if (run > 1 && req[0].index % run == 0 && w->head - w->tail >= run) {
+            for (take = 1; take < run; take++) {
+                req[take] = w->ring[(w->tail + take) % UZ_DEV_QUEUE_DEPTH];
+                if (req[take].index != req[0].index + take)
+                    break;
+            }
+            if (take < run)
+                take = 1;
+        }
+        /* The requests stay in the ring until they complete, so a submitter blocked on a full
+         * queue and flush both see them as pending. */
         pthread_mutex_unlock(&w->lock);
 
         unsigned shard = uz_brlock_read_lock(&dev->init_lock);
-        int rc = uz_dev_write_page_nolock(dev, req.index, req.page);
+        int rc;
+        if (take > 1 && req[0].index + take <= dev->nr_pages) {
+            const void *pages[UZ_DEV_OBJ_PAGES_MAX];
+            for (unsigned k = 0; k < take; k++)
+                pages[k] = req[k].page;
+            rc = uz_dev_write_run(dev, req[0].index, pages);
+        } else {
+            take = 1;
+            rc = uz_dev_write_page_nolock(dev, req[0].index, req[0].page);
+        }
         uz_brlock_read_unlock(&dev->init_lock, shard);
-        if (req.done)
-            req.done(req.arg, rc);
+        for (unsigned k = 0; k < take; k++)
+            if (req[k].done)
+                req[k].done(req[k].arg, rc);
 
         pthread_mutex_lock(&w->lock);
-        w->tail++;
-        w->completed++;
+        w->tail += take;
+        w->completed += take;
         refill(w);
         pthread_cond_broadcast(&w->cond);
     }

@@ -33,8 +33,8 @@
 /* Whether a slot is a candidate; `f` is its flags word (racy peek or under its lock). */
 static bool candidate(uint32_t f, unsigned pick, unsigned prio, size_t threshold)
 {
-    if (!(f & UZ_SLOT_ALLOC) || (f & (UZ_SLOT_SAME | UZ_SLOT_WB | UZ_SLOT_INCOMP)))
-        return false;
+    if (!(f & UZ_SLOT_ALLOC) || (f & (UZ_SLOT_SAME | UZ_SLOT_WB | UZ_SLOT_INCOMP | UZ_SLOT_MULTI)))
+        return false; /* a page of a multi-page object goes with its object (below) */
 #ifdef UZ_SLOT_PP
     if (f & UZ_SLOT_PP)
         return false; /* being written back */
@@ -118,6 +118,8 @@ int uz_dev_recompress_locked(struct uz_dev *dev, unsigned pick, uint64_t max_pag
     if (!dev->table || prio < 1 || prio > UZ_DEV_PRIO_MAX || !dev->sec[prio].comp)
         return -EINVAL;
     bool last = prio == strongest(dev);
+    int rc = 0;
+    uint64_t tried = 0, replaced = 0;
 
     /* Count the candidates per bucket, then list them bucket by bucket (a counting sort over a
      * racy peek; each is checked again under its lock). */
@@ -130,7 +132,7 @@ int uz_dev_recompress_locked(struct uz_dev *dev, unsigned pick, uint64_t max_pag
         }
     }
     if (!total)
-        return 0;
+        goto objects;
     size_t bytes = (size_t)total * sizeof(uint64_t);
     uint64_t *list = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     void *page = aligned_alloc(UZ_CACHELINE, UZ_PAGE_SIZE);
@@ -161,8 +163,6 @@ int uz_dev_recompress_locked(struct uz_dev *dev, unsigned pick, uint64_t max_pag
             list[n++] = list[k];
     total = n;
 
-    int rc = 0;
-    uint64_t tried = 0, replaced = 0;
     for (uint64_t k = 0; k < total && !rc; k++) {
         if (max_pages && tried == max_pages)
             break;
@@ -180,6 +180,12 @@ int uz_dev_recompress_locked(struct uz_dev *dev, unsigned pick, uint64_t max_pag
     }
     munmap(list, bytes);
     free(page);
+objects:
+    /* Multi-page objects, per object, after the single pages (dev_multi.c; not sorted by
+     * size: an object's pages go together). */
+    if (!rc && (!max_pages || tried < max_pages))
+        rc = uz_dev_mobj_recompress(dev, pick, max_pages ? max_pages - tried : 0, prio, last,
+                                    threshold, &replaced);
     if (replaced)
         uz_pool_compact(dev->pool);
     *done += replaced;

@@ -397,9 +397,16 @@ static void limit_return(struct uz_dev *dev, uint64_t n)
 }
 
 /* Copies a PP-marked locked slot's data into `dst`: the raw page, or (packed) the object. */
-static int copy_out(struct uz_dev *dev, struct uz_slot *s, bool packed, void *dst, uint32_t *len)
+static int copy_out(struct uz_dev *dev, struct uz_slot *s, uint64_t index, bool packed, void *dst,
+                    uint32_t *len)
 {
     uint32_t f = uz_slot_flags(s);
+    if (f & UZ_SLOT_MULTI) {
+        /* A page of a multi-page object goes to the store as a raw page, in either layout:
+         * the object stays in RAM for its other pages (the store keeps no mask). */
+        *len = BLK;
+        return uz_dev_mobj_read(dev, s, index, dst, NULL);
+    }
     const void *obj = uz_pool_map(dev->pool, s->val);
     int rc = 0;
     if (packed) {
@@ -482,8 +489,13 @@ static uint64_t commit_batch(struct uz_dev *dev, struct item *it, unsigned n, bo
         if (keep) {
             /* The pool object goes; the slot now points into the store. It still counts in
              * orig_data_size (pages_stored), no longer in compr_data_size. */
-            uz_pool_free(dev->pool, s->val);
-            uz_counter_add(&dev->st.compr_data_size, -(int64_t)obj_len(f));
+            if (f & UZ_SLOT_MULTI) {
+                uz_dev_mobj_put(dev, s, it[k].index); /* counts the object when it goes */
+                f &= ~UZ_SLOT_PRIO_MASK;              /* a raw page in the store */
+            } else {
+                uz_pool_free(dev->pool, s->val);
+                uz_counter_add(&dev->st.compr_data_size, -(int64_t)obj_len(f));
+            }
             if (f & UZ_SLOT_HUGE)
                 uz_counter_add(&dev->st.huge_pages, -1);
             s->val = it[k].where;
@@ -634,7 +646,7 @@ static unsigned fill_batch(struct uz_dev *dev, struct scan *sc, struct batch *b,
                 *rc = -EIO; /* the kernel's answer to an exhausted writeback_limit */
             } else {
                 uint32_t len;
-                int r = copy_out(dev, s, sc->packed, b->buf + at, &len);
+                int r = copy_out(dev, s, sc->i, sc->packed, b->buf + at, &len);
                 if (r) {
                     limit_return(dev, 1);
                     *rc = r;
