@@ -88,23 +88,55 @@ static void make_page(unsigned char *p, uint64_t *seed)
 static void check_pool(struct uz_dev *dev)
 {
     CHECK_EQ(uz_pool_check(dev->pool), 0);
+    CHECK_EQ(uz_dev_mobj_check(dev), 0); /* multi-page objects agree with their slots */
 }
 
-/* Random page and byte I/O and discards, against a real file as the model. */
-static void test_model(const char *algo, uint64_t seed, int ops)
+static void set_object_pages(struct uz_dev *dev, unsigned n)
+{
+    char v[8];
+    snprintf(v, sizeof(v), "%u", n);
+    CHECK_EQ(uz_dev_attr_write(dev, "object_pages", v), 0);
+}
+
+/* Random page and byte I/O and discards, against a real file as the model, with objects of
+ * `object_pages` pages: whole aligned runs (and longer writes covering several) become one
+ * object each, which single-page, partial and discarding I/O then cut into. */
+static void test_model(const char *algo, uint64_t seed, int ops, unsigned object_pages)
 {
     const uint64_t pages = 96, size = pages * PAGE;
     struct uz_dev *dev = mkdev(size, algo, 0, 0);
+    set_object_pages(dev, object_pages);
+    const uint64_t run = object_pages;
     char path[] = "/tmp/uzram-model-XXXXXX";
     int fd = mkstemp(path);
     CHECK(fd >= 0);
     unlink(path);
     CHECK_EQ(ftruncate(fd, (off_t)size), 0);
-    unsigned char *buf = malloc(4 * PAGE), *got = malloc(4 * PAGE), *want = malloc(4 * PAGE);
+    const size_t bufsz = 40 * PAGE;
+    unsigned char *buf = malloc(bufsz), *got = malloc(bufsz), *want = malloc(bufsz);
     for (int op = 0; op < ops; op++) {
-        uint64_t r = uzt_rand(&seed) % 10;
+        uint64_t r = uzt_rand(&seed) % 12;
         uint64_t off, len;
-        if (r < 3) { /* whole page */
+        if (r >= 10) { /* whole runs, or pages around them */
+            uint64_t nruns = uzt_rand(&seed) % 2 + 1;
+            len = nruns * run * PAGE;
+            off = uzt_rand(&seed) % (pages / run) * run * PAGE;
+            if (r == 11) { /* unaligned: page by page at the edges */
+                off += (uzt_rand(&seed) % 3) * PAGE;
+                len += PAGE;
+            }
+            if (off >= size)
+                off = size - PAGE;
+            if (len > size - off)
+                len = size - off;
+            for (uint64_t k = 0; k < len / PAGE; k++)
+                make_page(buf + k * PAGE, &seed);
+            if (uzt_rand(&seed) % 3 == 0) /* all of a run alike: its object is tiny */
+                for (uint64_t k = 1; k < len / PAGE; k++)
+                    memcpy(buf + k * PAGE, buf, PAGE);
+            CHECK_EQ(uz_dev_pwrite(dev, buf, len, off), len);
+            CHECK_EQ(pwrite(fd, buf, len, (off_t)off), len);
+        } else if (r < 3) { /* whole page */
             uint64_t idx = uzt_rand(&seed) % pages;
             make_page(buf, &seed);
             CHECK_EQ(uz_dev_write_page(dev, idx, buf), 0);
@@ -137,12 +169,22 @@ static void test_model(const char *algo, uint64_t seed, int ops)
                 CHECK_EQ(uz_dev_read_page(dev, idx, got), 0);
             } else {
                 off = uzt_rand(&seed) % size;
-                len = uzt_rand(&seed) % (4 * PAGE) + 1;
+                len = uzt_rand(&seed) % (r == 9 ? bufsz : 4 * PAGE) + 1;
                 if (len > size - off)
                     len = size - off;
                 CHECK_EQ(uz_dev_pread(dev, got, len, off), len);
             }
             CHECK_EQ(pread(fd, want, len, (off_t)off), len);
+            if (memcmp(got, want, len)) {
+                size_t b = 0;
+                while (got[b] == want[b])
+                    b++;
+                fprintf(stderr,
+                        "%s object_pages=%u op %d r=%llu off=%llu len=%llu: byte %zu (page %llu) "
+                        "differs\n",
+                        algo, object_pages, op, (unsigned long long)r, (unsigned long long)off,
+                        (unsigned long long)len, b, (unsigned long long)((off + b) / PAGE));
+            }
             CHECK(memcmp(got, want, len) == 0);
         }
         if (op % 1000 == 0)
@@ -643,8 +685,17 @@ int main(void)
     test_ranges(7, 3000);
     const char *const *algos = uz_comp_algorithms();
     for (int i = 0; algos[i]; i++)
-        test_model(algos[i], 1000 + i, 6000);
-    test_model("zstd", 5, 20000);
+        test_model(algos[i], 1000 + i, 6000, 1);
+    test_model("zstd", 5, 20000, 1);
+    /* Multi-page objects: every codec with runs of 4, the fast and the strong one with 2, 8, 16
+     * (issue 11). */
+    for (int i = 0; algos[i]; i++)
+        test_model(algos[i], 2000 + i, 6000, 4);
+    static const unsigned runs[] = {2, 8, 16};
+    for (int k = 0; k < 3; k++) {
+        test_model("lz4", 3000 + k, 8000, runs[k]);
+        test_model("zstd", 3100 + k, 8000, runs[k]);
+    }
     free(sample);
     printf("dev: ok\n");
     return 0;

@@ -462,6 +462,10 @@ UZ_HIDDEN int uz_dev_read_pages_locked(struct uz_dev *dev, uint64_t first, uint6
  * replaced to *done. @return : 0 or -errno. */
 UZ_HIDDEN int uz_dev_mobj_recompress(struct uz_dev *dev, unsigned pick, uint64_t max_pages,
                                      unsigned prio, bool last, size_t threshold, uint64_t *done);
+/* For tests: every run's object agrees with its slots (live pages == popcount(mask) == the
+ * run's MULTI slots with its handle; mask within members). Takes init_lock and the slot
+ * locks. @return : 0 or -EUCLEAN. */
+UZ_HIDDEN int uz_dev_mobj_check(struct uz_dev *dev);
 /* Frees the run buffers of a stream. */
 UZ_HIDDEN void uz_dev_stream_run_free(struct uz_dev_stream *st);
 

@@ -340,7 +340,9 @@ ssize_t uz_dev_pread(struct uz_dev *dev, void *buf, size_t len, uint64_t offset)
             uint64_t pages = (len - done) / UZ_PAGE_SIZE;
             rc = uz_dev_read_pages_locked(dev, index, pages, p + done);
             done += pages * UZ_PAGE_SIZE;
-        } else if (n == UZ_PAGE_SIZE) {
+            continue;
+        }
+        if (n == UZ_PAGE_SIZE) {
             rc = read_page(dev, index, p + done);
         } else {
             unsigned char tmp[UZ_PAGE_SIZE] __attribute__((aligned(16)));

@@ -620,3 +620,43 @@ int uz_dev_mobj_recompress(struct uz_dev *dev, unsigned pick, uint64_t max_pages
     free(pages);
     return rc;
 }
+
+/* ---- the invariant, for tests ---- */
+
+int uz_dev_mobj_check(struct uz_dev *dev)
+{
+    const unsigned n = dev->object_pages;
+    unsigned shard = uz_brlock_read_lock(&dev->init_lock);
+    int rc = 0;
+    for (uint64_t base = 0; n > 1 && dev->table && base + n <= dev->nr_pages && !rc; base += n) {
+        for (unsigned k = 0; k < n; k++)
+            uz_slot_lock(&dev->table[base + k]);
+        for (unsigned k = 0; k < n && !rc; k++) {
+            const struct uz_slot *s = &dev->table[base + k];
+            uint32_t f = uz_slot_flags(s);
+            if (!(f & UZ_SLOT_MULTI))
+                continue;
+            if (!(f & UZ_SLOT_ALLOC) || (f & (UZ_SLOT_SAME | UZ_SLOT_WB | UZ_SLOT_HUGE)) ||
+                (f & UZ_SLOT_SIZE_MASK)) {
+                rc = -EUCLEAN;
+                break;
+            }
+            uint32_t slots = 0; /* the run's slots that point to this object */
+            for (unsigned j = 0; j < n; j++)
+                if ((uz_slot_flags(&dev->table[base + j]) & UZ_SLOT_MULTI) &&
+                    dev->table[base + j].val == s->val)
+                    slots |= 1u << j;
+            struct mobj_hdr *hd = uz_pool_map(dev->pool, s->val);
+            uint32_t mask = atomic_load(&hd->mask);
+            bool ok = mask == slots && (mask & ~(uint32_t)hd->members) == 0 &&
+                      hd->nchunks == chunks_for(hd->len) && hd->len > 0;
+            uz_pool_unmap(dev->pool, s->val);
+            if (!ok)
+                rc = -EUCLEAN;
+        }
+        for (unsigned k = n; k-- > 0;)
+            uz_slot_unlock(&dev->table[base + k]);
+    }
+    uz_brlock_read_unlock(&dev->init_lock, shard);
+    return rc;
+}
