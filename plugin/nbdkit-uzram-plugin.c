@@ -80,6 +80,7 @@ static struct {
     int compressed_writeback; /* -1: not given */
     char *recomp_algorithm;   /* the attribute's text ("algo=NAME [priority=N]"), or NULL */
     char *policy;             /* the policy attribute's text (commas made spaces), or NULL */
+    char object_pages[8];     /* object_pages (multi-page objects), or "" */
 } cfg = {.size = -1, .algorithm = "lz4", .parallel = PARALLEL_AUTO, .compressed_writeback = -1};
 
 static struct uz_dev *dev;
@@ -176,6 +177,15 @@ static int uzram_config(const char *key, const char *value)
         }
         if (keep(&cfg.recomp_algorithm, buf) == -1)
             return -1;
+    } else if (!strcmp(key, "object_pages")) {
+        unsigned n;
+        if (nbdkit_parse_unsigned("object_pages", value, &n) == -1)
+            return -1;
+        if (!n || n > 16 || (n & (n - 1))) {
+            nbdkit_error("object_pages=%s: 1, 2, 4, 8 or 16", value);
+            return -1;
+        }
+        snprintf(cfg.object_pages, sizeof(cfg.object_pages), "%u", n);
     } else if (!strcmp(key, "policy")) {
         /* policy=interval=60,recompress_age=7200,...: the attribute's keys, comma-separated. */
         if (keep(&cfg.policy, value) == -1)
@@ -214,6 +224,7 @@ static int tier_apply(struct uz_dev *d)
     const struct {
         const char *attr, *key, *value;
     } steps[] = {
+        {"object_pages", "object_pages", cfg.object_pages[0] ? cfg.object_pages : NULL},
         {"backing_dev", "backing_dev", cfg.backing_dev},
         {"compressed_writeback", "compressed_writeback",
          cfg.compressed_writeback < 0 ? NULL
@@ -278,6 +289,7 @@ static int uzram_config_complete(void)
     "compressed_writeback=<BOOL> Write compressed objects back, packed (default off).\n"           \
     "recomp_algorithm=<ALGO> Secondary compressor for recompress (priority 1), or the\n"           \
     "                      attribute's own text: \"algo=zstd priority=2\".\n"                      \
+    "object_pages=<N>      Compress aligned runs of N pages (1, 2, 4, 8, 16) as one object.\n"     \
     "policy=<K=V,...>      The tiering policy, comma-separated (interval=60,recompress_age=\n"     \
     "                      7200,writeback_age=72000,...; see uzram's policy attribute)."
 

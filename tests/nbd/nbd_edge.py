@@ -338,6 +338,12 @@ def main():
         srv = Server("edge-lzo", "size=3M", "algorithm=lzo")
         test_model(srv, 3 << 20, seed=3, ops=300)
         srv.stop()
+        # Multi-page objects (object_pages 4 and 16): the same model and concurrent clients.
+        for n, algo, seed in ((4, "zstd", 4), (16, "lz4", 5), (1, "lz4", 6)):
+            srv = Server(f"edge-obj{n}", f"size={size}", f"algorithm={algo}", f"object_pages={n}")
+            test_model(srv, size, seed=seed, ops=1500)
+            test_concurrent(srv, size)
+            srv.stop()
         test_mem_limit()
     finally:
         for s in list(SERVERS):
