@@ -8,7 +8,9 @@
  * rewrites it with the next version (whole, or one word at a time through libc's memcpy), and
  * sometimes swaps a random range out explicitly. Afterwards every page is checked, the
  * counters must show real swapping, and uz_region_check() compares the states with the kernel's.
- * Runs under ASan and TSan too (make check).
+ * Runs under ASan and TSan too (make check). An argument N sets the device's object_pages
+ * first (multi-page objects: neighbours evicted together become one object, and a fault reads
+ * the rest of the object's run in).
  */
 #include "harness.h"
 
@@ -17,6 +19,8 @@
 #include <unistd.h>
 
 #include "region_harness.h"
+
+#include "dev_internal.h"
 
 #define PAGE     UZ_PAGE_SIZE
 #define NPAGES   8192u /* 32 MiB */
@@ -107,9 +111,19 @@ static void *worker(void *arg)
     return NULL;
 }
 
-int main(void)
+/* Slots holding pages of multi-page objects (a snapshot). */
+static uint64_t count_multi(struct uz_dev *dev)
+{
+    uint64_t n = 0;
+    for (uint64_t i = 0; i < dev->nr_pages; i++)
+        n += (uz_slot_flags(&dev->table[i]) & UZ_SLOT_MULTI) != 0;
+    return n;
+}
+
+int main(int argc, char **argv)
 {
     alarm(300);
+    const char *object_pages = argc > 1 ? argv[1] : "1";
     sample = uzt_load_image(UZT_SAMPLE, &sample_pages);
     CHECK(sample && sample_pages);
     struct uz_region_config cfg = {.size = (size_t)NPAGES * PAGE,
@@ -118,9 +132,26 @@ int main(void)
     if (rc == -ENOSYS || rc == -EPERM)
         return UZT_SKIP;
     CHECK_EQ(rc, 0);
+    CHECK_EQ(uz_dev_attr_write(uz_region_dev(r), "object_pages", object_pages), 0);
     base = uz_region_base(r);
     for (uint32_t p = 0; p < NPAGES; p++)
         pthread_mutex_init(&locks[p], NULL);
+
+    /* A sequential fill first: reclaim evicts neighbours together, which the device writes as
+     * multi-page objects when object_pages > 1 (the random phase after it scatters them). */
+    uint64_t fill_seed = 99;
+    for (uint32_t p = 0; p < NPAGES; p++) {
+        write_page(p, 1, &fill_seed);
+        shadow[p] = 1;
+    }
+    for (uint32_t p = 0; p < NPAGES; p += 7)
+        check_page(p, 1, true);
+    CHECK_EQ(uz_dev_flush(uz_region_dev(r)), 0);
+    uint64_t multi = count_multi(uz_region_dev(r));
+    fprintf(stderr, "object_pages=%s: after the fill, %llu stored pages in multi-page objects\n",
+            object_pages, (unsigned long long)multi);
+    if (strcmp(object_pages, "1"))
+        CHECK(multi > 0);
 
     pthread_t t[NTHREADS];
     for (long i = 0; i < NTHREADS; i++)
@@ -160,6 +191,11 @@ int main(void)
         a = b;
     }
     check_region(r);
+    struct uz_dev *dev = uz_region_dev(r);
+    CHECK_EQ(uz_dev_mobj_check(dev), 0);
+    CHECK_EQ(uz_pool_check(dev->pool), 0);
+    fprintf(stderr, "object_pages=%s: at the end, %llu stored pages in multi-page objects\n",
+            object_pages, (unsigned long long)count_multi(dev));
     uz_region_destroy(r);
     free(sample);
     printf("test_region_stress: ok\n");

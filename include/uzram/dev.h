@@ -122,6 +122,11 @@ UZ_API bool uz_dev_stable_writes(const struct uz_dev *dev);
 /* uz_dev_disksize() : the current disk size in bytes (0 after a reset). */
 UZ_API uint64_t uz_dev_disksize(const struct uz_dev *dev);
 
+/* uz_dev_object_pages() : the object_pages attribute (1, 2, 4, 8 or 16): a write of a whole
+ *  aligned run of that many pages (uz_dev_pwrite, or neighbours queued in order to one worker)
+ *  is compressed as one object, and uz_dev_pread of whole pages decodes each object once. */
+UZ_API unsigned uz_dev_object_pages(const struct uz_dev *dev);
+
 /* Every number behind mm_stat, io_stat and debug_stat, as the attribute texts show them (the
  * texts are formatted from this struct). Sizes in bytes. A snapshot: fields are read one by one
  * while I/O goes on. */

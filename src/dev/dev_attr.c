@@ -755,7 +755,7 @@ static int store_reset(struct uz_dev *dev, const char *value)
     }
     uz_dev_free_storage(dev);
     atomic_store(&dev->limit_pages, 0);
-    dev->object_pages = 1; /* uzram's object_pages is part of the defaults too */
+    __atomic_store_n(&dev->object_pages, 1u, __ATOMIC_RELAXED); /* a default too */
     uz_dev_codec_swap(dev, &c);
     struct uz_dev_codec sec[UZ_DEV_PRIO_MAX + 1]; /* zram_destroy_comps(): secondaries go too */
     memcpy(sec, dev->sec, sizeof(sec));
@@ -1030,7 +1030,7 @@ static int store_object_pages(struct uz_dev *dev, const char *value)
     if (!uz_dev_is_empty(dev))
         rc = -EBUSY; /* a disk of fewer pages than a run, or its tail, stores page by page */
     else
-        dev->object_pages = (unsigned)v;
+        __atomic_store_n(&dev->object_pages, (unsigned)v, __ATOMIC_RELAXED);
     uz_dev_exclusive_end(dev);
     return rc;
 }

@@ -151,6 +151,12 @@ bool uz_dev_stable_writes(const struct uz_dev *dev)
     return dev->nworkers > 0;
 }
 
+unsigned uz_dev_object_pages(const struct uz_dev *dev)
+{
+    /* No lock: a region's fault threads ask (set under the exclusive lock, atomically). */
+    return dev ? __atomic_load_n(&dev->object_pages, __ATOMIC_RELAXED) : 1;
+}
+
 uint64_t uz_dev_disksize(const struct uz_dev *dev)
 {
     return dev ? atomic_load_explicit(&dev->disksize, memory_order_acquire) : 0;

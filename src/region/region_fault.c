@@ -75,14 +75,29 @@ unsigned uz_region_fill_run(struct uz_region *r, unsigned char *staging, uint64_
     }
 
     unsigned m = n;
-    for (unsigned k = 0; k < n; k++) {
+    for (unsigned k = 0; k < n;) {
         unsigned char *dst = staging + (size_t)k * UZ_PAGE_SIZE;
         if (uz_pg_state(words[k]) != UZ_PG_SWAPPED) {
             memset(dst, 0, UZ_PAGE_SIZE);
-        } else if (uz_dev_read_page(r->dev, first + k, dst)) {
+            k++;
+            continue;
+        }
+        /* A run of swapped neighbours in one read: the device decodes each multi-page object
+         * among them once (dev_multi.c). On an error, page by page to find the first bad one. */
+        unsigned j = k + 1;
+        while (j < n && uz_pg_state(words[j]) == UZ_PG_SWAPPED)
+            j++;
+        size_t len = (size_t)(j - k) * UZ_PAGE_SIZE;
+        if (j - k > 1 &&
+            uz_dev_pread(r->dev, dst, len, (first + k) * UZ_PAGE_SIZE) == (ssize_t)len) {
+            k = j;
+            continue;
+        }
+        if (uz_dev_read_page(r->dev, first + k, dst)) {
             m = k;
             break;
         }
+        k++;
     }
     if (!m) {
         /* The device cannot give the page back. Poison it, as the kernel does with a page it
@@ -142,6 +157,12 @@ static unsigned ra_window(struct uz_region *r, uint64_t i, unsigned *slot)
     r->ra[s].used = ++r->ra_clock;
     uz_spin_unlock(&r->ra_lock);
     *slot = s;
+    /* With multi-page objects, at least the rest of the page's run: reading one page of an
+     * object decodes the pages after it too, so they come in at no codec cost (as swapped-in
+     * pages, clean, the stored copy kept). */
+    unsigned run = uz_dev_object_pages(r->dev);
+    if (run > 1 && win < run - i % run)
+        win = (unsigned)(run - i % run);
     return r->npages - i < win ? (unsigned)(r->npages - i) : win;
 }
 
