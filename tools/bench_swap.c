@@ -3,7 +3,8 @@
  * bench_swap.c - `uzram-bench swap`: the "swapwork" workload of docs/anchors.md.
  *
  *   uzram-bench swap --image FILE [--size-mib 1024] [--limit-mib 256] [--touches 200000]
- *                    [--algorithm lz4] [--workers N] [--runs N] [--kernel | --baseline]
+ *                    [--algorithm lz4] [--workers N] [--object-pages N] [--runs N]
+ *                    [--kernel | --baseline]
  *
  * The workload: map --size-mib of memory; fill it page by page from the first 32 MiB of the
  * image, cycling ("fill"); read one byte of every page in order ("scan"); then --touches
@@ -56,6 +57,7 @@ struct swap_opts {
     size_t size_mib, limit_mib, touches;
     const char *algorithm;
     unsigned workers, runs;
+    const char *object_pages; /* the region device's object_pages, or NULL */
     bool kernel, baseline;
 };
 
@@ -179,6 +181,13 @@ static int run_region(const struct swap_opts *o, const unsigned char *img, size_
                         ? " (userfaultfd is not available to this process: it needs a kernel "
                           "with CONFIG_USERFAULTFD and no seccomp filter refusing it)"
                         : "");
+            return -1;
+        }
+        if (o->object_pages &&
+            (rc = uz_dev_attr_write(uz_region_dev(r), "object_pages", o->object_pages))) {
+            fprintf(stderr, "uzram-bench: object_pages=%s: %s\n", o->object_pages,
+                    strerror(-rc));
+            uz_region_destroy(r);
             return -1;
         }
         struct swap_result res = {0};
@@ -423,8 +432,8 @@ static void swap_usage(FILE *f)
 {
     fprintf(f, "usage: uzram-bench swap --image FILE [--size-mib N] [--limit-mib N] "
                "[--touches N]\n"
-               "                        [--algorithm NAME] [--workers N] [--runs N] "
-               "[--kernel | --baseline]\n");
+               "                        [--algorithm NAME] [--workers N] [--object-pages N] "
+               "[--runs N] [--kernel | --baseline]\n");
 }
 
 int uz_bench_swap(int argc, char **argv)
@@ -437,6 +446,7 @@ int uz_bench_swap(int argc, char **argv)
         {"touches", required_argument, NULL, 't'},
         {"algorithm", required_argument, NULL, 'a'},
         {"workers", required_argument, NULL, 'w'},
+        {"object-pages", required_argument, NULL, 'o'},
         {"runs", required_argument, NULL, 'r'},
         {"kernel", no_argument, NULL, 'k'},
         {"baseline", no_argument, NULL, 'b'},
@@ -463,6 +473,9 @@ int uz_bench_swap(int argc, char **argv)
             break;
         case 'w':
             o.workers = (unsigned)strtoul(optarg, NULL, 10);
+            break;
+        case 'o':
+            o.object_pages = optarg;
             break;
         case 'r':
             o.runs = (unsigned)strtoul(optarg, NULL, 10);

@@ -183,19 +183,27 @@ static size_t obj_cost(const struct uz_dev *dev, size_t len)
     return cost;
 }
 
-/* Frees an object nobody maps or points to any more. */
+/* compr_data_size counts the live share of each object: each page that leaves it takes its
+ * share away (the k-th of n members total*(k+1)/n - total*k/n bytes, so that the n shares sum
+ * to the total exactly), and mem_used over compr_data_size shows what stale pages cost, which
+ * is what sets a region's compaction (and its repacking) off. @return : the bytes still counted
+ * for an object of `total` bytes, `nmem` members and `live` pages live. */
+static uint64_t live_share(uint64_t total, unsigned nmem, unsigned live)
+{
+    return total - total * (nmem - live) / nmem;
+}
+
+/* Frees an object nobody maps or points to any more (its bytes already uncounted). */
 static void obj_free(struct uz_dev *dev, uz_handle_t head)
 {
     uz_handle_t more[RUN_MAX + 1];
     struct mobj_hdr *hd = uz_pool_map(dev->pool, head);
     unsigned n = hd->nchunks;
-    size_t total = hdr_size(n) + hd->len;
     memcpy(more, hd->more, (n - 1) * sizeof(uz_handle_t));
     uz_pool_unmap(dev->pool, head);
     uz_pool_free(dev->pool, head);
     for (unsigned k = 1; k < n; k++)
         uz_pool_free(dev->pool, more[k - 1]);
-    uz_counter_add(&dev->st.compr_data_size, -(int64_t)total);
 }
 
 void uz_dev_mobj_put(struct uz_dev *dev, struct uz_slot *s, uint64_t index)
@@ -206,7 +214,12 @@ void uz_dev_mobj_put(struct uz_dev *dev, struct uz_slot *s, uint64_t index)
     pthread_mutex_lock(m);
     struct mobj_hdr *hd = uz_pool_map(dev->pool, h);
     uint32_t old = atomic_fetch_and_explicit(&hd->mask, ~bit, memory_order_acq_rel);
+    unsigned nmem = (unsigned)__builtin_popcount(hd->members),
+             live = (unsigned)__builtin_popcount(old);
+    uint64_t total = hdr_size(hd->nchunks) + hd->len;
     uz_pool_unmap(dev->pool, h);
+    uz_counter_add(&dev->st.compr_data_size,
+                   -(int64_t)(live_share(total, nmem, live) - live_share(total, nmem, live - 1)));
     if (old == bit)
         obj_free(dev, h); /* the last page: no other thread can map it now (see the top) */
     pthread_mutex_unlock(m);
@@ -490,6 +503,7 @@ static int replace_obj(struct uz_dev *dev, uint64_t base, unsigned pick, unsigne
     struct mobj_hdr *hd = uz_pool_map(dev->pool, head);
     uint16_t members = hd->members, live = (uint16_t)atomic_load(&hd->mask);
     size_t old_len = hd->len;
+    uint64_t old_total = hdr_size(hd->nchunks) + hd->len;
     uz_pool_unmap(dev->pool, head);
     unsigned prio = uz_slot_prio(f0), count = (unsigned)__builtin_popcount(live);
     unsigned nmem = (unsigned)__builtin_popcount(members);
@@ -579,6 +593,7 @@ static int replace_obj(struct uz_dev *dev, uint64_t base, unsigned pick, unsigne
                               keep | UZ_SLOT_ALLOC | UZ_SLOT_MULTI | (codec << UZ_SLOT_PRIO_SHIFT));
         }
     }
+    uz_counter_add(&dev->st.compr_data_size, -(int64_t)live_share(old_total, nmem, count));
     obj_free(dev, head);
     if (total)
         uz_counter_add(&dev->st.compr_data_size, total);

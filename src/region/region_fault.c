@@ -161,7 +161,7 @@ static unsigned ra_window(struct uz_region *r, uint64_t i, unsigned *slot)
      * object decodes the pages after it too, so they come in at no codec cost (as swapped-in
      * pages, clean, the stored copy kept). */
     unsigned run = uz_dev_object_pages(r->dev);
-    if (run > 1 && win < run - i % run)
+    if (run > 1 && win > 1 && win < run - i % run)
         win = (unsigned)(run - i % run);
     return r->npages - i < win ? (unsigned)(r->npages - i) : win;
 }
