@@ -46,7 +46,7 @@
 #define UZ_SLOT_PRIO_SHIFT 21         /* bits 21..22: priority of the codec that made the object */
 /* With ALLOC: picked by a writeback in flight (the kernel's ZRAM_PP_SLOT). Freeing the slot
  * clears it, which tells the writeback that its copy is stale (dev_wb.c). */
-#define UZ_SLOT_PP        (1u << 20)
+#define UZ_SLOT_PP (1u << 20)
 /* With ALLOC: the slot's page is one of the pages of a multi-page object (issue 11;
  * dev_multi.c). `val` is then the handle of the object's head chunk, shared by every slot of
  * the run whose page is in it, the size bits are 0 and the object's header (in the head chunk)
@@ -55,7 +55,7 @@
  *   live pages of an object == popcount(its header's mask) == slots of the run that are
  *   MULTI with that val
  * and the object is freed by whoever clears the last bit of the mask. */
-#define UZ_SLOT_MULTI (1u << 19)
+#define UZ_SLOT_MULTI     (1u << 19)
 #define UZ_SLOT_PRIO_MASK (3u << UZ_SLOT_PRIO_SHIFT)
 #define UZ_SLOT_LOCK_BITS (UZ_SLOT_LOCK | UZ_SLOT_WAITERS)
 #define UZ_SLOT_SIZE_MASK 0x1fffu
