@@ -185,8 +185,7 @@ static int run_region(const struct swap_opts *o, const unsigned char *img, size_
         }
         if (o->object_pages &&
             (rc = uz_dev_attr_write(uz_region_dev(r), "object_pages", o->object_pages))) {
-            fprintf(stderr, "uzram-bench: object_pages=%s: %s\n", o->object_pages,
-                    strerror(-rc));
+            fprintf(stderr, "uzram-bench: object_pages=%s: %s\n", o->object_pages, strerror(-rc));
             uz_region_destroy(r);
             return -1;
         }
