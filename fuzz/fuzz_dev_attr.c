@@ -45,7 +45,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                                         "writeback_limit_enable",
                                         "writeback_batch_size",
                                         "compressed_writeback",
-                                        "idle_pages"};
+                                        "idle_pages",
+                                        "object_pages"};
     static char store[64];
     if (!store[0])
         snprintf(store, sizeof(store), "/tmp/uzram-fuzz-store.%d", (int)getpid());
@@ -92,6 +93,21 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int rc = uz_dev_attr_write(dev, text, value);
     if (rc > 0)
         abort();
+    if (!strcmp(text, "object_pages")) {
+        /* Settable only while empty: on a fresh device, then a run written and read back. */
+        struct uz_dev *d2;
+        if (!uz_dev_create(&cfg, &d2)) {
+            static unsigned char run[16 * UZ_PAGE_SIZE], back[16 * UZ_PAGE_SIZE];
+            for (size_t i = 0; i < sizeof(run); i++)
+                run[i] = (unsigned char)(i % 251 < 7 ? i / 4096 : i % 13);
+            if (uz_dev_attr_write(d2, text, value) > 0 ||
+                uz_dev_pwrite(d2, run, sizeof(run), 0) != (ssize_t)sizeof(run) ||
+                uz_dev_pread(d2, back, sizeof(back), 0) != (ssize_t)sizeof(back) ||
+                memcmp(run, back, sizeof(run)) || uz_dev_mobj_check(d2) || uz_pool_check(d2->pool))
+                abort();
+            uz_dev_destroy(d2);
+        }
+    }
     char out[16384];
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         int n = uz_dev_attr_read(dev, names[i], out, sizeof(out));
