@@ -6,7 +6,8 @@
  * and into a smaller one. byte % 10 picks the codec: 0..4 lzo, lz4, lz4hc, zstd, deflate (the
  * seeds' order), 5..9 the same with parameters: lzo-rle, lz4, lz4hc and zstd with a 64 KiB
  * dictionary (blocks that refer into it), deflate with winbits 12 (the zlib format). The same bytes
- * are then compressed, and must decompress back unchanged. The codec libraries are not
+ * are then compressed, and must decompress back unchanged. uz_comp_decompress_prefix() gets the
+ * same bytes with a `want` taken from the first data byte. The codec libraries are not
  * instrumented, so inputs and outputs are placed against a PROT_NONE page: a read past srclen
  * or a write past dstcap faults even inside them. Codecs and streams are created once.
  */
@@ -106,6 +107,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (n > 0)
         REQUIRE(decompress_into(s, in, size, (size_t)n - 1) == -EBADMSG);
     decompress_into(s, in, size, 64);
+    /* A prefix of it (multi-page objects): at least `want` bytes, never past the fence. */
+    size_t want = 1 + data[0] % UZ_PAGE_SIZE;
+    ssize_t p = uz_comp_decompress_prefix(s, in, size, fout.end - UZ_PAGE_SIZE, want, UZ_PAGE_SIZE);
+    REQUIRE(p == -EBADMSG || (p >= (ssize_t)want && p <= UZ_PAGE_SIZE));
+    if (n >= 0 && (size_t)n >= want)
+        REQUIRE(p >= (ssize_t)want);
 
     /* Compress them: the result fits the bound and round-trips. */
     size_t bound = uz_comp_bound(c, size);
