@@ -193,6 +193,7 @@ one_kernel() {
     total=$((peak + zused))
     echo "workload=$name run=$i side=kernel limit_mib=$lim wall_s=$wall total_bytes=$total cg_peak_bytes=$peak zram_mem_used_max=$zused rss_peak_bytes=$(kv $tmp/out maxrss_bytes) pswpout=$swapped status=$st"
     [ "$st" = 0 ] || { sed 's/^/#   /' $tmp/out $tmp/err; return 0; }
+    sed -n 's/^run[-_][a-z]*: /#   /p' $tmp/out
     echo "$wall $total" >>$tmp/$name.k
 }
 
@@ -213,6 +214,7 @@ one_uzram() {
     grep '^resident_bytes=' $tmp/err >$tmp/stats || true
     echo "workload=$name run=$i side=uzram limit_mib=$lim wall_s=$wall total_bytes=$peak cg_peak_bytes=$peak rss_peak_bytes=$(kv $tmp/out maxrss_bytes) pool_peak_bytes=$(cut -d' ' -f1 $tmp/sample) resident_peak_bytes=$(cut -d' ' -f2 $tmp/sample) major_faults=$(kv $tmp/stats major_faults) throttled=$(kv $tmp/stats throttled) mode=$(kv $tmp/stats mode) status=$st"
     [ "$st" = 0 ] || { sed 's/^/#   /' $tmp/out $tmp/err; return 0; }
+    sed -n 's/^run[-_][a-z]*: /#   /p' $tmp/out
     echo "$wall $peak" >>$tmp/$name.u
 }
 
@@ -248,23 +250,33 @@ workload() { # NAME MIB LIMIT CMD...
     fi
 }
 
+# Start-up: in each of 10 rounds, REPS/10 runs of each command in turn; per command the median
+# of the rounds' medians and the smallest time seen; the overhead is the median over the rounds
+# of (uzram-run median - plain median). Two more commands show where the time goes: jemalloc
+# alone preloaded (the allocator and the libstdc++ it links), and the preload without uzram-run.
 startup() {
     rounds=10 per=$((startup_reps / 10))
     [ $per -ge 1 ] || per=1
+    je=$(ldd "$UZRAM_PRELOAD" | awk '/libjemalloc/ {print $3}')
     : >$tmp/st
     r=1
     while [ $r -le $rounds ]; do
         "$exe" -q -n $per -- /bin/true >$tmp/p
         "$exe" -q -n $per -- "$run" -- /bin/true >$tmp/u
-        echo "$(kv $tmp/p median_s) $(kv $tmp/p min_s) $(kv $tmp/u median_s) $(kv $tmp/u min_s)" >>$tmp/st
+        "$exe" -q -n $per -e "LD_PRELOAD=$je" -- /bin/true >$tmp/j
+        "$exe" -q -n $per -e "LD_PRELOAD=$UZRAM_PRELOAD" -- /bin/true >$tmp/l
+        for f in p u j l; do printf '%s %s ' "$(kv $tmp/$f median_s)" "$(kv $tmp/$f min_s)"; done >>$tmp/st
+        echo >>$tmp/st
         r=$((r + 1))
     done
     awk '{print ($3-$1)*1000}' $tmp/st | median >$tmp/ov
-    pm=$(cut -d' ' -f1 $tmp/st | median) um=$(cut -d' ' -f3 $tmp/st | median)
-    pmin=$(cut -d' ' -f2 $tmp/st | sort -g | head -1) umin=$(cut -d' ' -f4 $tmp/st | sort -g | head -1)
-    awk -v pm="$pm" -v um="$um" -v pmin="$pmin" -v umin="$umin" -v ov="$(cat $tmp/ov)" -v n=$((rounds * per)) 'BEGIN {
+    col() { cut -d' ' -f"$1" $tmp/st | median; }
+    low() { cut -d' ' -f"$1" $tmp/st | sort -g | head -1; }
+    awk -v pm="$(col 1)" -v pmin="$(low 2)" -v um="$(col 3)" -v umin="$(low 4)" -v jm="$(col 5)" \
+        -v lm="$(col 7)" -v ov="$(cat $tmp/ov)" -v n=$((rounds * per)) 'BEGIN {
         printf "workload=startup reps=%d plain_median_ms=%.3f plain_min_ms=%.3f uzram_median_ms=%.3f uzram_min_ms=%.3f overhead_median_ms=%.3f overhead_min_ms=%.3f target_ms=2 met=%s\n",
-            n, pm*1000, pmin*1000, um*1000, umin*1000, ov, (umin-pmin)*1000, ov <= 2 ? "yes" : "no" }'
+            n, pm*1000, pmin*1000, um*1000, umin*1000, ov, (umin-pmin)*1000, ov <= 2 ? "yes" : "no"
+        printf "workload=startup side=breakdown jemalloc_preloaded_median_ms=%.3f preload_only_median_ms=%.3f\n", jm*1000, lm*1000 }'
 }
 
 # ---- the run ----

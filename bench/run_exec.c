@@ -3,12 +3,12 @@
  * run_exec.c - `run-exec`: runs a command N times and prints how long it took and how much
  * memory it used, for bench/run-bench.sh (uzram-run against kernel zram swap).
  *
- *   run-exec [-n REPS] [-g CGROUP_DIR] [-q] -- PROGRAM [ARGS...]
+ *   run-exec [-n REPS] [-g CGROUP_DIR] [-e NAME=VALUE]... [-q] -- PROGRAM [ARGS...]
  *
  * Each repetition: clock_gettime(CLOCK_MONOTONIC), fork, the child moves itself into the cgroup
- * (writes its pid to CGROUP_DIR/cgroup.procs) and execs PROGRAM (stdout to /dev/null with -q),
- * the parent waits with wait4, clock_gettime. The same fork+exec+wait is paid on both sides of
- * a comparison, so differences between two commands are the commands' own.
+ * (writes its pid to CGROUP_DIR/cgroup.procs), sets the -e variables and execs PROGRAM (stdout to
+ * /dev/null with -q), the parent waits with wait4, clock_gettime. The same fork+exec+wait is paid
+ * on both sides of a comparison, so differences between two commands are the commands' own.
  *
  * Prints one line: reps= median_s= min_s= max_s= maxrss_bytes= (the largest ru_maxrss wait4
  * reported: the peak RSS of the program, or of the largest of its waited-for children)
@@ -40,7 +40,8 @@ static int cmp_double(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: run-exec [-n REPS] [-g CGROUP_DIR] [-q] -- PROGRAM [ARGS...]\n");
+    fprintf(f, "usage: run-exec [-n REPS] [-g CGROUP_DIR] [-e NAME=VALUE]... [-q] -- PROGRAM "
+               "[ARGS...]\n");
 }
 
 int main(int argc, char **argv)
@@ -48,13 +49,22 @@ int main(int argc, char **argv)
     long reps = 1;
     const char *cgroup = NULL;
     int quiet = 0, c;
-    while ((c = getopt(argc, argv, "+n:g:qh")) != -1) {
+    char *env[16];
+    int nenv = 0;
+    while ((c = getopt(argc, argv, "+n:g:e:qh")) != -1) {
         switch (c) {
         case 'n':
             reps = strtol(optarg, NULL, 10);
             break;
         case 'g':
             cgroup = optarg;
+            break;
+        case 'e':
+            if (nenv == 16 || !strchr(optarg, '=')) {
+                usage(stderr);
+                return 2;
+            }
+            env[nenv++] = optarg;
             break;
         case 'q':
             quiet = 1;
@@ -98,6 +108,8 @@ int main(int argc, char **argv)
                 }
                 close(fd);
             }
+            for (int k = 0; k < nenv; k++)
+                putenv(env[k]);
             if (quiet) {
                 int fd = open("/dev/null", O_WRONLY);
                 if (fd >= 0)
