@@ -253,7 +253,8 @@ workload() { # NAME MIB LIMIT CMD...
 # Start-up: in each of 10 rounds, REPS/10 runs of each command in turn; per command the median
 # of the rounds' medians and the smallest time seen; the overhead is the median over the rounds
 # of (uzram-run median - plain median). Two more commands show where the time goes: jemalloc
-# alone preloaded (the allocator and the libstdc++ it links), and the preload without uzram-run.
+# alone preloaded (the allocator and the libstdc++ it links), and the preload without uzram-run;
+# cpu_*_ms are the median CPU time (user + system, all threads) of each, less sensitive to load.
 startup() {
     rounds=10 per=$((startup_reps / 10))
     [ $per -ge 1 ] || per=1
@@ -266,6 +267,7 @@ startup() {
         "$exe" -q -n $per -e "LD_PRELOAD=$je" -- /bin/true >$tmp/j
         "$exe" -q -n $per -e "LD_PRELOAD=$UZRAM_PRELOAD" -- /bin/true >$tmp/l
         for f in p u j l; do printf '%s %s ' "$(kv $tmp/$f median_s)" "$(kv $tmp/$f min_s)"; done >>$tmp/st
+        for f in p u j l; do printf '%s ' "$(kv $tmp/$f cpu_median_s)"; done >>$tmp/st
         echo >>$tmp/st
         r=$((r + 1))
     done
@@ -273,10 +275,12 @@ startup() {
     col() { cut -d' ' -f"$1" $tmp/st | median; }
     low() { cut -d' ' -f"$1" $tmp/st | sort -g | head -1; }
     awk -v pm="$(col 1)" -v pmin="$(low 2)" -v um="$(col 3)" -v umin="$(low 4)" -v jm="$(col 5)" \
-        -v lm="$(col 7)" -v ov="$(cat $tmp/ov)" -v n=$((rounds * per)) 'BEGIN {
+        -v lm="$(col 7)" -v pc="$(col 9)" -v uc="$(col 10)" -v jc="$(col 11)" -v lc="$(col 12)" \
+        -v ov="$(cat $tmp/ov)" -v n=$((rounds * per)) 'BEGIN {
         printf "workload=startup reps=%d plain_median_ms=%.3f plain_min_ms=%.3f uzram_median_ms=%.3f uzram_min_ms=%.3f overhead_median_ms=%.3f overhead_min_ms=%.3f target_ms=2 met=%s\n",
             n, pm*1000, pmin*1000, um*1000, umin*1000, ov, (umin-pmin)*1000, ov <= 2 ? "yes" : "no"
-        printf "workload=startup side=breakdown jemalloc_preloaded_median_ms=%.3f preload_only_median_ms=%.3f\n", jm*1000, lm*1000 }'
+        printf "workload=startup side=breakdown jemalloc_preloaded_median_ms=%.3f preload_only_median_ms=%.3f cpu_plain_ms=%.3f cpu_uzram_ms=%.3f cpu_jemalloc_preloaded_ms=%.3f cpu_preload_only_ms=%.3f\n",
+            jm*1000, lm*1000, pc*1000, uc*1000, jc*1000, lc*1000 }'
 }
 
 # ---- the run ----

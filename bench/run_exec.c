@@ -10,8 +10,9 @@
  * /dev/null with -q), the parent waits with wait4, clock_gettime. The same fork+exec+wait is paid
  * on both sides of a comparison, so differences between two commands are the commands' own.
  *
- * Prints one line: reps= median_s= min_s= max_s= maxrss_bytes= (the largest ru_maxrss wait4
- * reported: the peak RSS of the program, or of the largest of its waited-for children)
+ * Prints one line: reps= median_s= min_s= max_s= cpu_median_s= (user + system time of the
+ * program, every thread and waited-for child, from wait4) maxrss_bytes= (the largest ru_maxrss
+ * wait4 reported: the peak RSS of the program, or of the largest of its waited-for children)
  * status= (the exit status of the last repetition, 128+N for a signal). Exit status: 0 when every
  * repetition exited 0, 1 otherwise, 2 for a usage error.
  */
@@ -36,6 +37,13 @@ static int cmp_double(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
+}
+
+/* The median of v[0..n) (sorts v). */
+static double median(double *v, long n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
 }
 
 static void usage(FILE *f)
@@ -84,8 +92,8 @@ int main(int argc, char **argv)
     char procs[4096];
     if (cgroup)
         snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgroup);
-    double *t = malloc((size_t)reps * sizeof(*t));
-    if (!t) {
+    double *t = malloc((size_t)reps * sizeof(*t)), *cpu = malloc((size_t)reps * sizeof(*cpu));
+    if (!t || !cpu) {
         perror("run-exec");
         return 1;
     }
@@ -127,16 +135,19 @@ int main(int argc, char **argv)
                 return 1;
             }
         t[i] = now() - t0;
+        cpu[i] = (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
+                 (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
         if (ru.ru_maxrss > maxrss)
             maxrss = ru.ru_maxrss;
         status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
         if (status)
             all_ok = 0;
     }
-    qsort(t, (size_t)reps, sizeof(*t), cmp_double);
-    double med = reps % 2 ? t[reps / 2] : (t[reps / 2 - 1] + t[reps / 2]) / 2;
-    printf("reps=%ld median_s=%.6f min_s=%.6f max_s=%.6f maxrss_bytes=%lld status=%d\n", reps, med,
-           t[0], t[reps - 1], (long long)maxrss * 1024, status);
+    double med = median(t, reps), cpu_med = median(cpu, reps); /* t sorted from here on */
+    printf("reps=%ld median_s=%.6f min_s=%.6f max_s=%.6f cpu_median_s=%.6f maxrss_bytes=%lld "
+           "status=%d\n",
+           reps, med, t[0], t[reps - 1], cpu_med, (long long)maxrss * 1024, status);
     free(t);
+    free(cpu);
     return all_ok ? 0 : 1;
 }
