@@ -212,7 +212,7 @@ one_uzram() {
     cg_drop "$cg"
     wall=$(kv $tmp/out median_s) st=$(kv $tmp/out status)
     grep '^resident_bytes=' $tmp/err >$tmp/stats || true
-    echo "workload=$name run=$i side=uzram limit_mib=$lim wall_s=$wall total_bytes=$peak cg_peak_bytes=$peak rss_peak_bytes=$(kv $tmp/out maxrss_bytes) pool_peak_bytes=$(cut -d' ' -f1 $tmp/sample) resident_peak_bytes=$(cut -d' ' -f2 $tmp/sample) major_faults=$(kv $tmp/stats major_faults) throttled=$(kv $tmp/stats throttled) mode=$(kv $tmp/stats mode) status=$st"
+    echo "workload=$name run=$i side=uzram limit_mib=$lim wall_s=$wall total_bytes=$peak cg_peak_bytes=$peak rss_peak_bytes=$(kv $tmp/out maxrss_bytes) pool_peak_bytes=$(cut -d' ' -f1 $tmp/sample) resident_peak_bytes=$(cut -d' ' -f2 $tmp/sample) major_faults=$(kv $tmp/stats major_faults) minor_faults=$(kv $tmp/stats minor_faults) throttled=$(kv $tmp/stats throttled) mode=$(kv $tmp/stats mode) status=$st"
     [ "$st" = 0 ] || { sed 's/^/#   /' $tmp/out $tmp/err; return 0; }
     sed -n 's/^run[-_][a-z]*: /#   /p' $tmp/out
     echo "$wall $peak" >>$tmp/$name.u
