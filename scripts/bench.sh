@@ -7,14 +7,16 @@
 #   uzram-bench contend  4 threads on 64 shared slots vs slots of their own vs the bare codec
 #   bench/nbd-bench.sh   the NBD plugin vs nbdkit's memory plugin
 #   uzram-bench swap     a region vs kernel zram swap (--baseline, as root)
+#   bench/run-bench.sh   uzram-run vs the same programs in a memory cgroup with kernel zram swap
+#                        (a C heap, a Python dict, start-up; as root, 3 runs)
 # Usage: scripts/bench.sh [BUILD_DIR]; RUNS=N sets repetitions (default 5), CORPUS=DIR the images
-# (default ../shared/corpus), BENCH="dev contend nbd swap" a subset.
+# (default ../shared/corpus), BENCH="dev contend nbd swap run" a subset.
 set -eu
 cd "$(dirname "$0")/.."
 build=${1:-build}
 runs=${RUNS:-5}
 corpus=${CORPUS:-../shared/corpus}
-which=${BENCH:-dev contend nbd swap}
+which=${BENCH:-dev contend nbd swap run}
 bench=$build/tools/uzram-bench
 [ -x "$bench" ] || { echo "bench.sh: $bench not built (make build)" >&2; exit 1; }
 
@@ -57,6 +59,15 @@ for b in $which; do
                 --baseline --runs 3
         else
             echo "== uzram-bench swap: skipped (needs root for the kernel baseline)"
+        fi
+        ;;
+    run)
+        if [ "$root" = yes ]; then
+            img=$(echo $images | cut -d' ' -f1)
+            echo "== bench/run-bench.sh"
+            bench/run-bench.sh -b "$build" -r 3 -i "$img"
+        else
+            echo "== bench/run-bench.sh: skipped (needs root for the kernel baseline)"
         fi
         ;;
     *)
