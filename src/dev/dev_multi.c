@@ -302,7 +302,10 @@ int uz_dev_mobj_read(struct uz_dev *dev, struct uz_slot *s, uint64_t index, void
     int rc = (members >> pos) & 1 ? 0 : -EIO;
     unsigned order = order_of(members, pos);
     if (!rc)
-        rc = obj_decode(dev, st, prio, s->val, order + 1, &members);
+        /* The first page asks for all of it (reading an object from its start is mostly
+         * reading through it: one decode); a page further in for what it needs. */
+        rc = obj_decode(dev, st, prio, s->val,
+                        order ? order + 1 : (unsigned)__builtin_popcount(members), &members);
     if (!rc)
         memcpy(page, st->run + (size_t)order * UZ_PAGE_SIZE, UZ_PAGE_SIZE);
     if (st != held)
