@@ -4,8 +4,9 @@
  * writeback of each type and of index lists in both store layouts with every page read back
  * exact, holes punched on discard and overwrite (st_blocks), writeback_limit exhaustion, a full
  * file system (-ENOSPC, nothing lost), injected read and write errors (-EIO, counted, nothing
- * else lost), the packed layout's density before and after heavy freeing, reset detaching the
- * store, and readers, writers and discards racing writebacks against a shadow copy.
+ * else lost), corrupt objects met by the two decoding threads, the packed layout's density before
+ * and after heavy freeing, reset detaching the store, and readers, writers and discards racing
+ * writebacks against a shadow copy.
  */
 #include "harness.h"
 
@@ -434,6 +435,73 @@ static void test_io_errors(bool packed)
     unlink(file);
 }
 
+/* ---- corrupt objects, decoded by two threads ---- */
+
+static _Atomic int writes_left; /* pwrite calls that succeed before the rest fail; < 0: all */
+
+static ssize_t counted_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    if (atomic_load(&writes_left) >= 0 && atomic_fetch_sub(&writes_left, 1) <= 0) {
+        errno = EIO;
+        return -1;
+    }
+    return pwrite(fd, buf, len, off);
+}
+
+/* Raw writeback decodes each batch on both threads after picking it: a corrupt object cuts the
+ * batch before it (-EIO), alone or while the batch before fails to write; nothing is lost, no PP
+ * is left and writeback_limit gets back what was not written. */
+static void test_corrupt(void)
+{
+    enum { N = 256, BATCH = 16, BAD = 100 };
+    static unsigned char shadow[N * PAGE];
+    char file[4200];
+    path_of(file, sizeof(file), "corrupt");
+    for (int write_fails = 0; write_fails < 2; write_fails++) {
+        struct uz_dev *dev = mkdev(N);
+        CHECK_EQ(wr(dev, "backing_dev", file), 0);
+        CHECK_EQ(wr(dev, "writeback_batch_size", "16"), 0);
+        CHECK_EQ(wr(dev, "writeback_limit_enable", "1"), 0);
+        CHECK_EQ(wr(dev, "writeback_limit", "1000"), 0);
+        for (uint64_t i = 0; i < N; i++) {
+            make_page(shadow + i * PAGE, 900 + i, 0);
+            CHECK_EQ(uz_dev_write_page(dev, i, shadow + i * PAGE), 0);
+        }
+        struct uz_slot *s = &dev->table[BAD];
+        uint32_t f = uz_slot_flags(s);
+        CHECK((f & UZ_SLOT_ALLOC) && !(f & UZ_SLOT_HUGE));
+        memset(uz_pool_map(dev->pool, s->val), 0xff, f & UZ_SLOT_SIZE_MASK);
+        uz_pool_unmap(dev->pool, s->val);
+        /* write_fails: the write of the batch before BAD's fails while BAD's is decoded. */
+        uint64_t want = write_fails ? BAD / BATCH * BATCH - BATCH : BAD;
+        atomic_store(&writes_left, write_fails ? BAD / BATCH - 1 : -1);
+        uz_dev_wb_pwrite_hook = counted_pwrite;
+        CHECK_EQ(wr(dev, "writeback", "page_indexes=0-256"), -EIO);
+        uz_dev_wb_pwrite_hook = NULL;
+        struct uz_dev_stats st = stats(dev);
+        CHECK_EQ(st.bd_count, want);
+        CHECK_EQ(count_flag(dev, UZ_SLOT_WB), want);
+        CHECK_EQ(count_flag(dev, UZ_SLOT_PP), 0);
+        CHECK_EQ(st.failed_writes, (uint64_t)write_fails);
+        for (uint64_t i = 0; i < N; i++)
+            CHECK_EQ(!!(uz_slot_flags(&dev->table[i]) & UZ_SLOT_WB), i < want);
+        char buf[64];
+        CHECK(uz_dev_attr_read(dev, "writeback_limit", buf, sizeof(buf)) > 0);
+        CHECK_EQ(strtoull(buf, NULL, 10), 1000 - want);
+        unsigned char page[PAGE];
+        CHECK_EQ(uz_dev_read_page(dev, BAD, page), -EIO);
+        CHECK_EQ(uz_dev_write_page(dev, BAD, shadow + BAD * PAGE), 0); /* repaired */
+        verify(dev, shadow, N);
+        CHECK_EQ(wr(dev, "writeback", "page_indexes=0-256"), 0);
+        CHECK_EQ(stats(dev).bd_count, N);
+        verify(dev, shadow, N);
+        CHECK_EQ(uz_dev_wb_stored(dev->wb), N);
+        CHECK_EQ(uz_pool_check(dev->pool), 0);
+        uz_dev_destroy(dev);
+        unlink(file);
+    }
+}
+
 /* ---- packed density ---- */
 
 static void test_density(void)
@@ -574,6 +642,7 @@ int main(void)
     test_full_fs();
     test_io_errors(false);
     test_io_errors(true);
+    test_corrupt();
     test_density();
     test_race(false);
     test_race(true);

@@ -361,9 +361,10 @@ bool uz_dev_wb_shared(const struct uz_dev_wb *wb)
 
 struct item {
     uint64_t index;
-    uint32_t flags; /* the slot's data flags when copied out */
-    uint32_t len;   /* bytes in the store */
-    uint64_t where; /* block (raw) or offset (packed) */
+    uz_handle_t handle; /* the pool object when picked */
+    uint32_t flags;     /* the slot's data flags when picked */
+    uint32_t len;       /* bytes in the store */
+    uint64_t where;     /* block (raw) or offset (packed) */
 };
 
 static bool wanted(uint32_t f, unsigned pick)
@@ -396,27 +397,24 @@ static void limit_return(struct uz_dev *dev, uint64_t n)
         atomic_fetch_add(&dev->wb_limit, n);
 }
 
-/* Copies a PP-marked locked slot's data into `dst`: the raw page, or (packed) the object. */
-static int copy_out(struct uz_dev *dev, struct uz_slot *s, uint64_t index, bool packed, void *dst,
-                    uint32_t *len)
+/* Raw layout: decodes a picked item into its block of the batch, under the slot's lock. A slot
+ * changed since it was picked (PP gone) is not decoded: its block is zeroed, and the copy is
+ * freed again at commit. @return : 0 or -EIO (a corrupt object). */
+static int decode_item(struct uz_dev *dev, const struct item *it, unsigned char *dst)
 {
-    uint32_t f = uz_slot_flags(s);
-    if (f & UZ_SLOT_MULTI) {
-        /* A page of a multi-page object goes to the store as a raw page, in either layout:
-         * the object stays in RAM for its other pages (the store keeps no mask). */
-        *len = BLK;
-        return uz_dev_mobj_read(dev, s, index, dst, NULL);
-    }
-    const void *obj = uz_pool_map(dev->pool, s->val);
+    struct uz_slot *s = &dev->table[it->index];
     int rc = 0;
-    if (packed) {
-        *len = (uint32_t)obj_len(f);
-        memcpy(dst, obj, *len);
+    uz_slot_lock(s);
+    uint32_t f = uz_slot_flags(s);
+    if ((f & UZ_SLOT_PP) && s->val == it->handle && (f & UZ_SLOT_MULTI)) {
+        rc = uz_dev_mobj_read(dev, s, it->index, dst, NULL);
+    } else if ((f & UZ_SLOT_PP) && s->val == it->handle) {
+        rc = uz_dev_decode(dev, f, uz_pool_map(dev->pool, s->val), dst, NULL);
+        uz_pool_unmap(dev->pool, s->val);
     } else {
-        *len = BLK;
-        rc = uz_dev_decode(dev, f, obj, dst, NULL);
+        memset(dst, 0, BLK);
     }
-    uz_pool_unmap(dev->pool, s->val);
+    uz_slot_unlock(s);
     return rc;
 }
 
@@ -531,63 +529,123 @@ struct batch {
     struct item *it;
     unsigned char *buf;
     unsigned n;
+    _Atomic unsigned next; /* raw: items [0, next) are claimed for decoding (DECODE_RUN at once) */
+    _Atomic unsigned bad;  /* raw: the first item that failed to decode; n when none */
 };
 
+/* Items claimed at once: four slots share a cache line of the table, so the two decoding
+ * threads do not take turns at one line's slot locks. */
+#define DECODE_RUN 4u
+
+/* Decodes unclaimed items of `b` until none is left (the caller and the worker both do). */
+static void decode_share(struct uz_dev *dev, struct batch *b)
+{
+    for (;;) {
+        unsigned k = atomic_fetch_add_explicit(&b->next, DECODE_RUN, memory_order_relaxed);
+        for (unsigned j = k; j < k + DECODE_RUN && j < b->n; j++) {
+            if (decode_item(dev, &b->it[j], b->buf + (size_t)j * BLK)) {
+                unsigned cur = atomic_load_explicit(&b->bad, memory_order_relaxed);
+                while (j < cur && !atomic_compare_exchange_weak_explicit(
+                                      &b->bad, &cur, j, memory_order_relaxed, memory_order_relaxed))
+                    ;
+            }
+        }
+        if (k + DECODE_RUN >= b->n)
+            return;
+    }
+}
+
+/* Writes a batch and commits it; a failed write is counted and its slots stay in RAM, as they
+ * were. @return : 0 or the write's -errno; *moved : plus the slots committed. */
+static int write_commit(struct uz_dev *dev, struct batch *b, uint64_t *moved)
+{
+    int rc = write_batch(dev->wb, b->it, b->n, b->buf);
+    if (rc) {
+        uz_counter_add(&dev->st.failed_writes, 1);
+        limit_return(dev, b->n);
+        commit_batch(dev, b->it, b->n, false);
+    } else {
+        *moved += commit_batch(dev, b->it, b->n, true);
+    }
+    return rc;
+}
+
 /*
- * The writer thread of one writeback call: it writes batch k while the caller copies out batch
- * k + 1 (decompression overlaps the file's writes: on the corpus that is what brings writeback
- * to dd's speed). `lock` is a leaf (its holder only waits on `cond`); the thread holds no device
- * lock (write_batch() takes only the store's leaf lock).
+ * The worker thread of one writeback call: it writes and commits batch k while the caller picks
+ * batch k + 1, and helps decode batch k + 1 (raw layout) once that is done, so that both cores
+ * decompress. `lock` is a leaf (its holder only waits on `cond`). The thread holds no device
+ * lock of its own: the caller's init_lock covers it (the caller waits for it before returning);
+ * it takes slot locks one at a time, under which decoding takes a stream and maps the object
+ * (slot -> stream -> pool) and committing frees the object and takes the store's leaf lock.
  */
-struct writer {
+struct worker {
     pthread_t thread;
     bool started;
     pthread_mutex_t lock;
     pthread_cond_t cond;
-    struct uz_dev_wb *wb;
-    struct batch *job; /* to write; NULL when idle */
-    bool busy, quit;
-    int rc; /* of the last job */
+    struct uz_dev *dev;
+    /* Protected by `lock`. */
+    struct batch *job; /* to write and commit; NULL when taken or none */
+    bool busy;         /* a job submitted and not finished */
+    struct batch *dec; /* being decoded by the caller: help */
+    bool helping;      /* in decode_share(dec) */
+    bool quit;
+    int rc;         /* of the last job */
+    uint64_t moved; /* slots the jobs committed */
 };
 
-static void *writer_main(void *arg)
+static void *worker_main(void *arg)
 {
-    struct writer *w = arg;
+    struct worker *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        while (!w->job && !w->quit)
-            pthread_cond_wait(&w->cond, &w->lock);
-        if (!w->job)
+        if (w->job) {
+            struct batch *b = w->job;
+            w->job = NULL;
+            pthread_mutex_unlock(&w->lock);
+            uint64_t moved = 0;
+            int rc = write_commit(w->dev, b, &moved);
+            pthread_mutex_lock(&w->lock);
+            w->rc = rc;
+            w->moved += moved;
+            w->busy = false;
+            pthread_cond_broadcast(&w->cond);
+            continue;
+        }
+        struct batch *d = w->dec;
+        if (d && atomic_load_explicit(&d->next, memory_order_relaxed) < d->n) {
+            w->helping = true;
+            pthread_mutex_unlock(&w->lock);
+            decode_share(w->dev, d);
+            pthread_mutex_lock(&w->lock);
+            w->helping = false;
+            pthread_cond_broadcast(&w->cond);
+            continue;
+        }
+        if (w->quit)
             break;
-        struct batch *b = w->job;
-        pthread_mutex_unlock(&w->lock);
-        int rc = write_batch(w->wb, b->it, b->n, b->buf);
-        pthread_mutex_lock(&w->lock);
-        w->rc = rc;
-        w->job = NULL;
-        w->busy = false;
-        pthread_cond_broadcast(&w->cond);
+        pthread_cond_wait(&w->cond, &w->lock);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
 }
 
-static void writer_start(struct writer *w, struct uz_dev_wb *wb)
+static void worker_start(struct worker *w, struct uz_dev *dev)
 {
-    *w = (struct writer){.wb = wb};
+    *w = (struct worker){.dev = dev};
     pthread_mutex_init(&w->lock, NULL);
     pthread_cond_init(&w->cond, NULL);
     sigset_t all, old;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* a library thread takes no signal */
-    w->started = pthread_create(&w->thread, NULL, writer_main, w) == 0;
+    w->started = pthread_create(&w->thread, NULL, worker_main, w) == 0;
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-static void writer_submit(struct writer *w, struct batch *b)
+static void worker_submit(struct worker *w, struct batch *b)
 {
     if (!w->started) {
-        w->rc = write_batch(w->wb, b->it, b->n, b->buf); /* no thread: write it here */
+        w->rc = write_commit(w->dev, b, &w->moved); /* no thread: write it here */
         return;
     }
     pthread_mutex_lock(&w->lock);
@@ -597,7 +655,8 @@ static void writer_submit(struct writer *w, struct batch *b)
     pthread_mutex_unlock(&w->lock);
 }
 
-static int writer_wait(struct writer *w)
+/* Waits for the job submitted last. @return : its result. */
+static int worker_wait(struct worker *w)
 {
     if (w->started) {
         pthread_mutex_lock(&w->lock);
@@ -608,7 +667,7 @@ static int writer_wait(struct writer *w)
     return w->rc;
 }
 
-static void writer_stop(struct writer *w)
+static void worker_stop(struct worker *w)
 {
     if (w->started) {
         pthread_mutex_lock(&w->lock);
@@ -621,14 +680,46 @@ static void writer_stop(struct writer *w)
     pthread_mutex_destroy(&w->lock);
 }
 
+/* Raw layout: decodes a picked batch with the worker's help. A corrupt object cuts the batch
+ * before it (the rest leaves PP and returns its budget) and sets *rc to -EIO. @return : the
+ * batch's size. */
+static unsigned decode_batch(struct uz_dev *dev, struct worker *w, struct batch *b, int *rc)
+{
+    atomic_store_explicit(&b->next, 0, memory_order_relaxed);
+    atomic_store_explicit(&b->bad, b->n, memory_order_relaxed);
+    if (w->started) {
+        pthread_mutex_lock(&w->lock);
+        w->dec = b;
+        pthread_cond_broadcast(&w->cond);
+        pthread_mutex_unlock(&w->lock);
+    }
+    decode_share(dev, b);
+    if (w->started) {
+        pthread_mutex_lock(&w->lock);
+        w->dec = NULL;
+        while (w->helping)
+            pthread_cond_wait(&w->cond, &w->lock);
+        pthread_mutex_unlock(&w->lock);
+    }
+    unsigned bad = atomic_load_explicit(&b->bad, memory_order_relaxed);
+    if (bad < b->n) {
+        limit_return(dev, b->n - bad);
+        commit_batch(dev, b->it + bad, b->n - bad, false);
+        b->n = bad;
+        *rc = -EIO;
+    }
+    return b->n;
+}
+
 struct scan {
     unsigned pick, batch;
     uint64_t i, hi, max_pages, taken;
     bool packed;
 };
 
-/* Copies out the next batch of candidates (marking them PP). *rc: set when the scan must stop
- * (-EIO: writeback_limit exhausted, or a corrupt object). @return : the batch's size. */
+/* Picks the next batch of candidates, marking them PP; packed, copies their objects out (raw:
+ * decode_batch() decodes them next). *rc: set when the scan must stop (-EIO: writeback_limit
+ * exhausted). @return : the batch's size. */
 static unsigned fill_batch(struct uz_dev *dev, struct scan *sc, struct batch *b, int *rc)
 {
     unsigned n = 0;
@@ -645,14 +736,25 @@ static unsigned fill_batch(struct uz_dev *dev, struct scan *sc, struct batch *b,
             if (!limit_take(dev)) {
                 *rc = -EIO; /* the kernel's answer to an exhausted writeback_limit */
             } else {
-                uint32_t len;
-                int r = copy_out(dev, s, sc->i, sc->packed, b->buf + at, &len);
+                uint32_t len = BLK;
+                int r = 0;
+                if (sc->packed && (f & UZ_SLOT_MULTI)) {
+                    /* A page of a multi-page object goes to the store as a raw page, in either
+                     * layout: the object stays in RAM for its other pages (the store keeps no
+                     * mask). Raw, decode_item() decodes it as any other. */
+                    r = uz_dev_mobj_read(dev, s, sc->i, b->buf + at, NULL);
+                } else if (sc->packed) {
+                    len = (uint32_t)obj_len(f);
+                    memcpy(b->buf + at, uz_pool_map(dev->pool, s->val), len);
+                    uz_pool_unmap(dev->pool, s->val);
+                }
                 if (r) {
                     limit_return(dev, 1);
                     *rc = r;
                 } else {
                     uz_slot_set_flags(s, f | UZ_SLOT_PP);
-                    b->it[n++] = (struct item){.index = sc->i, .flags = f, .len = len};
+                    b->it[n++] =
+                        (struct item){.index = sc->i, .handle = s->val, .flags = f, .len = len};
                     at += len;
                     sc->taken++;
                 }
@@ -696,24 +798,25 @@ int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint
                       .hi = hi,
                       .max_pages = max_pages,
                       .packed = wb->packed};
-    struct writer w;
-    if (!rc)
-        writer_start(&w, wb);
-    /* Two batches: one being written, one being filled; each written one is committed once the
-     * next is filled. A failed write undoes both (their slots stay in RAM, unchanged). */
+    struct worker w;
+    bool have_worker = !rc;
+    if (have_worker)
+        worker_start(&w, dev);
+    /* Two batches: one being written and committed by the worker, one being picked and decoded.
+     * A failed write undoes both (their slots stay in RAM, unchanged). */
     struct batch *inflight = NULL;
     int cur = 0;
     bool more = !rc;
     while (more || inflight) {
         unsigned n = more ? fill_batch(dev, &sc, &set[cur], &rc) : 0;
+        if (n && !sc.packed)
+            n = decode_batch(dev, &w, &set[cur], &rc);
         if (!n || rc || sc.i >= sc.hi || (max_pages && sc.taken == max_pages))
             more = false;
         if (inflight) {
-            int e = writer_wait(&w);
+            int e = worker_wait(&w);
+            inflight = NULL;
             if (e) {
-                uz_counter_add(&dev->st.failed_writes, 1);
-                limit_return(dev, inflight->n);
-                commit_batch(dev, inflight->it, inflight->n, false);
                 if (n) {
                     limit_return(dev, n);
                     commit_batch(dev, set[cur].it, n, false);
@@ -721,17 +824,17 @@ int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint
                 rc = e;
                 break;
             }
-            *done += commit_batch(dev, inflight->it, inflight->n, true);
-            inflight = NULL;
         }
         if (n) {
-            writer_submit(&w, &set[cur]);
+            worker_submit(&w, &set[cur]);
             inflight = &set[cur];
             cur ^= 1;
         }
     }
-    if (set[0].it && set[0].buf && set[1].it && set[1].buf)
-        writer_stop(&w);
+    if (have_worker) {
+        worker_stop(&w);
+        *done += w.moved;
+    }
     for (int k = 0; k < 2; k++) {
         free(set[k].it);
         free(set[k].buf);
