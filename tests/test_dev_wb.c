@@ -4,9 +4,10 @@
  * writeback of each type and of index lists in both store layouts with every page read back
  * exact, holes punched on discard and overwrite (st_blocks), writeback_limit exhaustion, a full
  * file system (-ENOSPC, nothing lost), injected read and write errors (-EIO, counted, nothing
- * else lost), corrupt objects met by the two decoding threads, the packed layout's density before
- * and after heavy freeing, reset detaching the store, and readers, writers and discards racing
- * writebacks against a shadow copy.
+ * else lost), corrupt objects met by the two decoding threads, two writebacks at once (one waits
+ * for the other: no stale copy committed), the packed layout's density before and after heavy
+ * freeing, reset detaching the store, and readers, writers and discards racing writebacks
+ * against a shadow copy.
  */
 #include "harness.h"
 
@@ -502,6 +503,68 @@ static void test_corrupt(void)
     }
 }
 
+/* ---- two writebacks at once ---- */
+
+/* The first writeback's write: page X is overwritten and a second writeback of X starts, whose
+ * own write then waits until the first writeback has returned. Were the two not serialised, the
+ * second would mark X PP again and the first would commit its stale copy of X. */
+enum { TX = 3 };
+static struct uz_dev *two_dev;
+static unsigned char two_new[PAGE];
+static _Atomic int two_calls, two_second_in_write, two_first_done;
+static pthread_t two_thread;
+
+static void *two_second(void *arg)
+{
+    (void)arg;
+    CHECK_EQ(wr(two_dev, "writeback", "page_index=3"), 0);
+    return NULL;
+}
+
+static ssize_t two_pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+    int call = atomic_fetch_add(&two_calls, 1);
+    if (call == 0) {
+        CHECK_EQ(uz_dev_write_page(two_dev, TX, two_new), 0);
+        CHECK_EQ(pthread_create(&two_thread, NULL, two_second, NULL), 0);
+        for (int ms = 0; ms < 300 && !atomic_load(&two_second_in_write); ms++)
+            usleep(1000);
+    } else if (call == 1) {
+        atomic_store(&two_second_in_write, 1);
+        while (!atomic_load(&two_first_done))
+            usleep(1000);
+    }
+    return pwrite(fd, buf, len, off);
+}
+
+static void test_two_writebacks(void)
+{
+    enum { N = 8 };
+    static unsigned char shadow[N * PAGE];
+    char file[4200];
+    path_of(file, sizeof(file), "two");
+    two_dev = mkdev(N);
+    CHECK_EQ(wr(two_dev, "backing_dev", file), 0);
+    for (uint64_t i = 0; i < N; i++) {
+        make_page(shadow + i * PAGE, 300 + i, 0);
+        CHECK_EQ(uz_dev_write_page(two_dev, i, shadow + i * PAGE), 0);
+    }
+    make_page(two_new, 777, 0);
+    uz_dev_wb_pwrite_hook = two_pwrite;
+    CHECK_EQ(wr(two_dev, "writeback", "page_indexes=0-8"), 0);
+    atomic_store(&two_first_done, 1);
+    pthread_join(two_thread, NULL);
+    memcpy(shadow + TX * PAGE, two_new, PAGE);
+    uz_dev_wb_pwrite_hook = NULL;
+    verify(two_dev, shadow, N);
+    struct uz_dev_stats st = stats(two_dev);
+    CHECK_EQ(st.bd_count, count_flag(two_dev, UZ_SLOT_WB));
+    CHECK_EQ(uz_dev_wb_stored(two_dev->wb), st.bd_count);
+    CHECK_EQ(count_flag(two_dev, UZ_SLOT_PP), 0);
+    uz_dev_destroy(two_dev);
+    unlink(file);
+}
+
 /* ---- packed density ---- */
 
 static void test_density(void)
@@ -643,6 +706,7 @@ int main(void)
     test_io_errors(false);
     test_io_errors(true);
     test_corrupt();
+    test_two_writebacks();
     test_density();
     test_race(false);
     test_race(true);

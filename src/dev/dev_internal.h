@@ -14,7 +14,8 @@
  *      priority
  *   -> pool locks (inside uz_pool_*)
  * The policy's locks (dev_policy.c): its set_lock comes before gate (taken with no device lock
- * held), and the policy's `lock` is a leaf.
+ * held), and the policy's `lock` is a leaf. The store's (dev_wb.c): `run` (one writeback at a
+ * time) between init_lock and slot locks, its `lock` a leaf.
  * A full-page write takes a stream, compresses, allocates and copies, and puts the stream back
  * BEFORE it takes the slot lock; reads and partial writes take the slot lock first.
  * Worker queue locks are leaves: nothing else is taken while holding one.

@@ -25,9 +25,12 @@
  * must not undo the writeback nor need pool memory (under mem_limit it could not), and an overwrite
  * stores it anew anyway.
  *
- * Lock: `lock` (below) is a leaf taken under slot locks (frees) or with none (allocation); its
- * holder may sleep: it punches holes (fallocate), so a block is never handed out again before
- * its old contents are gone.
+ * Locks: `run` (below) lets one writeback at a time run on the store (the attribute's and the
+ * policy thread's would race: the second marking PP again a slot freed and rewritten meanwhile,
+ * the first would commit its stale copy); taken under init_lock (read), before any slot lock;
+ * its holder sleeps (I/O). `lock` is a leaf taken under slot locks (frees) or with none
+ * (allocation); its holder may sleep: it punches holes (fallocate), so a block is never handed
+ * out again before its old contents are gone.
  */
 #include "dev_internal.h"
 
@@ -57,6 +60,8 @@ struct uz_dev_wb {
     bool packed;         /* the layout in use (compressed_writeback when attached or emptied) */
     bool shared;         /* in a forked child: the parent owns the store (see uz_dev_wb_fork) */
 
+    /* Held by the writeback in progress: while it is, UZ_SLOT_PP marks its items only. */
+    pthread_mutex_t run;
     /* Protected by `lock` (a leaf; see the top of the file; its holder may sleep). */
     pthread_mutex_t lock;
     uint64_t stored;                  /* objects in the store */
@@ -301,6 +306,7 @@ int uz_dev_wb_open(const char *path, bool packed, struct uz_dev_wb **out)
     wb->path = p;
     wb->cap_blocks = cap;
     wb->packed = packed;
+    pthread_mutex_init(&wb->run, NULL);
     pthread_mutex_init(&wb->lock, NULL);
     *out = wb;
     return 0;
@@ -313,6 +319,7 @@ void uz_dev_wb_close(struct uz_dev_wb *wb)
     if (wb->stored && !wb->shared && wb->nblocks)
         punch(wb, 0, wb->packed ? (wb->tail + BLK - 1) / BLK : wb->nblocks);
     close(wb->fd);
+    pthread_mutex_destroy(&wb->run);
     pthread_mutex_destroy(&wb->lock);
     free(wb->bitmap);
     free(wb->live);
@@ -350,6 +357,7 @@ void uz_dev_wb_fork_child(struct uz_dev_wb *wb)
 {
     if (!wb)
         return;
+    pthread_mutex_init(&wb->run, NULL);
     pthread_mutex_init(&wb->lock, NULL);
     wb->shared = true;
 }
@@ -828,6 +836,7 @@ int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint
                       .hi = hi,
                       .max_pages = max_pages,
                       .packed = wb->packed};
+    pthread_mutex_lock(&wb->run);
     struct worker w;
     bool have_worker = !rc;
     if (have_worker)
@@ -871,6 +880,7 @@ int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint
     }
     if (sc.packed)
         clean(dev);
+    pthread_mutex_unlock(&wb->run);
     return rc;
 }
 
