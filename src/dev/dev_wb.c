@@ -16,14 +16,12 @@
  * Freed space is returned with fallocate(FALLOC_FL_PUNCH_HOLE), so a file shrinks on disk.
  *
  * Writeback follows the kernel's post-processing protocol: a candidate is marked UZ_SLOT_PP and
- * copied out under its slot lock (packed: the object; raw: the slot is locked again to decode it,
- * if it still has PP, by whichever of two threads claims it); the batch is written with no slot
- * lock held; then each slot is locked again and committed only if it still has PP (any free,
- * overwrite or discard clears it; then the copy in the store is freed instead). A failed write
- * leaves every slot of the batch in RAM, unchanged. Reading a written-back slot reads the store
- * (pread) and decodes; the page is NOT brought back to RAM, as in the kernel: a read of cold data
- * must not undo the writeback nor need pool memory (under mem_limit it could not), and an overwrite
- * stores it anew anyway.
+ * copied out under its slot lock; the batch is written with no slot lock held; then each slot is
+ * locked again and committed only if it still has PP (any free, overwrite or discard clears it;
+ * then the copy in the store is freed instead). A failed write leaves every slot of the batch in
+ * RAM, unchanged. Reading a written-back slot reads the store (pread) and decodes; the page is
+ * NOT brought back to RAM, as in the kernel: a read of cold data must not undo the writeback
+ * nor need pool memory (under mem_limit it could not), and an overwrite stores it anew anyway.
  *
  * Locks: `run` (below) lets one writeback at a time run on the store (the attribute's and the
  * policy thread's would race: the second marking PP again a slot freed and rewritten meanwhile,
@@ -602,35 +600,7 @@ struct worker {
     bool quit;
     int rc;         /* of the last job */
     uint64_t moved; /* slots the jobs committed */
-    /* Bumped (under `lock`) at every change of the above, so that a waiter can spin on it for
-     * a moment before it sleeps on `cond`. */
-    _Atomic unsigned seq;
 };
-
-/* Pauses a waiter spins before it sleeps: about 30 us here (29 ns a pause), what decoding a few
- * pages or writing a batch takes. A sleep and wake-up pair costs more than that on a VM, where
- * waking an idle vCPU goes through the hypervisor, and there are up to three waits a batch. */
-#define WAIT_SPINS 1024u
-
-/* Under w->lock: wakes the other thread to a change made under it. */
-static void worker_changed(struct worker *w)
-{
-    atomic_fetch_add_explicit(&w->seq, 1, memory_order_relaxed);
-    pthread_cond_broadcast(&w->cond);
-}
-
-/* Under w->lock: waits for a change (spurious returns happen: callers loop). */
-static void worker_wait_change(struct worker *w)
-{
-    unsigned seq = atomic_load_explicit(&w->seq, memory_order_relaxed);
-    pthread_mutex_unlock(&w->lock);
-    for (unsigned i = 0;
-         i < WAIT_SPINS && atomic_load_explicit(&w->seq, memory_order_relaxed) == seq; i++)
-        uz_cpu_relax();
-    pthread_mutex_lock(&w->lock);
-    if (atomic_load_explicit(&w->seq, memory_order_relaxed) == seq)
-        pthread_cond_wait(&w->cond, &w->lock);
-}
 
 static void *worker_main(void *arg)
 {
@@ -647,7 +617,7 @@ static void *worker_main(void *arg)
             w->rc = rc;
             w->moved += moved;
             w->busy = false;
-            worker_changed(w);
+            pthread_cond_broadcast(&w->cond);
             continue;
         }
         struct batch *d = w->dec;
@@ -657,12 +627,12 @@ static void *worker_main(void *arg)
             decode_share(w->dev, d);
             pthread_mutex_lock(&w->lock);
             w->helping = false;
-            worker_changed(w);
+            pthread_cond_broadcast(&w->cond);
             continue;
         }
         if (w->quit)
             break;
-        worker_wait_change(w);
+        pthread_cond_wait(&w->cond, &w->lock);
     }
     pthread_mutex_unlock(&w->lock);
     return NULL;
@@ -689,7 +659,7 @@ static void worker_submit(struct worker *w, struct batch *b)
     pthread_mutex_lock(&w->lock);
     w->job = b;
     w->busy = true;
-    worker_changed(w);
+    pthread_cond_broadcast(&w->cond);
     pthread_mutex_unlock(&w->lock);
 }
 
@@ -699,7 +669,7 @@ static int worker_wait(struct worker *w)
     if (w->started) {
         pthread_mutex_lock(&w->lock);
         while (w->busy)
-            worker_wait_change(w);
+            pthread_cond_wait(&w->cond, &w->lock);
         pthread_mutex_unlock(&w->lock);
     }
     return w->rc;
@@ -710,7 +680,7 @@ static void worker_stop(struct worker *w)
     if (w->started) {
         pthread_mutex_lock(&w->lock);
         w->quit = true;
-        worker_changed(w);
+        pthread_cond_broadcast(&w->cond);
         pthread_mutex_unlock(&w->lock);
         pthread_join(w->thread, NULL);
     }
@@ -728,7 +698,7 @@ static unsigned decode_batch(struct uz_dev *dev, struct worker *w, struct batch 
     if (w->started) {
         pthread_mutex_lock(&w->lock);
         w->dec = b;
-        worker_changed(w);
+        pthread_cond_broadcast(&w->cond);
         pthread_mutex_unlock(&w->lock);
     }
     decode_share(dev, b);
@@ -736,7 +706,7 @@ static unsigned decode_batch(struct uz_dev *dev, struct worker *w, struct batch 
         pthread_mutex_lock(&w->lock);
         w->dec = NULL;
         while (w->helping)
-            worker_wait_change(w);
+            pthread_cond_wait(&w->cond, &w->lock);
         pthread_mutex_unlock(&w->lock);
     }
     unsigned bad = atomic_load_explicit(&b->bad, memory_order_relaxed);
