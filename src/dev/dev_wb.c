@@ -15,13 +15,15 @@
  *    live to the append point, so that their blocks can be punched.
  * Freed space is returned with fallocate(FALLOC_FL_PUNCH_HOLE), so a file shrinks on disk.
  *
- * Writeback follows the kernel's post-processing protocol: a candidate is marked UZ_SLOT_PP and
- * copied out under its slot lock; the batch is written with no slot lock held; then each slot is
- * locked again and committed only if it still has PP (any free, overwrite or discard clears it;
- * then the copy in the store is freed instead). A failed write leaves every slot of the batch in
- * RAM, unchanged. Reading a written-back slot reads the store (pread) and decodes; the page is
- * NOT brought back to RAM, as in the kernel: a read of cold data must not undo the writeback
- * nor need pool memory (under mem_limit it could not), and an overwrite stores it anew anyway.
+ * Writeback follows the kernel's post-processing protocol: a candidate is marked UZ_SLOT_PP under
+ * its slot lock and copied out (packed: its object, there and then; raw: decoded afterwards under
+ * its slot lock again, if it still has PP, by whichever of two threads claims it); the batch is
+ * written with no slot lock held; then each slot is locked again and committed only if it still
+ * has PP (any free, overwrite or discard clears it; then the copy in the store is freed instead).
+ * A failed write leaves every slot of the batch in RAM, unchanged. Reading a written-back slot
+ * reads the store (pread) and decodes; the page is NOT brought back to RAM, as in the kernel: a
+ * read of cold data must not undo the writeback nor need pool memory (under mem_limit it could
+ * not), and an overwrite stores it anew anyway.
  *
  * Locks: `run` (below) lets one writeback at a time run on the store (the attribute's and the
  * policy thread's would race: the second marking PP again a slot freed and rewritten meanwhile,
