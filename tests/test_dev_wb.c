@@ -565,6 +565,35 @@ static void test_two_writebacks(void)
     unlink(file);
 }
 
+/* ---- a real image, raw, in short batches ---- */
+
+/* Batches of 5 decode in runs of 4 and 1, so batch k + 1 often finishes decoding before batch k
+ * (whose last run the other thread still has): they must still be written in order, each once. */
+static void test_image_raw(void)
+{
+    size_t n;
+    unsigned char *img = uzt_load_image(UZT_SAMPLE, &n);
+    CHECK(img);
+    char file[4200];
+    path_of(file, sizeof(file), "image");
+    for (int round = 0; round < 6; round++) {
+        struct uz_dev *dev = mkdev(n);
+        CHECK_EQ(wr(dev, "backing_dev", file), 0);
+        CHECK_EQ(wr(dev, "writeback_batch_size", round % 2 ? "5" : "3"), 0);
+        for (size_t i = 0; i < n; i++)
+            CHECK_EQ(uz_dev_write_page(dev, i, img + i * PAGE), 0);
+        CHECK_EQ(wr(dev, "idle", "all"), 0);
+        CHECK_EQ(wr(dev, "writeback", "idle"), 0);
+        struct uz_dev_stats st = stats(dev);
+        CHECK_EQ(st.bd_count, st.orig_data_size / PAGE - st.same_pages);
+        CHECK_EQ(count_flag(dev, UZ_SLOT_PP), 0);
+        verify(dev, img, n);
+        uz_dev_destroy(dev);
+        unlink(file);
+    }
+    free(img);
+}
+
 /* ---- packed density ---- */
 
 static void test_density(void)
@@ -654,14 +683,14 @@ static void *race_io(void *arg)
     return NULL;
 }
 
-static void test_race(bool packed)
+static void test_race(bool packed, const char *batch)
 {
     char file[4200];
     path_of(file, sizeof(file), "race");
     struct uz_dev *dev = mkdev(RP);
     CHECK_EQ(wr(dev, "compressed_writeback", packed ? "1" : "0"), 0);
     CHECK_EQ(wr(dev, "backing_dev", file), 0);
-    CHECK_EQ(wr(dev, "writeback_batch_size", "16"), 0);
+    CHECK_EQ(wr(dev, "writeback_batch_size", batch), 0);
     for (size_t i = 0; i < RP; i++) {
         pthread_mutex_init(&rlock[i], NULL);
         make_page(rshadow[i], i, (int)(i % 3));
@@ -707,9 +736,11 @@ int main(void)
     test_io_errors(true);
     test_corrupt();
     test_two_writebacks();
+    test_image_raw();
     test_density();
-    test_race(false);
-    test_race(true);
+    test_race(false, "16");
+    test_race(false, "5"); /* a short last decoding run: batches finish decoding out of order */
+    test_race(true, "16");
     rmdir(dir);
     printf("dev_wb: ok\n");
     return 0;

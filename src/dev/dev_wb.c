@@ -534,59 +534,36 @@ static uint64_t commit_batch(struct uz_dev *dev, struct item *it, unsigned n, bo
 
 static void clean(struct uz_dev *dev);
 
-/* One batch: its items and the bytes to write. */
+/* One batch: its items and the bytes to write. `n` is fixed from picking until the batch is
+ * done; decoding may cut it at `bad`. */
 struct batch {
     struct item *it;
     unsigned char *buf;
     unsigned n;
+    uint64_t seq;          /* its number in the call, from 0 */
     _Atomic unsigned next; /* raw: items [0, next) are claimed for decoding (DECODE_RUN at once) */
-    _Atomic unsigned bad;  /* raw: the first item that failed to decode; n when none */
+    _Atomic unsigned left; /* raw: items not decoded yet; whoever decodes the last one queues it */
+    _Atomic unsigned bad;  /* the first item that failed to decode; n when none: items [0, bad)
+                            * are written */
 };
 
 /* Items claimed at once: four slots share a cache line of the table, so the two decoding
  * threads do not take turns at one line's slot locks. */
 #define DECODE_RUN 4u
 
-/* Decodes unclaimed items of `b` until none is left (the caller and the worker both do). */
-static void decode_share(struct uz_dev *dev, struct batch *b)
-{
-    for (;;) {
-        unsigned k = atomic_fetch_add_explicit(&b->next, DECODE_RUN, memory_order_relaxed);
-        for (unsigned j = k; j < k + DECODE_RUN && j < b->n; j++) {
-            if (decode_item(dev, &b->it[j], b->buf + (size_t)j * BLK)) {
-                unsigned cur = atomic_load_explicit(&b->bad, memory_order_relaxed);
-                while (j < cur && !atomic_compare_exchange_weak_explicit(
-                                      &b->bad, &cur, j, memory_order_relaxed, memory_order_relaxed))
-                    ;
-            }
-        }
-        if (k + DECODE_RUN >= b->n)
-            return;
-    }
-}
-
-/* Writes a batch and commits it; a failed write is counted and its slots stay in RAM, as they
- * were. @return : 0 or the write's -errno; *moved : plus the slots committed. */
-static int write_commit(struct uz_dev *dev, struct batch *b, uint64_t *moved)
-{
-    int rc = write_batch(dev->wb, b->it, b->n, b->buf);
-    if (rc) {
-        uz_counter_add(&dev->st.failed_writes, 1);
-        limit_return(dev, b->n);
-        commit_batch(dev, b->it, b->n, false);
-    } else {
-        *moved += commit_batch(dev, b->it, b->n, true);
-    }
-    return rc;
-}
-
 /*
- * The worker thread of one writeback call: it writes and commits batch k while the caller picks
- * batch k + 1, and helps decode batch k + 1 (raw layout) once that is done, so that both cores
- * decompress. `lock` is a leaf (its holder only waits on `cond`). The thread holds no device
- * lock of its own: the caller's init_lock covers it (the caller waits for it before returning);
+ * The worker thread of one writeback call. The caller picks batch k + 1 while the worker writes
+ * and commits batch k; then both decode batch k + 1 (raw layout), and whichever decodes its last
+ * item queues it for writing. Neither waits for the other in the steady state: the caller goes
+ * on to pick batch k + 2 once batch k is done (its buffer is then free), the worker writes batch
+ * k + 1 as soon as it is decoded. The first error (a failed write, a corrupt object) is kept
+ * with its batch: later batches are undone instead of written, and the caller stops picking.
+ * `lock` is a leaf (its holder only waits on `cond`). The thread holds no device lock of its
+ * own (the caller's init_lock covers it: the caller waits for every batch before it returns);
  * it takes slot locks one at a time, under which decoding takes a stream and maps the object
  * (slot -> stream -> pool) and committing frees the object and takes the store's leaf lock.
+ * Batch k's buffers are picked into again only once done == k + 1, and by then the worker has
+ * left decode_share() on it: it runs every job itself, after its own decoding.
  */
 struct worker {
     pthread_t thread;
@@ -595,41 +572,123 @@ struct worker {
     pthread_cond_t cond;
     struct uz_dev *dev;
     /* Protected by `lock`. */
-    struct batch *job; /* to write and commit; NULL when taken or none */
-    bool busy;         /* a job submitted and not finished */
-    struct batch *dec; /* being decoded by the caller: help */
-    bool helping;      /* in decode_share(dec) */
+    struct batch *queue[2]; /* decoded, in batch order: the head runs once its seq == done */
+    unsigned queued;
+    struct batch *dec; /* published for decoding and not complete; NULL when none */
     bool quit;
-    int rc;         /* of the last job */
-    uint64_t moved; /* slots the jobs committed */
+    uint64_t done;    /* batches finished: written and committed, or undone */
+    int err;          /* the first error; 0 when none */
+    uint64_t err_seq; /* its batch: the batches after it are undone */
+    uint64_t moved;   /* slots committed */
 };
+
+/* Under w->lock: keeps the first error, in batch order. */
+static void note_error(struct worker *w, int rc, uint64_t seq)
+{
+    if (!w->err || seq < w->err_seq) {
+        w->err = rc;
+        w->err_seq = seq;
+    }
+}
+
+/* Writes and commits items [0, bad) of a batch, or undoes them after an earlier batch's error;
+ * a failed write is counted and leaves its slots in RAM, unchanged. */
+static void run_job(struct worker *w, struct batch *b)
+{
+    struct uz_dev *dev = w->dev;
+    unsigned n = atomic_load_explicit(&b->bad, memory_order_relaxed);
+    pthread_mutex_lock(&w->lock);
+    bool undo = w->err && b->seq > w->err_seq;
+    pthread_mutex_unlock(&w->lock);
+    int rc = n && !undo ? write_batch(dev->wb, b->it, n, b->buf) : 0;
+    uint64_t moved = 0;
+    if (rc)
+        uz_counter_add(&dev->st.failed_writes, 1);
+    if (undo || rc) {
+        limit_return(dev, n);
+        commit_batch(dev, b->it, n, false);
+    } else {
+        moved = commit_batch(dev, b->it, n, true);
+    }
+    pthread_mutex_lock(&w->lock);
+    if (rc)
+        note_error(w, rc, b->seq);
+    w->moved += moved;
+    w->done++;
+    pthread_cond_broadcast(&w->cond);
+    pthread_mutex_unlock(&w->lock);
+}
+
+/* A batch is decoded (or, packed, picked): the items from a corrupt object on leave PP and
+ * return their budget; the batch is queued for the worker, or run here when there is none. */
+static void batch_ready(struct worker *w, struct batch *b)
+{
+    unsigned bad = atomic_load_explicit(&b->bad, memory_order_relaxed);
+    if (bad < b->n) {
+        limit_return(w->dev, b->n - bad);
+        commit_batch(w->dev, b->it + bad, b->n - bad, false);
+    }
+    pthread_mutex_lock(&w->lock);
+    if (bad < b->n)
+        note_error(w, -EIO, b->seq);
+    if (w->dec == b)
+        w->dec = NULL;
+    if (w->started) {
+        /* In batch order: batch k + 1 may be decoded before the last run of batch k is. */
+        unsigned at = w->queued++;
+        for (; at && w->queue[at - 1]->seq > b->seq; at--)
+            w->queue[at] = w->queue[at - 1];
+        w->queue[at] = b;
+        pthread_cond_broadcast(&w->cond);
+    }
+    pthread_mutex_unlock(&w->lock);
+    if (!w->started)
+        run_job(w, b);
+}
+
+/* Decodes unclaimed items of `b` until none is left (the caller and the worker both do). */
+static void decode_share(struct worker *w, struct batch *b)
+{
+    for (;;) {
+        unsigned k = atomic_fetch_add_explicit(&b->next, DECODE_RUN, memory_order_relaxed);
+        if (k >= b->n)
+            return;
+        unsigned end = k + DECODE_RUN < b->n ? k + DECODE_RUN : b->n;
+        for (unsigned j = k; j < end; j++) {
+            if (decode_item(w->dev, &b->it[j], b->buf + (size_t)j * BLK)) {
+                unsigned cur = atomic_load_explicit(&b->bad, memory_order_relaxed);
+                while (j < cur && !atomic_compare_exchange_weak_explicit(
+                                      &b->bad, &cur, j, memory_order_relaxed, memory_order_relaxed))
+                    ;
+            }
+        }
+        /* acq_rel: the last one sees every block and `bad` the other thread wrote */
+        if (atomic_fetch_sub_explicit(&b->left, end - k, memory_order_acq_rel) == end - k) {
+            batch_ready(w, b);
+            return;
+        }
+    }
+}
 
 static void *worker_main(void *arg)
 {
     struct worker *w = arg;
     pthread_mutex_lock(&w->lock);
     for (;;) {
-        if (w->job) {
-            struct batch *b = w->job;
-            w->job = NULL;
+        if (w->queued && w->queue[0]->seq == w->done) {
+            struct batch *b = w->queue[0];
+            w->queue[0] = w->queue[1];
+            w->queued--;
             pthread_mutex_unlock(&w->lock);
-            uint64_t moved = 0;
-            int rc = write_commit(w->dev, b, &moved);
+            run_job(w, b);
             pthread_mutex_lock(&w->lock);
-            w->rc = rc;
-            w->moved += moved;
-            w->busy = false;
-            pthread_cond_broadcast(&w->cond);
             continue;
         }
         struct batch *d = w->dec;
         if (d && atomic_load_explicit(&d->next, memory_order_relaxed) < d->n) {
-            w->helping = true;
             pthread_mutex_unlock(&w->lock);
-            decode_share(w->dev, d);
+            decode_share(w, d);
             pthread_mutex_lock(&w->lock);
-            w->helping = false;
-            pthread_cond_broadcast(&w->cond);
             continue;
         }
         if (w->quit)
@@ -652,29 +711,15 @@ static void worker_start(struct worker *w, struct uz_dev *dev)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
-static void worker_submit(struct worker *w, struct batch *b)
+/* Waits until `n` batches are done. @return : the first error so far, or 0. */
+static int worker_wait(struct worker *w, uint64_t n)
 {
-    if (!w->started) {
-        w->rc = write_commit(w->dev, b, &w->moved); /* no thread: write it here */
-        return;
-    }
     pthread_mutex_lock(&w->lock);
-    w->job = b;
-    w->busy = true;
-    pthread_cond_broadcast(&w->cond);
+    while (w->done < n)
+        pthread_cond_wait(&w->cond, &w->lock);
+    int rc = w->err;
     pthread_mutex_unlock(&w->lock);
-}
-
-/* Waits for the job submitted last. @return : its result. */
-static int worker_wait(struct worker *w)
-{
-    if (w->started) {
-        pthread_mutex_lock(&w->lock);
-        while (w->busy)
-            pthread_cond_wait(&w->cond, &w->lock);
-        pthread_mutex_unlock(&w->lock);
-    }
-    return w->rc;
+    return rc;
 }
 
 static void worker_stop(struct worker *w)
@@ -690,35 +735,18 @@ static void worker_stop(struct worker *w)
     pthread_mutex_destroy(&w->lock);
 }
 
-/* Raw layout: decodes a picked batch with the worker's help. A corrupt object cuts the batch
- * before it (the rest leaves PP and returns its budget) and sets *rc to -EIO. @return : the
- * batch's size. */
-static unsigned decode_batch(struct uz_dev *dev, struct worker *w, struct batch *b, int *rc)
+/* Raw layout: publishes a picked batch for the worker to help, and decodes it. */
+static void decode_batch(struct worker *w, struct batch *b)
 {
     atomic_store_explicit(&b->next, 0, memory_order_relaxed);
-    atomic_store_explicit(&b->bad, b->n, memory_order_relaxed);
+    atomic_store_explicit(&b->left, b->n, memory_order_relaxed);
     if (w->started) {
         pthread_mutex_lock(&w->lock);
         w->dec = b;
         pthread_cond_broadcast(&w->cond);
         pthread_mutex_unlock(&w->lock);
     }
-    decode_share(dev, b);
-    if (w->started) {
-        pthread_mutex_lock(&w->lock);
-        w->dec = NULL;
-        while (w->helping)
-            pthread_cond_wait(&w->cond, &w->lock);
-        pthread_mutex_unlock(&w->lock);
-    }
-    unsigned bad = atomic_load_explicit(&b->bad, memory_order_relaxed);
-    if (bad < b->n) {
-        limit_return(dev, b->n - bad);
-        commit_batch(dev, b->it + bad, b->n - bad, false);
-        b->n = bad;
-        *rc = -EIO;
-    }
-    return b->n;
+    decode_share(w, b);
 }
 
 struct scan {
@@ -773,6 +801,7 @@ static unsigned fill_batch(struct uz_dev *dev, struct scan *sc, struct batch *b,
         uz_slot_unlock(s);
     }
     b->n = n;
+    atomic_store_explicit(&b->bad, n, memory_order_relaxed);
     return n;
 }
 
@@ -813,36 +842,28 @@ int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint
     bool have_worker = !rc;
     if (have_worker)
         worker_start(&w, dev);
-    /* Two batches: one being written and committed by the worker, one being picked and decoded.
-     * A failed write undoes both (their slots stay in RAM, unchanged). */
-    struct batch *inflight = NULL;
-    int cur = 0;
-    bool more = !rc;
-    while (more || inflight) {
-        unsigned n = more ? fill_batch(dev, &sc, &set[cur], &rc) : 0;
-        if (n && !sc.packed)
-            n = decode_batch(dev, &w, &set[cur], &rc);
+    /* Two batches: batch k + 2 is picked into batch k's buffers once k is done. A failed write
+     * or a corrupt object undoes the batches after it (their slots stay in RAM, unchanged). */
+    uint64_t made = 0;
+    for (bool more = !rc; more;) {
+        if (worker_wait(&w, made < 2 ? 0 : made - 1))
+            break;
+        struct batch *b = &set[made % 2];
+        unsigned n = fill_batch(dev, &sc, b, &rc);
         if (!n || rc || sc.i >= sc.hi || (max_pages && sc.taken == max_pages))
             more = false;
-        if (inflight) {
-            int e = worker_wait(&w);
-            inflight = NULL;
-            if (e) {
-                if (n) {
-                    limit_return(dev, n);
-                    commit_batch(dev, set[cur].it, n, false);
-                }
-                rc = e;
-                break;
-            }
-        }
-        if (n) {
-            worker_submit(&w, &set[cur]);
-            inflight = &set[cur];
-            cur ^= 1;
-        }
+        if (!n)
+            break;
+        b->seq = made++;
+        if (sc.packed)
+            batch_ready(&w, b);
+        else
+            decode_batch(&w, b);
     }
     if (have_worker) {
+        int e = worker_wait(&w, made);
+        if (e)
+            rc = e;
         worker_stop(&w);
         *done += w.moved;
     }
