@@ -541,14 +541,15 @@ struct batch {
     unsigned char *buf;
     unsigned n;
     uint64_t seq;          /* its number in the call, from 0 */
-    _Atomic unsigned next; /* raw: items [0, next) are claimed for decoding (DECODE_RUN at once) */
+    _Atomic unsigned next; /* raw: items [0, next) are claimed for decoding (a run at once) */
     _Atomic unsigned left; /* raw: items not decoded yet; whoever decodes the last one queues it */
     _Atomic unsigned bad;  /* the first item that failed to decode; n when none: items [0, bad)
                             * are written */
 };
 
 /* Items claimed at once: four slots share a cache line of the table, so the two decoding
- * threads do not take turns at one line's slot locks. */
+ * threads do not take turns at one line's slot locks; at least object_pages, so that one thread
+ * decodes the pages of a multi-page object (its stream keeps the object decoded). */
 #define DECODE_RUN 4u
 
 /*
@@ -649,11 +650,12 @@ static void batch_ready(struct worker *w, struct batch *b)
 /* Decodes unclaimed items of `b` until none is left (the caller and the worker both do). */
 static void decode_share(struct worker *w, struct batch *b)
 {
+    const unsigned run = w->dev->object_pages > DECODE_RUN ? w->dev->object_pages : DECODE_RUN;
     for (;;) {
-        unsigned k = atomic_fetch_add_explicit(&b->next, DECODE_RUN, memory_order_relaxed);
+        unsigned k = atomic_fetch_add_explicit(&b->next, run, memory_order_relaxed);
         if (k >= b->n)
             return;
-        unsigned end = k + DECODE_RUN < b->n ? k + DECODE_RUN : b->n;
+        unsigned end = k + run < b->n ? k + run : b->n;
         for (unsigned j = k; j < end; j++) {
             if (decode_item(w->dev, &b->it[j], b->buf + (size_t)j * BLK)) {
                 unsigned cur = atomic_load_explicit(&b->bad, memory_order_relaxed);
