@@ -8,6 +8,7 @@
  */
 #include "harness.h"
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <unistd.h>
 #include <uzram/pool.h>
@@ -421,6 +422,76 @@ static void test_release(void)
     uz_pool_destroy(pool);
 }
 
+/* uz_pool_hold(): freed zspages stay counted (and the checker agrees) until the last unhold,
+ * or until 1024 of them are held; then their memory really goes (RSS). Nested holds, and
+ * frees from two threads while held. */
+struct hold_job {
+    struct uz_pool *pool;
+    struct live *lv;
+    size_t first, end;
+};
+
+static void *hold_free(void *arg)
+{
+    struct hold_job *j = arg;
+    for (size_t i = j->first; i < j->end; i++)
+        uz_pool_free(j->pool, j->lv[i].h);
+    return NULL;
+}
+
+static void test_hold(void)
+{
+    struct uz_pool *pool = new_pool();
+    size_t n = 4096; /* 16 MiB of 4 KiB objects: a zspage each, beyond the auto flush */
+    struct live *lv = calloc(n, sizeof(*lv));
+    CHECK(lv);
+    for (int round = 0; round < 2; round++) {
+        for (size_t i = 0; i < n; i++) {
+            CHECK_EQ(uz_pool_malloc(pool, UZ_PAGE_SIZE, &lv[i].h), 0);
+            void *p = uz_pool_map(pool, lv[i].h);
+            uzt_pattern_fill(p, UZ_PAGE_SIZE, i + 1);
+            uz_pool_unmap(pool, lv[i].h);
+        }
+        uint64_t full = uz_pool_total_pages(pool);
+        long rss0 = rss_pages();
+        uz_pool_hold(pool);
+        uz_pool_hold(pool); /* nested */
+        if (round == 0) {
+            /* Fewer than the auto flush: all held. */
+            for (size_t i = 0; i < 1000; i++)
+                uz_pool_free(pool, lv[i].h);
+            CHECK(uz_pool_total_pages(pool) + 2 >= full); /* still counted */
+            CHECK_EQ(uz_pool_check(pool), 0);
+            uz_pool_unhold(pool);
+            CHECK(uz_pool_total_pages(pool) + 2 >= full); /* one holder left */
+            uz_pool_unhold(pool);
+            CHECK(uz_pool_total_pages(pool) + 1000 - UZ_POOL_CACHE_PAGES <= full);
+            CHECK_EQ(uz_pool_check(pool), 0);
+            for (size_t i = 1000; i < n; i++) /* and the rest with no hold */
+                uz_pool_free(pool, lv[i].h);
+        } else {
+            /* Two threads free everything while held: the auto flush runs meanwhile. */
+            pthread_t t[2];
+            struct hold_job jobs[2] = {{pool, lv, 0, n / 2}, {pool, lv, n / 2, n}};
+            for (int k = 0; k < 2; k++)
+                CHECK_EQ(pthread_create(&t[k], NULL, hold_free, &jobs[k]), 0);
+            for (int k = 0; k < 2; k++)
+                CHECK_EQ(pthread_join(t[k], NULL), 0);
+            CHECK(uz_pool_total_pages(pool) < full); /* 1024 at a time went */
+            CHECK_EQ(uz_pool_check(pool), 0);
+            uz_pool_unhold(pool);
+            uz_pool_unhold(pool);
+        }
+        CHECK(uz_pool_total_pages(pool) <= UZ_POOL_CACHE_PAGES);
+        CHECK_EQ(uz_pool_check(pool), 0);
+        long rss1 = rss_pages();
+        RSS_CHECK(rss0 - rss1 >= (long)n * 9 / 10); /* given back to the OS */
+    }
+    expect_empty(pool);
+    free(lv);
+    uz_pool_destroy(pool);
+}
+
 /* Free 3 of every 4 objects at random, compact: pages drop, survivors intact. */
 static void test_compact(void)
 {
@@ -678,6 +749,7 @@ int main(void)
     test_model(0x5eed, 200000);
     test_compact();
     test_release();
+    test_hold();
     test_batch();
     test_cache();
     printf("test_pool: ok\n");

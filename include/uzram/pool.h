@@ -84,6 +84,14 @@ UZ_API size_t uz_pool_huge_size(const struct uz_pool *pool);
  *  mem_used_total, divided by 4096). Cheap: one atomic load. */
 UZ_API uint64_t uz_pool_total_pages(const struct uz_pool *pool);
 
+/* uz_pool_hold() / uz_pool_unhold() :
+ *  For bulk frees: between the two, the pages of zspages that empty are kept (still counted in
+ *  uz_pool_total_pages()) and given back together, every 1024 zspages and at the last unhold,
+ *  with one process_madvise() call (one TLB flush) instead of one madvise() per zspage. Calls
+ *  nest; any thread. */
+UZ_API void uz_pool_hold(struct uz_pool *pool);
+UZ_API void uz_pool_unhold(struct uz_pool *pool);
+
 /* uz_pool_compact() :
  *  Moves objects from sparse zspages into dense ones in every class, frees the emptied zspages
  *  and packs each class's last partial zspage from its start, giving back the pages above its

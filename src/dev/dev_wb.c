@@ -840,6 +840,9 @@ int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint
                       .max_pages = max_pages,
                       .packed = wb->packed};
     pthread_mutex_lock(&wb->run);
+    /* The objects freed go back to the OS together (pool_arena.c: one TLB flush per 1024
+     * emptied zspages instead of one per zspage). */
+    uz_pool_hold(dev->pool);
     struct worker w;
     bool have_worker = !rc;
     if (have_worker)
@@ -873,6 +876,7 @@ int uz_dev_writeback_locked(struct uz_dev *dev, unsigned pick, uint64_t lo, uint
         free(set[k].it);
         free(set[k].buf);
     }
+    uz_pool_unhold(dev->pool);
     if (sc.packed)
         clean(dev);
     pthread_mutex_unlock(&wb->run);

@@ -84,6 +84,7 @@ void uz_pool_destroy(struct uz_pool *pool)
         uz_cells_destroy(c);
     }
     uz_arena_destroy(pool);
+    free(pool->held); /* their pages went with the chunks */
     munmap(pool->chunks, UZ_ARENA_MAX_CHUNKS * sizeof(*pool->chunks));
     pthread_mutex_destroy(&pool->arena_lock);
     free(pool);

@@ -251,7 +251,7 @@ void uz_pool_free(struct uz_pool *pool, uz_handle_t handle)
     /* A zspage that only ever held this object (a huge one, or a new zspage whose first
      * object is freed at once, as after a write refused for mem_limit) goes straight back:
      * caching it would keep memory the caller just meant to give back. */
-    unsigned how = zs->hwm > 1 ? 0 : UZ_PUT_RELEASE;
+    unsigned how = zs->hwm > 1 ? 0 : UZ_PUT_NOCACHE;
     uz_list_del(c, zs);
     uz_zspage_detach(pool, c, zs);
     uz_plock_unlock(&c->lock);

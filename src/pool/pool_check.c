@@ -140,8 +140,8 @@ int uz_pool_check(struct uz_pool *pool)
         uint64_t reserved = atomic_load_explicit(&pool->reserved, memory_order_relaxed);
         uint64_t total = atomic_load_explicit(&pool->total_pages, memory_order_relaxed);
         uint64_t want = atomic_load_explicit(&pool->ahead, memory_order_relaxed);
-        if (pages + pool->cache_pages + in_flight + reserved != total || ahead + reserved != want ||
-            want > UZ_POOL_AHEAD_MAX)
+        if (pages + pool->cache_pages + pool->held_pages + in_flight + reserved != total ||
+            ahead + reserved != want || want > UZ_POOL_AHEAD_MAX)
             rc = -EUCLEAN;
     }
     pthread_mutex_unlock(&pool->arena_lock);

@@ -21,7 +21,8 @@
  * them resident (pool_alloc.c). Freed zspages keep their pages in a small cache
  * (pool_arena.c). Every page is counted before it is populated and given back only after it is
  * uncounted, so total_pages never misses a resident page:
- *   total_pages == sum over classes of pages_used + cache_pages + in_flight + reserved
+ *   total_pages == sum over classes of pages_used + cache_pages + held_pages + in_flight +
+ *                  reserved
  *   pages_used  == sum over the class's zspages of resident
  *   ahead       == sum over live zspages of (resident - touched) + reserved <= UZ_POOL_AHEAD_MAX
  *   cache_pages == sum over cached zspages of resident                      <= UZ_POOL_CACHE_PAGES
@@ -187,6 +188,13 @@ struct uz_pool {
     uint32_t cur_chunk[UZ_POOL_MAX_ZSPAGE_PAGES + 1]; /* per page count: bump chunk + 1 */
     uint32_t cache[UZ_POOL_MAX_ZSPAGE_PAGES + 1];     /* per page count: cached slot id + 1 */
     uint32_t cache_pages;                             /* resident pages of cached zspages */
+    /* Emptied zspages held back while some caller batches their release (uz_pool_hold()):
+     * their pages stay counted (held_pages) until one process_madvise() gives them all back
+     * (pool_arena.c). hold is read without the lock. */
+    _Atomic int hold;
+    uint32_t *held; /* slot ids, malloc'd; nheld of held_cap used */
+    uint32_t nheld, held_cap;
+    uint64_t held_pages;
 
     struct uz_class cls[UZ_POOL_NCLASSES];
 };
@@ -292,12 +300,16 @@ UZ_HIDDEN void uz_arena_destroy(struct uz_pool *pool);
 UZ_HIDDEN int uz_zspage_get(struct uz_pool *pool, struct uz_class *c, struct uz_zspage **out);
 /* Takes back a zspage uz_zspage_detach() removed (its pages counted in in_flight), or one
  * uz_zspage_get() gave and the caller did not publish (UZ_PUT_RESERVED): into the cache while
- * it has room (unless UZ_PUT_RELEASE), else its pages go back to the OS. */
+ * it has room (unless UZ_PUT_RELEASE or UZ_PUT_NOCACHE), else held while uz_pool_hold() is on
+ * (unless UZ_PUT_RELEASE), else its pages go back to the OS. */
 #define UZ_PUT_RESERVED 1u
 #define UZ_PUT_RELEASE  2u
+#define UZ_PUT_NOCACHE  4u /* not into the cache (a zspage of one object), but may be held */
 UZ_HIDDEN void uz_zspage_put(struct uz_pool *pool, struct uz_zspage *zs, unsigned how);
 /* Gives back every cached zspage's pages. @return : how many pages. */
 UZ_HIDDEN long uz_arena_cache_drain(struct uz_pool *pool);
+/* Gives back every held zspage (uz_pool_hold()); no lock held by the caller. */
+UZ_HIDDEN void uz_arena_held_flush(struct uz_pool *pool);
 /* MADV_POPULATE_WRITE (a failure is harmless: the pages fault in on first touch). */
 UZ_HIDDEN void uz_arena_populate(void *addr, size_t len);
 UZ_HIDDEN void uz_arena_release(void *addr, size_t len); /* MADV_DONTNEED */
