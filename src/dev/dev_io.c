@@ -386,7 +386,12 @@ int uz_dev_discard(struct uz_dev *dev, uint64_t offset, uint64_t len)
          * is rather than recompressed (zram_bio_discard does the same). */
         uint64_t first = UZ_DIV_ROUND_UP(offset, UZ_PAGE_SIZE);
         uint64_t end = (offset + len) / UZ_PAGE_SIZE;
+        bool bulk = end > first + 64; /* many frees: their pages go back together */
+        if (bulk)
+            uz_pool_hold(dev->pool);
         zero_pages(dev, first, end, true);
+        if (bulk)
+            uz_pool_unhold(dev->pool);
         /* The kernel counts every page of a discarded range, freed or not. */
         if (end > first)
             uz_counter_add(&dev->st.notify_free, (int64_t)(end - first));

@@ -118,6 +118,7 @@ int uz_dev_recompress_locked(struct uz_dev *dev, unsigned pick, uint64_t max_pag
     if (!dev->table || prio < 1 || prio > UZ_DEV_PRIO_MAX || !dev->sec[prio].comp)
         return -EINVAL;
     bool last = prio == strongest(dev);
+    uz_pool_hold(dev->pool); /* the old objects' pages go back together (pool_arena.c) */
     int rc = 0;
     uint64_t tried = 0, replaced = 0;
 
@@ -140,6 +141,7 @@ int uz_dev_recompress_locked(struct uz_dev *dev, unsigned pick, uint64_t max_pag
         if (list != MAP_FAILED)
             munmap(list, bytes);
         free(page);
+        uz_pool_unhold(dev->pool);
         return -ENOMEM;
     }
     uint64_t start[NR_BUCKETS], end[NR_BUCKETS], at = 0; /* largest bucket first */
@@ -186,6 +188,7 @@ objects:
     if (!rc && (!max_pages || tried < max_pages))
         rc = uz_dev_mobj_recompress(dev, pick, max_pages ? max_pages - tried : 0, prio, last,
                                     threshold, &replaced);
+    uz_pool_unhold(dev->pool);
     if (replaced)
         uz_pool_compact(dev->pool);
     *done += replaced;
