@@ -77,7 +77,7 @@ static void *worker_main(void *arg)
          * are whole runs (UZ_DEV_WORKER_SPAN is a multiple of 16), so a run is never split
          * between workers. object_pages changes only under the exclusive lock, which drains
          * the queues first. */
-        unsigned take = 1, run = dev->object_pages;
+        unsigned take = 1, run = uz_dev_object_pages(dev);
         if (run > 1 && req[0].index % run == 0 && w->head - w->tail >= run) {
             for (take = 1; take < run; take++) {
                 req[take] = w->ring[(w->tail + take) % UZ_DEV_QUEUE_DEPTH];
