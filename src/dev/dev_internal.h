@@ -427,6 +427,14 @@ UZ_HIDDEN void uz_dev_stats_locked(struct uz_dev *dev, struct uz_dev_stats *st);
 
 /* dev_io.c */
 UZ_HIDDEN int uz_dev_write_page_nolock(struct uz_dev *dev, uint64_t index, const void *page);
+/* Whether the page is one 8-byte word repeated (*fill set). */
+UZ_HIDDEN bool uz_dev_page_same_filled(const void *page, uint64_t *fill);
+/* After an allocation: -ENOSPC if the pool now passes mem_limit (the caller frees what it
+ * allocated; the limit is checked after the allocation, as zram does), else 0 with
+ * mem_used_max raised. */
+UZ_HIDDEN int uz_dev_limit_check(struct uz_dev *dev);
+/* Reads one page (index checked: -EINVAL), tracking the access; the caller holds init_lock. */
+UZ_HIDDEN int uz_dev_read_page_locked(struct uz_dev *dev, uint64_t index, void *page);
 /* What a write turns a page into before it locks the slot (dev_io.c and dev_multi.c). */
 struct uz_dev_stored {
     uint32_t flags; /* SAME, ALLOC [| HUGE], or ALLOC | MULTI | prio */

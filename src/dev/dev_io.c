@@ -60,7 +60,7 @@ static inline uint64_t page_word(const void *page, size_t i)
     return w;
 }
 
-static bool page_same_filled(const void *page, uint64_t *fill)
+bool uz_dev_page_same_filled(const void *page, uint64_t *fill)
 {
     uint64_t v = page_word(page, 0);
     /* The last word first: most pages that are not same-filled differ there already. */
@@ -75,11 +75,21 @@ static bool page_same_filled(const void *page, uint64_t *fill)
 
 /* Turns a page into what a slot holds: a fill word, or a pool object. Called with `st` held.
  * On failure nothing is allocated. */
+int uz_dev_limit_check(struct uz_dev *dev)
+{
+    uint64_t used = uz_pool_total_pages(dev->pool);
+    uint64_t limit = atomic_load_explicit(&dev->limit_pages, memory_order_relaxed);
+    if (limit && used > limit)
+        return -ENOSPC;
+    uz_dev_note_mem_used(dev, used);
+    return 0;
+}
+
 int uz_dev_store_page(struct uz_dev *dev, struct uz_dev_stream *st, const void *page,
                       struct uz_dev_stored *out)
 {
     uint64_t fill;
-    if (page_same_filled(page, &fill)) {
+    if (uz_dev_page_same_filled(page, &fill)) {
         *out = (struct uz_dev_stored){.flags = UZ_SLOT_SAME, .val = fill};
         return 0;
     }
@@ -109,13 +119,10 @@ int uz_dev_store_page(struct uz_dev *dev, struct uz_dev_stream *st, const void *
     int rc = uz_pool_malloc(dev->pool, (size_t)len, &h);
     if (rc)
         return rc;
-    uint64_t used = uz_pool_total_pages(dev->pool);
-    uint64_t limit = atomic_load_explicit(&dev->limit_pages, memory_order_relaxed);
-    if (limit && used > limit) {
+    if ((rc = uz_dev_limit_check(dev))) {
         uz_pool_free(dev->pool, h);
-        return -ENOSPC;
+        return rc;
     }
-    uz_dev_note_mem_used(dev, used);
     uz_pool_write(dev->pool, h, src, (size_t)len); /* exactly len bytes into len bytes */
     *out = (struct uz_dev_stored){.flags = flags, .size = (uint32_t)len, .val = h};
     return 0;
@@ -206,7 +213,7 @@ int uz_dev_slot_read(struct uz_dev *dev, struct uz_slot *s, uint64_t index, void
     return rc;
 }
 
-static int read_page(struct uz_dev *dev, uint64_t index, void *page)
+int uz_dev_read_page_locked(struct uz_dev *dev, uint64_t index, void *page)
 {
     if (index >= dev->nr_pages)
         return -EINVAL;
@@ -226,7 +233,7 @@ int uz_dev_read_page(struct uz_dev *dev, uint64_t index, void *page)
     if (!dev || !page)
         return -EINVAL;
     unsigned shard = uz_brlock_read_lock(&dev->init_lock);
-    int rc = read_page(dev, index, page);
+    int rc = uz_dev_read_page_locked(dev, index, page);
     uz_brlock_read_unlock(&dev->init_lock, shard);
     return rc;
 }
@@ -343,10 +350,10 @@ ssize_t uz_dev_pread(struct uz_dev *dev, void *buf, size_t len, uint64_t offset)
             continue;
         }
         if (n == UZ_PAGE_SIZE) {
-            rc = read_page(dev, index, p + done);
+            rc = uz_dev_read_page_locked(dev, index, p + done);
         } else {
             unsigned char tmp[UZ_PAGE_SIZE] __attribute__((aligned(16)));
-            rc = read_page(dev, index, tmp);
+            rc = uz_dev_read_page_locked(dev, index, tmp);
             if (!rc)
                 memcpy(p + done, tmp + off, n);
         }

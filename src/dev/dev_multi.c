@@ -139,14 +139,8 @@ static int obj_alloc(struct uz_dev *dev, uint16_t members, const unsigned char *
     for (k = 0; k < n && !rc; k++)
         if (!(rc = uz_pool_malloc(dev->pool, chunk_len(bytes, k), &h[k])))
             got++;
-    if (!rc) {
-        uint64_t used = uz_pool_total_pages(dev->pool);
-        uint64_t limit = atomic_load_explicit(&dev->limit_pages, memory_order_relaxed);
-        if (limit && used > limit)
-            rc = -ENOSPC;
-        else
-            uz_dev_note_mem_used(dev, used);
-    }
+    if (!rc)
+        rc = uz_dev_limit_check(dev);
     if (rc) {
         for (unsigned j = 0; j < got; j++)
             uz_pool_free(dev->pool, h[j]);
@@ -331,19 +325,13 @@ static int store_run(struct uz_dev *dev, struct uz_dev_stream *st, const void *c
     uint16_t members = 0;
     *total = 0;
     int rc = 0;
-    for (unsigned k = 0; k < n && !rc; k++) {
-        /* Same-filled pages are found per page: a page equal to itself shifted by a word is
-         * one fill word repeated, which uz_dev_store_page() stores as such. */
-        if (!memcmp(pages[k], (const char *)pages[k] + 8, UZ_PAGE_SIZE - 8))
-            rc = uz_dev_store_page(dev, st, pages[k], &out[k]);
+    for (unsigned k = 0; k < n; k++) {
+        /* Same-filled pages are found per page and stored as fill words, outside the object. */
+        uint64_t fill;
+        if (uz_dev_page_same_filled(pages[k], &fill))
+            out[k] = (struct uz_dev_stored){.flags = UZ_SLOT_SAME, .val = fill};
         else
             members |= (uint16_t)(1u << k);
-    }
-    if (rc) {
-        for (unsigned k = 0; k < n; k++)
-            if (!(members >> k & 1) && (out[k].flags & UZ_SLOT_ALLOC))
-                stored_drop(dev, &out[k]);
-        return rc;
     }
     unsigned count = (unsigned)__builtin_popcount(members);
     unsigned char *src = NULL;
@@ -374,21 +362,17 @@ static int store_run(struct uz_dev *dev, struct uz_dev_stream *st, const void *c
                         (struct uz_dev_stored){.flags = UZ_SLOT_ALLOC | UZ_SLOT_MULTI, .val = head};
     } else {
         /* One page left, no run buffers, or a run that does not compress: page by page. */
-        unsigned j = 0, k;
-        for (k = 0; k < n && !rc; k++) {
+        unsigned j = 0;
+        for (unsigned k = 0; k < n && !rc; k++) {
             if (!(members >> k & 1))
                 continue;
             const void *pg = src ? src + (size_t)j++ * UZ_PAGE_SIZE : pages[k];
-            rc = uz_dev_store_page(dev, st, pg, &out[k]);
-            if (rc)
-                members &= (uint16_t) ~(1u << k); /* nothing stored for it */
+            rc = uz_dev_store_page(dev, st, pg, &out[k]); /* nothing stored on failure */
         }
     }
-    if (rc) {
+    if (rc) /* the pages stored before the one that failed */
         for (unsigned k = 0; k < n; k++)
-            if (out[k].flags & UZ_SLOT_ALLOC)
-                stored_drop(dev, &out[k]);
-    }
+            stored_drop(dev, &out[k]);
     return rc;
 }
 
@@ -426,13 +410,16 @@ int uz_dev_read_pages_locked(struct uz_dev *dev, uint64_t first, uint64_t n, voi
     int rc = 0;
     for (uint64_t i = first; i < first + n && !rc;) {
         struct uz_slot *s = &dev->table[i];
-        uz_slot_lock(s);
-        uint32_t f = uz_slot_flags(s);
+        uint32_t f = uz_slot_flags(s); /* a racy peek picks the path; each path rechecks */
+        if (f & UZ_SLOT_MULTI) {
+            uz_slot_lock(s);
+            f = uz_slot_flags(s);
+            if (!(f & UZ_SLOT_MULTI))
+                uz_slot_unlock(s);
+        }
         if (!(f & UZ_SLOT_MULTI)) {
-            rc = uz_dev_slot_read(dev, s, i, out + (i - first) * UZ_PAGE_SIZE, NULL);
-            if (!rc)
-                uz_slot_accessed(dev, s);
-            uz_slot_unlock(s);
+            /* A page alone: the read of one page (which counts its own failure). */
+            rc = uz_dev_read_page_locked(dev, i, out + (i - first) * UZ_PAGE_SIZE);
             i++;
             continue;
         }
@@ -466,10 +453,10 @@ int uz_dev_read_pages_locked(struct uz_dev *dev, uint64_t first, uint64_t n, voi
         if (st)
             uz_dev_stream_put(st);
         uz_slot_unlock(s);
+        if (rc)
+            uz_counter_add(&dev->st.failed_reads, 1);
         i = j > i ? j : i + 1;
     }
-    if (rc)
-        uz_counter_add(&dev->st.failed_reads, 1);
     return rc;
 }
 
