@@ -10,7 +10,7 @@
  */
 #include "harness.h"
 
-#include "dev_internal.h"
+#include "dev_harness.h"
 
 #include <pthread.h>
 #include <signal.h>
@@ -37,26 +37,6 @@ static void check_all(struct uz_dev *dev)
 {
     CHECK_EQ(uz_pool_check(dev->pool), 0);
     CHECK_EQ(uz_dev_mobj_check(dev), 0);
-}
-
-static void verify(struct uz_dev *dev, const unsigned char *img, uint64_t first, uint64_t n)
-{
-    unsigned char buf[PAGE];
-    for (uint64_t i = first; i < first + n; i++) {
-        CHECK_EQ(uz_dev_read_page(dev, i, buf), 0);
-        if (memcmp(buf, img + (i - first) * PAGE, PAGE)) {
-            fprintf(stderr, "page %llu differs\n", (unsigned long long)i);
-            CHECK(0);
-        }
-    }
-}
-
-static uint64_t count_flag(struct uz_dev *dev, uint32_t bit)
-{
-    uint64_t n = 0;
-    for (uint64_t i = 0; i < dev->nr_pages; i++)
-        n += (uz_slot_flags(&dev->table[i]) & bit) != 0;
-    return n;
 }
 
 static void t_attr(void)
@@ -90,7 +70,7 @@ static void t_density(const char *algo)
     for (int k = 0; k < 2; k++) {
         struct uz_dev *dev = mkdev(algo, pages, k ? 4 : 1, 0);
         CHECK_EQ(uz_dev_pwrite(dev, sample, pages * PAGE, 0), (ssize_t)(pages * PAGE));
-        verify(dev, sample, 0, pages);
+        uzt_dev_verify(dev, sample, 0, pages);
         unsigned char *all = malloc(pages * PAGE);
         CHECK_EQ(uz_dev_pread(dev, all, pages * PAGE, 0), (ssize_t)(pages * PAGE));
         CHECK(memcmp(all, sample, pages * PAGE) == 0);
@@ -100,9 +80,9 @@ static void t_density(const char *algo)
         compr[k] = st.compr_data_size;
         CHECK_EQ(st.orig_data_size, pages * PAGE);
         if (k)
-            CHECK(count_flag(dev, UZ_SLOT_MULTI) > pages / 2);
+            CHECK(uzt_dev_count_flag(dev, UZ_SLOT_MULTI) > pages / 2);
         else
-            CHECK_EQ(count_flag(dev, UZ_SLOT_MULTI), 0);
+            CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_MULTI), 0);
         check_all(dev);
         uz_dev_destroy(dev);
     }
@@ -152,8 +132,9 @@ static void t_enospc(bool compressible)
     }
     CHECK_EQ(rc, -ENOSPC);
     CHECK(r > 0);
-    verify(dev, b, 0, r * run);                                     /* the runs written */
-    verify(dev, sample + r * run * PAGE, r * run, pages - r * run); /* the failed one and on */
+    uzt_dev_verify(dev, b, 0, r * run); /* the runs written */
+    uzt_dev_verify(dev, sample + r * run * PAGE, r * run,
+                   pages - r * run); /* the failed one and on */
     check_all(dev);
     free(b);
     uz_dev_destroy(dev);
@@ -217,7 +198,7 @@ static void t_middle(const char *algo)
     atomic_store(&mid.writes, 0);
     for (int round = 0; round < 4; round++) {
         CHECK_EQ(uz_dev_pwrite(mid.dev, sample, 16 * PAGE, 0), 16 * PAGE); /* a fresh object */
-        CHECK(count_flag(mid.dev, UZ_SLOT_MULTI) >= 8);
+        CHECK(uzt_dev_count_flag(mid.dev, UZ_SLOT_MULTI) >= 8);
         atomic_store(&mid.stop, false);
         pthread_t r[3], w;
         for (uintptr_t t = 0; t < 3; t++)
@@ -234,7 +215,7 @@ static void t_middle(const char *algo)
             atomic_load(&mid.writes));
     CHECK(atomic_load(&mid.reads) > 100 && atomic_load(&mid.writes) > 100);
     /* Only page 7 left its object; the rest still share it. */
-    uint64_t multi = count_flag(mid.dev, UZ_SLOT_MULTI);
+    uint64_t multi = uzt_dev_count_flag(mid.dev, UZ_SLOT_MULTI);
     CHECK(multi >= 8 && multi <= 15);
     free(mid.b);
     uz_dev_destroy(mid.dev);
@@ -284,7 +265,7 @@ static void t_seed_race(const char *algo)
     CHECK_EQ(pthread_join(t, NULL), 0);
     /* Stable now: stored exactly. */
     CHECK_EQ(uz_dev_pwrite(dev, race.buf, 16 * PAGE, 0), 16 * PAGE);
-    verify(dev, race.buf, 0, 16);
+    uzt_dev_verify(dev, race.buf, 0, 16);
     check_all(dev);
     free(got);
     free(race.buf);
@@ -307,9 +288,9 @@ static void t_tier(void)
     fprintf(stderr, "  recompress: compr_data_size %llu -> %llu\n",
             (unsigned long long)a.compr_data_size, (unsigned long long)b.compr_data_size);
     CHECK(b.compr_data_size < a.compr_data_size * 9 / 10);
-    CHECK(count_flag(dev, UZ_SLOT_RECOMP) > pages / 2);
-    CHECK(count_flag(dev, UZ_SLOT_MULTI) > pages / 2);
-    verify(dev, sample, 0, pages);
+    CHECK(uzt_dev_count_flag(dev, UZ_SLOT_RECOMP) > pages / 2);
+    CHECK(uzt_dev_count_flag(dev, UZ_SLOT_MULTI) > pages / 2);
+    uzt_dev_verify(dev, sample, 0, pages);
     check_all(dev);
     /* Never again at the same priority. */
     CHECK_EQ(uz_dev_attr_write(dev, "idle", "all"), 0);
@@ -339,8 +320,9 @@ static void t_tier(void)
     CHECK(b.mem_used_total < a.mem_used_total * 6 / 10);
     /* compr_data_size counts live shares: the stale three quarters were uncounted already. */
     CHECK(a.compr_data_size < a.mem_used_total / 2);
-    CHECK_EQ(count_flag(dev, UZ_SLOT_MULTI), 0); /* one live page each: objects of their own */
-    verify(dev, img, 0, pages);
+    CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_MULTI),
+             0); /* one live page each: objects of their own */
+    uzt_dev_verify(dev, img, 0, pages);
     check_all(dev);
 
     /* Writeback of pages of objects: a fresh set of runs, all of it written back, read back. */
@@ -357,10 +339,10 @@ static void t_tier(void)
     check_all(dev);
     CHECK_EQ(uz_dev_attr_write(dev, "idle", "all"), 0);
     CHECK_EQ(uz_dev_attr_write(dev, "writeback", "idle"), 0);
-    CHECK_EQ(count_flag(dev, UZ_SLOT_MULTI), 0);
+    CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_MULTI), 0);
     CHECK_EQ(uz_dev_stats(dev, &a), 0);
     CHECK_EQ(a.compr_data_size, 0); /* every object went with its last page */
-    verify(dev, sample, 0, pages);
+    uzt_dev_verify(dev, sample, 0, pages);
     check_all(dev);
     uz_dev_destroy(dev);
     unlink(path);
@@ -411,7 +393,7 @@ static void t_async(void)
     CHECK_EQ(uz_dev_flush(dev), 0);
     CHECK_EQ(atomic_load(&aq.done), 65);
     CHECK_EQ(atomic_load(&aq.failed), 0);
-    verify(dev, sample, 0, 64);
+    uzt_dev_verify(dev, sample, 0, 64);
     uint64_t multi = 0, stored = 0;
     for (uint64_t i = 0; i < 64; i++) {
         uint32_t f = uz_slot_flags(&dev->table[i]);

@@ -10,7 +10,7 @@
  */
 #include "harness.h"
 
-#include "dev_internal.h"
+#include "dev_harness.h"
 
 #include <pthread.h>
 
@@ -46,20 +46,6 @@ static uint64_t slot_sum(struct uz_dev *dev, uint32_t bit, uint64_t *with)
     }
     *with = n;
     return sum;
-}
-
-static void verify(struct uz_dev *dev, const unsigned char *img, size_t pages)
-{
-    unsigned char *buf = malloc(PAGE);
-    CHECK(buf);
-    for (size_t i = 0; i < pages; i++) {
-        CHECK_EQ(uz_dev_read_page(dev, i, buf), 0);
-        if (memcmp(buf, img + i * PAGE, PAGE)) {
-            fprintf(stderr, "page %zu differs\n", i);
-            CHECK(0);
-        }
-    }
-    free(buf);
 }
 
 /* ---- grammar ---- */
@@ -213,7 +199,7 @@ static void test_pairs(void)
                     CHECK(!(f & UZ_SLOT_IDLE)); /* touched by the recompression */
                 }
             }
-            verify(dev, mix, pages);
+            uzt_dev_verify(dev, mix, 0, pages);
             /* Never again at the same priority: a second call changes nothing. */
             uint64_t done = 0;
             unsigned shard = uz_brlock_read_lock(&dev->init_lock);
@@ -311,7 +297,7 @@ static void test_rules(void)
             CHECK((f & UZ_SLOT_SIZE_MASK) < thr);
     }
     CHECK(changed > 0);
-    verify(dev, img, N);
+    uzt_dev_verify(dev, img, 0, N);
 
     /* An overwrite clears the marks: the new object is the primary's. */
     CHECK_EQ(uz_dev_write_page(dev, 0, img + 20 * PAGE), 0);
@@ -331,7 +317,7 @@ static void test_rules(void)
         CHECK_EQ(uz_dev_pread(dev, got, sizeof(got), i * PAGE + 900), (ssize_t)sizeof(got));
         CHECK(!memcmp(got, img + i * PAGE + 900, sizeof(got)));
     }
-    verify(dev, img, N);
+    uzt_dev_verify(dev, img, 0, N);
     stats(dev, &s);
     uint64_t sum = slot_sum(dev, 0, &n);
     CHECK_EQ(s.compr_data_size, sum);

@@ -11,7 +11,7 @@
  */
 #include "harness.h"
 
-#include "dev_internal.h"
+#include "dev_harness.h"
 
 #include <fcntl.h>
 #include <pthread.h>
@@ -79,26 +79,6 @@ static void fill(struct uz_dev *dev, unsigned char *shadow, uint64_t n, uint64_t
         make_page(shadow + i * PAGE, seed * 100000 + i, kind_of(i));
         CHECK_EQ(uz_dev_write_page(dev, i, shadow + i * PAGE), 0);
     }
-}
-
-static void verify(struct uz_dev *dev, const unsigned char *shadow, uint64_t n)
-{
-    unsigned char page[PAGE];
-    for (uint64_t i = 0; i < n; i++) {
-        CHECK_EQ(uz_dev_read_page(dev, i, page), 0);
-        if (memcmp(page, shadow + i * PAGE, PAGE)) {
-            fprintf(stderr, "page %llu differs\n", (unsigned long long)i);
-            CHECK(0);
-        }
-    }
-}
-
-static uint64_t count_flag(struct uz_dev *dev, uint32_t bit)
-{
-    uint64_t n = 0;
-    for (uint64_t i = 0; i < dev->nr_pages; i++)
-        n += (uz_slot_flags(&dev->table[i]) & bit) != 0;
-    return n;
 }
 
 /* ---- grammar ---- */
@@ -222,9 +202,9 @@ static void test_types(bool packed)
     for (uint64_t i = 0; i < N / 2; i++)
         atomic_fetch_or(&dev->table[i].flags,
                         uz_slot_flags(&dev->table[i]) & UZ_SLOT_ALLOC ? UZ_SLOT_IDLE : 0);
-    uint64_t idle = count_flag(dev, UZ_SLOT_IDLE);
+    uint64_t idle = uzt_dev_count_flag(dev, UZ_SLOT_IDLE);
     CHECK_EQ(wr(dev, "writeback", "huge_idle"), 0);
-    uint64_t hi_n = count_flag(dev, UZ_SLOT_WB);
+    uint64_t hi_n = uzt_dev_count_flag(dev, UZ_SLOT_WB);
     for (uint64_t i = 0; i < N; i++) {
         uint32_t f = uz_slot_flags(&dev->table[i]);
         if (f & UZ_SLOT_WB)
@@ -232,7 +212,7 @@ static void test_types(bool packed)
     }
     CHECK(hi_n > 0);
     CHECK_EQ(wr(dev, "writeback", "idle"), 0);
-    CHECK_EQ(count_flag(dev, UZ_SLOT_WB), idle);
+    CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_WB), idle);
     for (uint64_t i = 0; i < N; i++) {
         uint32_t f = uz_slot_flags(&dev->table[i]);
         CHECK(!(f & UZ_SLOT_WB) == !(i < N / 2 && kind_of(i) != 2));
@@ -242,9 +222,9 @@ static void test_types(bool packed)
     CHECK(s1.compr_data_size < s0.compr_data_size);
     CHECK_EQ(s1.bd_count, idle);
     CHECK_EQ(s1.bd_writes, idle);
-    verify(dev, shadow, N);
+    uzt_dev_verify(dev, shadow, 0, N);
     CHECK_EQ(stats(dev).bd_reads, idle); /* read from the store, not brought back */
-    CHECK_EQ(count_flag(dev, UZ_SLOT_WB), idle);
+    CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_WB), idle);
 
     /* block_state shows 'w'. */
     char text[64 * N];
@@ -261,11 +241,12 @@ static void test_types(bool packed)
     for (uint64_t i = N / 2; i < N; i += 10)
         if (uz_slot_flags(&dev->table[i]) & UZ_SLOT_ALLOC)
             atomic_fetch_or(&dev->table[i].flags, UZ_SLOT_INCOMP);
-    uint64_t incomp = count_flag(dev, UZ_SLOT_INCOMP), wb_before = count_flag(dev, UZ_SLOT_WB);
+    uint64_t incomp = uzt_dev_count_flag(dev, UZ_SLOT_INCOMP),
+             wb_before = uzt_dev_count_flag(dev, UZ_SLOT_WB);
     CHECK(incomp > 0);
     CHECK_EQ(wr(dev, "incompressible", ""), -ENOENT); /* not an attribute */
     CHECK_EQ(wr(dev, "writeback", "incompressible"), 0);
-    CHECK_EQ(count_flag(dev, UZ_SLOT_WB), wb_before + incomp);
+    CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_WB), wb_before + incomp);
     /* page_index and page_indexes: exactly those. */
     CHECK_EQ(wr(dev, "writeback", "page_index=102 page_index=104"), 0);
     CHECK(uz_slot_flags(&dev->table[102]) & UZ_SLOT_WB);
@@ -274,7 +255,7 @@ static void test_types(bool packed)
     CHECK_EQ(wr(dev, "writeback", "page_indexes=150-160"), 0);
     for (uint64_t i = 150; i < 160; i++)
         CHECK((uz_slot_flags(&dev->table[i]) & UZ_SLOT_WB) || kind_of(i) == 2);
-    verify(dev, shadow, N);
+    uzt_dev_verify(dev, shadow, 0, N);
 
     /* Partial writes into written-back pages: read from the store, stored anew in RAM. */
     unsigned char patch[300];
@@ -282,8 +263,8 @@ static void test_types(bool packed)
     CHECK_EQ(uz_dev_pwrite(dev, patch, sizeof(patch), 152 * PAGE + 100), (ssize_t)sizeof(patch));
     memcpy(shadow + 152 * PAGE + 100, patch, sizeof(patch));
     CHECK(!(uz_slot_flags(&dev->table[152]) & UZ_SLOT_WB));
-    verify(dev, shadow, N);
-    CHECK_EQ(stats(dev).bd_count, count_flag(dev, UZ_SLOT_WB));
+    uzt_dev_verify(dev, shadow, 0, N);
+    CHECK_EQ(stats(dev).bd_count, uzt_dev_count_flag(dev, UZ_SLOT_WB));
     CHECK_EQ(uz_pool_check(dev->pool), 0);
 
     /* Holes: everything written back, then discarded or overwritten: the file shrinks. */
@@ -300,7 +281,7 @@ static void test_types(bool packed)
     }
     CHECK(blocks_of(file) <= 8192); /* at most a block or two left over */
     CHECK_EQ(stats(dev).bd_count, 0);
-    verify(dev, shadow, N);
+    uzt_dev_verify(dev, shadow, 0, N);
     uz_dev_destroy(dev);
     unlink(file);
 }
@@ -328,9 +309,9 @@ static void test_limit(void)
     CHECK_EQ(stats(dev).bd_count, 5);
     CHECK_EQ(wr(dev, "writeback_limit_enable", "0"), 0); /* off: no bound */
     CHECK_EQ(wr(dev, "writeback", "idle"), 0);
-    CHECK_EQ(stats(dev).bd_count, count_flag(dev, UZ_SLOT_WB));
+    CHECK_EQ(stats(dev).bd_count, uzt_dev_count_flag(dev, UZ_SLOT_WB));
     CHECK(stats(dev).bd_count > 40);
-    verify(dev, shadow, N);
+    uzt_dev_verify(dev, shadow, 0, N);
     uz_dev_destroy(dev);
     unlink(file);
 }
@@ -360,8 +341,8 @@ static void test_full_fs(void)
         struct uz_dev_stats s = stats(dev);
         CHECK(s.bd_count <= 16);
         CHECK(s.failed_writes >= 1);
-        CHECK_EQ(s.bd_count, count_flag(dev, UZ_SLOT_WB));
-        verify(dev, shadow, N);
+        CHECK_EQ(s.bd_count, uzt_dev_count_flag(dev, UZ_SLOT_WB));
+        uzt_dev_verify(dev, shadow, 0, N);
         CHECK_EQ(uz_pool_check(dev->pool), 0);
         uz_dev_destroy(dev);
         unlink(file);
@@ -408,8 +389,8 @@ static void test_io_errors(bool packed)
     CHECK_EQ(wr(dev, "writeback", "page_indexes=0-64"), -EIO);
     CHECK_EQ(stats(dev).bd_count, 0);
     CHECK_EQ(stats(dev).failed_writes, 1);
-    CHECK_EQ(count_flag(dev, UZ_SLOT_PP), 0);
-    verify(dev, shadow, N);
+    CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_PP), 0);
+    uzt_dev_verify(dev, shadow, 0, N);
     atomic_store(&fail_writes, 0);
     CHECK_EQ(wr(dev, "writeback", "page_indexes=0-32"), 0);
     uint64_t wb = stats(dev).bd_count;
@@ -429,7 +410,7 @@ static void test_io_errors(bool packed)
     }
     CHECK_EQ(stats(dev).failed_reads, bad);
     atomic_store(&fail_reads, 0);
-    verify(dev, shadow, N); /* nothing was lost */
+    uzt_dev_verify(dev, shadow, 0, N); /* nothing was lost */
     uz_dev_wb_pwrite_hook = NULL;
     uz_dev_wb_pread_hook = NULL;
     uz_dev_destroy(dev);
@@ -481,8 +462,8 @@ static void test_corrupt(void)
         uz_dev_wb_pwrite_hook = NULL;
         struct uz_dev_stats st = stats(dev);
         CHECK_EQ(st.bd_count, want);
-        CHECK_EQ(count_flag(dev, UZ_SLOT_WB), want);
-        CHECK_EQ(count_flag(dev, UZ_SLOT_PP), 0);
+        CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_WB), want);
+        CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_PP), 0);
         CHECK_EQ(st.failed_writes, (uint64_t)write_fails);
         for (uint64_t i = 0; i < N; i++)
             CHECK_EQ(!!(uz_slot_flags(&dev->table[i]) & UZ_SLOT_WB), i < want);
@@ -492,10 +473,10 @@ static void test_corrupt(void)
         unsigned char page[PAGE];
         CHECK_EQ(uz_dev_read_page(dev, BAD, page), -EIO);
         CHECK_EQ(uz_dev_write_page(dev, BAD, shadow + BAD * PAGE), 0); /* repaired */
-        verify(dev, shadow, N);
+        uzt_dev_verify(dev, shadow, 0, N);
         CHECK_EQ(wr(dev, "writeback", "page_indexes=0-256"), 0);
         CHECK_EQ(stats(dev).bd_count, N);
-        verify(dev, shadow, N);
+        uzt_dev_verify(dev, shadow, 0, N);
         CHECK_EQ(uz_dev_wb_stored(dev->wb), N);
         CHECK_EQ(uz_pool_check(dev->pool), 0);
         uz_dev_destroy(dev);
@@ -556,11 +537,11 @@ static void test_two_writebacks(void)
     pthread_join(two_thread, NULL);
     memcpy(shadow + TX * PAGE, two_new, PAGE);
     uz_dev_wb_pwrite_hook = NULL;
-    verify(two_dev, shadow, N);
+    uzt_dev_verify(two_dev, shadow, 0, N);
     struct uz_dev_stats st = stats(two_dev);
-    CHECK_EQ(st.bd_count, count_flag(two_dev, UZ_SLOT_WB));
+    CHECK_EQ(st.bd_count, uzt_dev_count_flag(two_dev, UZ_SLOT_WB));
     CHECK_EQ(uz_dev_wb_stored(two_dev->wb), st.bd_count);
-    CHECK_EQ(count_flag(two_dev, UZ_SLOT_PP), 0);
+    CHECK_EQ(uzt_dev_count_flag(two_dev, UZ_SLOT_PP), 0);
     uz_dev_destroy(two_dev);
     unlink(file);
 }
@@ -586,8 +567,8 @@ static void test_image_raw(void)
         CHECK_EQ(wr(dev, "writeback", "idle"), 0);
         struct uz_dev_stats st = stats(dev);
         CHECK_EQ(st.bd_count, st.orig_data_size / PAGE - st.same_pages);
-        CHECK_EQ(count_flag(dev, UZ_SLOT_PP), 0);
-        verify(dev, img, n);
+        CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_PP), 0);
+        uzt_dev_verify(dev, img, 0, n);
         uz_dev_destroy(dev);
         unlink(file);
     }
@@ -716,8 +697,8 @@ static void test_race(bool packed, const char *batch)
         CHECK(!memcmp(page, rshadow[i], PAGE));
     }
     struct uz_dev_stats s = stats(dev);
-    CHECK_EQ(s.bd_count, count_flag(dev, UZ_SLOT_WB));
-    CHECK_EQ(count_flag(dev, UZ_SLOT_PP), 0);
+    CHECK_EQ(s.bd_count, uzt_dev_count_flag(dev, UZ_SLOT_WB));
+    CHECK_EQ(uzt_dev_count_flag(dev, UZ_SLOT_PP), 0);
     CHECK_EQ(uz_dev_wb_stored(dev->wb), s.bd_count);
     CHECK_EQ(uz_pool_check(dev->pool), 0);
     uz_dev_destroy(dev);

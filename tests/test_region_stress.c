@@ -20,7 +20,7 @@
 
 #include "region_harness.h"
 
-#include "dev_internal.h"
+#include "dev_harness.h"
 
 #define PAGE     UZ_PAGE_SIZE
 #define NPAGES   8192u /* 32 MiB */
@@ -111,15 +111,6 @@ static void *worker(void *arg)
     return NULL;
 }
 
-/* Slots holding pages of multi-page objects (a snapshot). */
-static uint64_t count_multi(struct uz_dev *dev)
-{
-    uint64_t n = 0;
-    for (uint64_t i = 0; i < dev->nr_pages; i++)
-        n += (uz_slot_flags(&dev->table[i]) & UZ_SLOT_MULTI) != 0;
-    return n;
-}
-
 int main(int argc, char **argv)
 {
     alarm(300);
@@ -147,7 +138,7 @@ int main(int argc, char **argv)
     for (uint32_t p = 0; p < NPAGES; p += 7)
         check_page(p, 1, true);
     CHECK_EQ(uz_dev_flush(uz_region_dev(r)), 0);
-    uint64_t multi = count_multi(uz_region_dev(r));
+    uint64_t multi = uzt_dev_count_flag(uz_region_dev(r), UZ_SLOT_MULTI);
     fprintf(stderr, "object_pages=%s: after the fill, %llu stored pages in multi-page objects\n",
             object_pages, (unsigned long long)multi);
     if (strcmp(object_pages, "1"))
@@ -195,7 +186,7 @@ int main(int argc, char **argv)
     CHECK_EQ(uz_dev_mobj_check(dev), 0);
     CHECK_EQ(uz_pool_check(dev->pool), 0);
     fprintf(stderr, "object_pages=%s: at the end, %llu stored pages in multi-page objects\n",
-            object_pages, (unsigned long long)count_multi(dev));
+            object_pages, (unsigned long long)uzt_dev_count_flag(dev, UZ_SLOT_MULTI));
     uz_region_destroy(r);
     free(sample);
     printf("test_region_stress: ok\n");
