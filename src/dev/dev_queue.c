@@ -33,10 +33,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The worker the calling thread is, if any (the thread is running a `done` callback or the
- * write before it). */
 _Static_assert(UZ_DEV_WORKER_SPAN % UZ_DEV_OBJ_PAGES_MAX == 0, "a run never spans two stripes");
 
+/* The worker the calling thread is, if any (the thread is running a `done` callback or the
+ * write before it). */
 static __thread struct uz_dev_worker *current_worker;
 
 static bool in_callback_of(const struct uz_dev *dev)
