@@ -659,7 +659,9 @@ int uz_region_events_drain(struct uz_region *r)
 }
 
 /* Reads one message. With events, under read_lock, and an event is handled before the lock
- * is let go. @return : the read() result; 0 for an event handled here. */
+ * is let go. @return : the read() result; 0 for an event handled here; -1 with EBUSY when `try`
+ * found read_lock taken (nothing was read: the backlog may hold messages, so the caller must
+ * not poll the descriptor on this answer). */
 static ssize_t read_msg(struct uz_region_fault_thread *ft, struct uffd_msg *msg, bool try)
 {
     struct uz_region *r = ft->r;
@@ -667,7 +669,7 @@ static ssize_t read_msg(struct uz_region_fault_thread *ft, struct uffd_msg *msg,
         return read(r->uffd, msg, sizeof(*msg));
     if (try) {
         if (pthread_mutex_trylock(&r->read_lock)) {
-            errno = EAGAIN; /* another thread is reading */
+            errno = EBUSY; /* another thread is reading, or waits in events_settle() */
             return -1;
         }
     } else {
@@ -741,16 +743,33 @@ void *uz_region_fault_main(void *arg)
             continue;
         }
         if (n != (ssize_t)sizeof(msg)) {
+            if (n < 0 && errno == EBUSY) {
+                /* read_lock was taken: messages may wait in the backlog, where poll() does
+                 * not see them (a thread in uz_region_events_settle() took the lock at the
+                 * wrong moment, this thread went to poll and the settle waited forever for a
+                 * backlogged UNMAP). Spin while the burst lasts, then take the lock. */
+                if (now_ns() - last < UZ_FAULT_SPIN_NS)
+                    uz_cpu_relax();
+                else
+                    last = 0; /* the next read_msg() waits for the lock */
+                continue;
+            }
             if (n < 0 && errno == EAGAIN) {
-                /* Faults come in bursts (the application runs a few microseconds between
+                /* Nothing in the backlog and nothing to read, both seen under read_lock.
+                 * Faults come in bursts (the application runs a few microseconds between
                  * two): polling for a short while after each one saves the sleep and the
                  * wakeup, which on a busy machine cost far more than the fault itself. */
                 if (now_ns() - last < UZ_FAULT_SPIN_NS) {
                     uz_cpu_relax();
                     continue;
                 }
+                /* With events, a thread other than a fault thread can move a message into
+                 * the backlog after the check above: fork's uz_region_events_drain() keeps
+                 * the faults it read there. poll() cannot see it, so it wakes once a second
+                 * and the next read_msg() looks (under read_lock). Fault threads that read
+                 * ahead serve what they read themselves. */
                 struct pollfd p = {.fd = r->uffd, .events = POLLIN};
-                poll(&p, 1, -1);
+                poll(&p, 1, r->ev_unmap ? UZ_FAULT_BACKLOG_MS : -1);
             } else if (n < 0 && errno != EINTR) {
                 usleep(1000); /* cannot happen with a live descriptor; do not spin */
             }

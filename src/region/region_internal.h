@@ -205,6 +205,7 @@ struct pm_scan_arg {
 #define UZ_DROP_BATCH       64u    /* completed evictions gathered before one round of drops */
 #define UZ_REGION_MIN_LIMIT 16u    /* smallest resident limit, pages */
 #define UZ_FAULT_SPIN_NS    30000u /* a fault thread polls this long after a fault, then sleeps */
+#define UZ_FAULT_BACKLOG_MS 1000   /* with events, a sleeping fault thread looks at the backlog */
 #define UZ_PG_LOCK_SPINS    128u   /* a page lock waiter spins this many times, then sleeps */
 #define UZ_SYS_RETRIES      64u    /* EINTR/EAGAIN without progress before a call gives up */
 #define UZ_FAULT_DEFER      256u   /* faults a fault thread keeps aside while waiting for room */
