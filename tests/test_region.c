@@ -121,7 +121,9 @@ static void t_zero_and_roundtrip(void)
 static void t_swap_cache_and_readahead(void)
 {
     const size_t n = 512;
-    struct uz_region *r = make(n, 0); /* no limit: only explicit swap-out */
+    /* No limit: only explicit swap-out; the swap cache unbounded. */
+    struct uz_region_config cfg = {.size = n * PAGE, .clean_limit = SIZE_MAX};
+    struct uz_region *r = make_cfg(&cfg);
     unsigned char *b = uz_region_base(r);
     for (size_t p = 0; p < n; p++)
         fill_page(b, p, 2);
@@ -162,6 +164,56 @@ static void t_swap_cache_and_readahead(void)
     settle_and_check(r);
     CHECK_EQ(uz_region_swapout(r, b - PAGE, PAGE), -EINVAL);
     CHECK_EQ(uz_region_swapout(r, b, (n + 1) * PAGE), -EINVAL);
+    uz_region_destroy(r);
+}
+
+/* The swap cache's bound: past clean_limit a read-only swap-in frees its stored copy and is
+ * mapped writable (DIRTY), as kernel zram frees its slot; the default bound is an eighth of the
+ * resident limit. */
+static void t_swap_cache_bound(void)
+{
+    const size_t n = 1024, cap = 64;
+    struct uz_region_config cfg = {.size = n * PAGE, .clean_limit = cap * PAGE};
+    struct uz_region *r = make_cfg(&cfg);
+    unsigned char *b = uz_region_base(r);
+    for (size_t p = 0; p < n; p++)
+        fill_page(b, p, 5);
+    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+    settle_and_check(r);
+    struct uz_region_stat s0 = stat_of(r);
+    CHECK_EQ(s0.orig_data_size, (uint64_t)n * PAGE);
+    for (size_t p = 0; p < n; p++)
+        CHECK(page_ok(b, p, 5));
+    struct uz_region_stat s1 = stat_of(r);
+    /* Readahead maps a window at once: the bound may be passed by one window (32 pages) per
+     * fault thread. */
+    CHECK(s1.clean_pages >= cap && s1.clean_pages <= cap + 32 * 4);
+    CHECK_EQ(s1.clean_pages + s1.dirty_pages, n);
+    CHECK_EQ(s1.orig_data_size, s1.clean_pages * PAGE); /* the others' copies are freed */
+    /* Everything back out and in: each page's contents survive both ways. */
+    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+    struct uz_region_stat s2 = stat_of(r);
+    CHECK_EQ(s2.swapouts_clean - s1.swapouts_clean, s1.clean_pages);
+    CHECK_EQ(s2.writebacks - s1.writebacks, s1.dirty_pages);
+    for (size_t p = n; p-- > 0;)
+        CHECK(page_ok(b, p, 5));
+    settle_and_check(r);
+    uz_region_destroy(r);
+
+    /* The default: resident_limit / 8, under reclaim. */
+    r = make(n, 256);
+    b = uz_region_base(r);
+    for (size_t p = 0; p < n; p++)
+        fill_page(b, p, 6);
+    for (int pass = 0; pass < 2; pass++)
+        for (size_t p = 0; p < n; p++)
+            CHECK(page_ok(b, p, 6));
+    settle_and_check(r);
+    struct uz_region_stat s3 = stat_of(r);
+    CHECK(s3.clean_pages <= 256 / 8 + 32 * 4);
+    CHECK(s3.swapouts_clean > 0);
+    /* Stored: the swapped pages and the cache, nothing else. */
+    CHECK(s3.orig_data_size <= (s3.swapped_pages + s3.clean_pages) * PAGE);
     uz_region_destroy(r);
 }
 
@@ -665,6 +717,7 @@ int main(void)
     t_invalid();
     t_zero_and_roundtrip();
     t_swap_cache_and_readahead();
+    t_swap_cache_bound();
     t_libc_io();
     t_user_only();
     t_unprivileged();

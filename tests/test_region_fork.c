@@ -320,7 +320,11 @@ static void limit_phase(struct uz_region *r, unsigned char *base, uint64_t from,
 static void case_limit(void)
 {
     alarm(UZT_SANITIZED ? 600 : 120);
-    struct uz_region *r = make(LM_PAGES, LM_LIMIT);
+    /* The swap cache unbounded: the case needs most of the limit CLEAN. */
+    struct uz_region_config cfg = {.size = (size_t)LM_PAGES * PAGE,
+                                   .resident_limit = (size_t)LM_LIMIT * PAGE,
+                                   .clean_limit = SIZE_MAX};
+    struct uz_region *r = make_cfg(&cfg);
     unsigned char *base = uz_region_base(r);
     if (!stat_of(r).move_eviction) {
         fprintf(stderr, "limit: no UFFDIO_MOVE (MADV_DONTNEED eviction drops shared pages as "

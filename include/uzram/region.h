@@ -12,7 +12,8 @@
  * the page is dropped; a write to it never waits for the compression: the writer gets the page
  * back at once, the in-flight copy is abandoned and the page is dirty again (the seed's stable
  * pages, done without making the writer wait). Pages swapped in and not written keep their
- * stored copy (a swap cache), so evicting them again costs no compression.
+ * stored copy (a swap cache, bounded by clean_limit), so evicting them again costs no
+ * compression.
  *
  * Privilege modes (uz_region_stat.mode):
  *  - UZ_REGION_MODE_FULL: root, CAP_SYS_PTRACE, read/write access to /dev/userfaultfd, or
@@ -139,6 +140,10 @@ struct uz_region_config {
     unsigned workers;      /* compression/fault-service threads; 0: a sensible default */
     unsigned watchdog_ms;  /* a fault not served for this long is a stall (uz_region_set_watchdog);
                               0: 10000 */
+    size_t clean_limit;    /* the swap cache: bytes of resident pages that may keep their stored
+                              copy (clean_pages); a swap-in past it is mapped writable and its
+                              copy freed, as kernel zram swap frees its slot. 0: resident_limit
+                              / 8 (size / 8 without a limit); SIZE_MAX: no bound */
 };
 
 /* The region. Thread-safety: every function is safe from any thread; the memory itself is

@@ -381,6 +381,12 @@ int uz_region_create(const struct uz_region_config *cfg, struct uz_region **out)
     r->size = cfg->size;
     r->npages = cfg->size / UZ_PAGE_SIZE;
     r->limit_bytes = cfg->resident_limit;
+    if (cfg->clean_limit == SIZE_MAX)
+        r->clean_max = UINT64_MAX;
+    else if (cfg->clean_limit)
+        r->clean_max = cfg->clean_limit / UZ_PAGE_SIZE;
+    else
+        r->clean_max = (limit ? limit : r->npages) / 8;
     r->locked = true;
     uz_region_init_sync(r);
     atomic_store(&r->reclaim_busy, true);

@@ -408,6 +408,7 @@ struct uz_region {
      * reclaim starts above start_wm and evicts until resident - pending_evict <= stop_wm. */
     uint64_t limit, start_wm, stop_wm;
     size_t limit_bytes;        /* resident_limit as configured */
+    uint64_t clean_max;        /* pages: the swap cache's bound (clean_limit), read-only */
     _Atomic uint64_t resident; /* == |DIRTY| + |CLEAN| + |WB| - |KEPT| + reservations being
                                   filled (kept pages do not count against the limit) */
     _Atomic uint64_t kept;     /* == |KEPT| */
