@@ -56,6 +56,14 @@ run "fork --stats" 0 --limit 32M --size 1G --stats -- "$PROG" fork
 [ "$(grep -c '^resident_bytes=' "$tmp/err")" = 1 ] || bad "--stats printed $(grep -c '^resident_bytes=' "$tmp/err") lines, want 1"
 grep -q "forks=1 " "$tmp/err" && ok "forks=1" || bad "forks= not 1: $(cat "$tmp/err")"
 
+# --stats through a wrapper that execs the program (pyenv's shims do): the line is the last
+# image's, and a child the wrapper forks first prints none (dash itself leaves with _exit).
+run "--stats through exec" 0 --limit 32M --size 1G --stats -- /bin/sh -c "exec \"$PROG\" memtest 64"
+[ "$(grep -c '^resident_bytes=' "$tmp/err")" = 1 ] || bad "--stats through exec printed $(grep -c '^resident_bytes=' "$tmp/err") lines, want 1"
+grep -q "swapped_pages=0 " "$tmp/err" && bad "--stats through exec: not the program's line: $(cat "$tmp/err")"
+run "--stats through a child" 0 --limit 32M --size 1G --stats -- /bin/sh -c "\"$PROG\" exit 0; exec \"$PROG\" exit 0"
+[ "$(grep -c '^resident_bytes=' "$tmp/err")" = 1 ] || bad "--stats through a child printed $(grep -c '^resident_bytes=' "$tmp/err") lines, want 1"
+
 # mlockall(MCL_CURRENT) and (MCL_FUTURE) under a limit: the heap still swaps, nothing hangs.
 run mlockall 0 --limit 32M --size 1G --stats -- "$PROG" mlock
 grep -q "swapped_pages=0 " "$tmp/err" && bad "mlockall: nothing swapped: $(cat "$tmp/err")"

@@ -3,13 +3,14 @@
  * preload.c - libuzram-preload.so's start, fork, threads and exit.
  *
  * The constructor reads UZRAM_LIMIT, UZRAM_SIZE (bytes, K/M/G suffixes), UZRAM_ALGORITHM,
- * UZRAM_STATS=1 and UZRAM_NO_CHILDREN=1, creates the region with the uzram library, makes the
- * jemalloc arena on it (preload_malloc.c), notes the region's userfaultfds (preload_fd.c) and
- * only then switches the process over (uzp_state READY). Until then every allocation is glibc's;
- * if the region cannot be created (no userfaultfd, seccomp), one line on stderr and the program
- * runs on glibc. The uzram library is linked in statically: its own allocations are glibc's
- * because the constructor, the fork handlers and every call into it run with uzp_in set, and
- * the threads it creates keep uzp_in set for life (the pthread_create wrapper below).
+ * UZRAM_STATS=1 (or the pid it becomes: see stats_wanted()) and UZRAM_NO_CHILDREN=1, creates the
+ * region with the uzram library, makes the jemalloc arena on it (preload_malloc.c), notes the
+ * region's userfaultfds (preload_fd.c) and only then switches the process over (uzp_state READY).
+ * Until then every allocation is glibc's; if the region cannot be created (no userfaultfd,
+ * seccomp), one line on stderr and the program runs on glibc. The uzram library is linked in
+ * statically: its own allocations are glibc's because the constructor, the fork handlers and every
+ * call into it run with uzp_in set, and the threads it creates keep uzp_in set for life (the
+ * pthread_create wrapper below).
  *
  * fork: the handlers are registered after the region's, so ours run first in the parent
  * (uzp_in set, extent hooks kept out of the region: uzp_malloc_fork_prepare) and last in the
@@ -295,6 +296,23 @@ done:
     __libc_free(copy);
 }
 
+/* UZRAM_STATS: "1" (uzram-run --stats) means this process, which it replaces with the pid:
+ * an image this process execs later (a wrapper script that ends in exec, such as pyenv's
+ * python3 shim) prints the line at its exit instead, and children (other pids) print none. */
+static bool stats_wanted(void)
+{
+    const char *st = getenv("UZRAM_STATS");
+    char pid[24];
+    snprintf(pid, sizeof(pid), "%ld", (long)getpid());
+    if (!st)
+        return false;
+    if (strcmp(st, "1") == 0) {
+        setenv("UZRAM_STATS", pid, 1);
+        return true;
+    }
+    return strcmp(st, pid) == 0;
+}
+
 static const char *mode_name(int mode)
 {
     return mode == UZ_REGION_MODE_FULL        ? "full"
@@ -316,10 +334,7 @@ __attribute__((constructor)) static void uzp_start(void)
     const char *nc = getenv("UZRAM_NO_CHILDREN");
     if (nc && strcmp(nc, "1") == 0)
         drop_from_ld_preload();
-    const char *st = getenv("UZRAM_STATS");
-    stats_at_exit = st && strcmp(st, "1") == 0;
-    if (stats_at_exit)
-        unsetenv("UZRAM_STATS"); /* one line: this program's, not its children's */
+    stats_at_exit = stats_wanted();
 
     struct uz_region_config cfg = {
         .size = env_size("UZRAM_SIZE", uzp_default_size()),
