@@ -162,7 +162,7 @@ int main(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    bool allow_user_only = false, limit_set = false;
+    bool allow_user_only = false, limit_set = false, size_set = false;
     int c;
     while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
         switch (c) {
@@ -172,6 +172,7 @@ int main(int argc, char **argv)
             break;
         case 's':
             set_size("UZRAM_SIZE", optarg, "--size");
+            size_set = true;
             break;
         case 'a':
             setenv("UZRAM_ALGORITHM", optarg, 1);
@@ -201,6 +202,11 @@ int main(int argc, char **argv)
         char buf[32];
         snprintf(buf, sizeof(buf), "%llu", (unsigned long long)uzp_default_limit());
         setenv("UZRAM_LIMIT", buf, 1);
+    }
+    if (!size_set) { /* the default, computed once here rather than in every exec'd image */
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%llu", (unsigned long long)uzp_default_size());
+        setenv("UZRAM_SIZE", buf, 1);
     }
 
     const char *prog = argv[optind];

@@ -251,15 +251,17 @@ static void fork_child(void)
 
 /* ---- start and exit ---- */
 
-static uint64_t env_size(const char *name, uint64_t dflt)
+/* The size in `name`, or dflt() (which reads /proc and the cgroup: uzram-run sets both
+ * variables, so that the program's start-up does not read them again). */
+static uint64_t env_size(const char *name, uint64_t (*dflt)(void))
 {
     const char *s = getenv(name);
     uint64_t v;
     if (!s || !*s)
-        return dflt;
+        return dflt();
     if (uz_parse_size(s, &v) || v == 0) {
         uzp_log("ignoring %s=%s (not a size)", name, s);
-        return dflt;
+        return dflt();
     }
     return v;
 }
@@ -337,8 +339,8 @@ __attribute__((constructor)) static void uzp_start(void)
     stats_at_exit = stats_wanted();
 
     struct uz_region_config cfg = {
-        .size = env_size("UZRAM_SIZE", uzp_default_size()),
-        .resident_limit = env_size("UZRAM_LIMIT", uzp_default_limit()),
+        .size = env_size("UZRAM_SIZE", uzp_default_size),
+        .resident_limit = env_size("UZRAM_LIMIT", uzp_default_limit),
         .algorithm = getenv("UZRAM_ALGORITHM"),
     };
     cfg.size = (cfg.size + UZP_PAGE - 1) & ~(UZP_PAGE - 1);
