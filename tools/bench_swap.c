@@ -4,7 +4,7 @@
  *
  *   uzram-bench swap --image FILE [--size-mib 1024] [--limit-mib 256] [--touches 200000]
  *                    [--algorithm lz4] [--workers N] [--object-pages N] [--runs N]
- *                    [--kernel | --baseline]
+ *                    [--clean-limit-mib N|max] [--kernel | --baseline]
  *
  * The workload: map --size-mib of memory; fill it page by page from the first 32 MiB of the
  * image, cycling ("fill"); read one byte of every page in order ("scan"); then --touches
@@ -58,6 +58,7 @@ struct swap_opts {
     const char *algorithm;
     unsigned workers, runs;
     const char *object_pages; /* the region device's object_pages, or NULL */
+    size_t clean_limit;       /* uz_region_config.clean_limit (bytes; 0 default, SIZE_MAX none) */
     bool kernel, baseline;
 };
 
@@ -172,6 +173,7 @@ static int run_region(const struct swap_opts *o, const unsigned char *img, size_
             .resident_limit = o->limit_mib << 20,
             .algorithm = o->algorithm,
             .workers = o->workers,
+            .clean_limit = o->clean_limit,
         };
         struct uz_region *r;
         int rc = uz_region_create(&cfg, &r);
@@ -432,7 +434,8 @@ static void swap_usage(FILE *f)
     fprintf(f, "usage: uzram-bench swap --image FILE [--size-mib N] [--limit-mib N] "
                "[--touches N]\n"
                "                        [--algorithm NAME] [--workers N] [--object-pages N] "
-               "[--runs N] [--kernel | --baseline]\n");
+               "[--runs N]\n"
+               "                        [--clean-limit-mib N|max] [--kernel | --baseline]\n");
 }
 
 int uz_bench_swap(int argc, char **argv)
@@ -447,6 +450,7 @@ int uz_bench_swap(int argc, char **argv)
         {"workers", required_argument, NULL, 'w'},
         {"object-pages", required_argument, NULL, 'o'},
         {"runs", required_argument, NULL, 'r'},
+        {"clean-limit-mib", required_argument, NULL, 'c'},
         {"kernel", no_argument, NULL, 'k'},
         {"baseline", no_argument, NULL, 'b'},
         {"help", no_argument, NULL, 'h'},
@@ -482,6 +486,10 @@ int uz_bench_swap(int argc, char **argv)
                 fprintf(stderr, "uzram-bench: --runs: 1..%u\n", MAX_RUNS);
                 return 2;
             }
+            break;
+        case 'c': /* the region's swap cache bound: MiB, or max (unbounded) */
+            o.clean_limit =
+                strcmp(optarg, "max") == 0 ? SIZE_MAX : (size_t)strtoul(optarg, NULL, 10) << 20;
             break;
         case 'k':
             o.kernel = true;
