@@ -132,6 +132,8 @@ int uz_dev_queue_start(struct uz_dev *dev, unsigned nworkers)
         pthread_mutex_init(&w[i].lock, NULL);
         pthread_cond_init(&w[i].cond, NULL);
         int rc = pthread_create(&w[i].thread, NULL, worker_main, &w[i]);
+        if (!rc)
+            pthread_setname_np(w[i].thread, "uzram-zramd"); /* in ps, top and perf */
         if (rc) {
             pthread_mutex_destroy(&w[i].lock);
             pthread_cond_destroy(&w[i].cond);
@@ -312,6 +314,8 @@ int uz_dev_fork_child(struct uz_dev *dev)
     }
     for (unsigned i = 0; i < n; i++) {
         int e = pthread_create(&dev->workers[i].thread, NULL, worker_main, &dev->workers[i]);
+        if (!e)
+            pthread_setname_np(dev->workers[i].thread, "uzram-zramd");
         if (e) {
             /* The queues are empty: routing by index % nworkers over the ones running is
              * fine (none: writes are made inline, as for a device created without workers). */

@@ -710,6 +710,8 @@ static void worker_start(struct worker *w, struct uz_dev *dev)
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old); /* a library thread takes no signal */
     w->started = pthread_create(&w->thread, NULL, worker_main, w) == 0;
+    if (w->started)
+        pthread_setname_np(w->thread, "uzram-wb");
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
