@@ -64,6 +64,11 @@ grep -q "swapped_pages=0 " "$tmp/err" && bad "--stats through exec: not the prog
 run "--stats through a child" 0 --limit 32M --size 1G --stats -- /bin/sh -c "\"$PROG\" exit 0; exec \"$PROG\" exit 0"
 [ "$(grep -c '^resident_bytes=' "$tmp/err")" = 1 ] || bad "--stats through a child printed $(grep -c '^resident_bytes=' "$tmp/err") lines, want 1"
 
+# A program that allocates nothing gets no region (it is made by the first malloc-family call)
+# and still its --stats line, zeros and the mode.
+run "--stats, nothing allocated" 0 --size 1G --stats -- /bin/true
+grep -q "^resident_bytes=0 .*mode=full" "$tmp/err" || bad "--stats of /bin/true: $(cat "$tmp/err")"
+
 # mlockall(MCL_CURRENT) and (MCL_FUTURE) under a limit: the heap still swaps, nothing hangs.
 run mlockall 0 --limit 32M --size 1G --stats -- "$PROG" mlock
 grep -q "swapped_pages=0 " "$tmp/err" && bad "mlockall: nothing swapped: $(cat "$tmp/err")"

@@ -3,9 +3,10 @@
  * preload.c - libuzram-preload.so's start, fork, threads and exit.
  *
  * The constructor reads UZRAM_LIMIT, UZRAM_SIZE (bytes, K/M/G suffixes), UZRAM_ALGORITHM,
- * UZRAM_STATS=1 (or the pid it becomes: see stats_wanted()) and UZRAM_NO_CHILDREN=1, creates the
- * region with the uzram library, makes the jemalloc arena on it (preload_malloc.c), notes the
- * region's userfaultfds (preload_fd.c) and only then switches the process over (uzp_state READY).
+ * UZRAM_STATS=1 (or the pid it becomes: see stats_wanted()) and UZRAM_NO_CHILDREN=1 (state
+ * LAZY); the first malloc-family call (start_region()) creates the region with the uzram
+ * library, makes the jemalloc arena on it (preload_malloc.c), notes the region's userfaultfds
+ * (preload_fd.c) and only then switches the process over (uzp_state READY).
  * Until then every allocation is glibc's; if the region cannot be created (no userfaultfd,
  * seccomp), one line on stderr and the program runs on glibc. The uzram library is linked in
  * statically: its own allocations are glibc's because the constructor, the fork handlers and every
@@ -322,6 +323,8 @@ static const char *mode_name(int mode)
                                               : "none";
 }
 
+static struct uz_region_config lazy_cfg; /* the constructor's settings, for start_region() */
+
 __attribute__((constructor)) static void uzp_start(void)
 {
     uzp_in++;
@@ -338,15 +341,35 @@ __attribute__((constructor)) static void uzp_start(void)
         drop_from_ld_preload();
     stats_at_exit = stats_wanted();
 
-    struct uz_region_config cfg = {
+    lazy_cfg = (struct uz_region_config){
         .size = env_size("UZRAM_SIZE", uzp_default_size),
         .resident_limit = env_size("UZRAM_LIMIT", uzp_default_limit),
         .algorithm = getenv("UZRAM_ALGORITHM"),
     };
-    cfg.size = (cfg.size + UZP_PAGE - 1) & ~(UZP_PAGE - 1);
-    cfg.resident_limit &= ~(UZP_PAGE - 1);
-    if (cfg.resident_limit >= cfg.size)
-        cfg.resident_limit = 0; /* the whole region fits: no reclaim */
+    lazy_cfg.size = (lazy_cfg.size + UZP_PAGE - 1) & ~(UZP_PAGE - 1);
+    lazy_cfg.resident_limit &= ~(UZP_PAGE - 1);
+    if (lazy_cfg.resident_limit >= lazy_cfg.size)
+        lazy_cfg.resident_limit = 0; /* the whole region fits: no reclaim */
+    atomic_store_explicit(&uzp_state, UZP_STATE_LAZY, memory_order_release);
+    uzp_in--;
+}
+
+/* The region, made by the first allocation (uzp_routing_alloc()): the constructor only reads
+ * the settings, so a program that allocates nothing (`uzram-run -- /bin/true`, the short
+ * commands of a script, each of which gets a region of its own) pays for no region, no
+ * jemalloc arena and no threads (2.3 ms of start-up here). Runs once, with uzp_in set: every
+ * allocation it makes, and those of the threads it starts, are glibc's, so it never re-enters
+ * itself; the other threads that allocate meanwhile wait in pthread_once. A fork child of a
+ * process still LAZY is LAZY too, and makes its own. The fork handlers are registered here,
+ * after the region's (see the top of the file), and this can deadlock only if the process's
+ * very first allocation is made inside a fork handler (pthread_atfork waits for the fork's
+ * lock): no program seen here does that; glibc, python3, node and Java allocate long before. */
+static pthread_once_t lazy_once = PTHREAD_ONCE_INIT;
+
+static void start_region(void)
+{
+    uzp_in++;
+    struct uz_region_config cfg = lazy_cfg;
     struct uz_region *r;
     int rc = uz_region_create(&cfg, &r);
     if (rc) {
@@ -376,16 +399,30 @@ __attribute__((constructor)) static void uzp_start(void)
     uzp_in--;
 }
 
+void uzp_start_lazy(void)
+{
+    pthread_once(&lazy_once, start_region);
+}
+
 int uzp_stats_format(char *buf, size_t len, bool with_pid)
 {
-    struct uz_region_stat st;
-    if (atomic_load(&uzp_state) != UZP_STATE_READY)
+    struct uz_region_stat st = {0};
+    int state = atomic_load(&uzp_state);
+    if (state == UZP_STATE_LAZY) {
+        /* Nothing allocated yet, so no region: zeros, and the mode one would have. */
+        uzp_in++;
+        int mode = uz_region_probe();
+        uzp_in--;
+        st.mode = mode > 0 ? mode : 0;
+    } else if (state != UZP_STATE_READY) {
         return -ENODEV;
-    uzp_in++;
-    int rc = uz_region_stat(uzp_region, &st);
-    uzp_in--;
-    if (rc)
-        return rc;
+    } else {
+        uzp_in++;
+        int rc = uz_region_stat(uzp_region, &st);
+        uzp_in--;
+        if (rc)
+            return rc;
+    }
     int n = 0;
     if (with_pid)
         n = snprintf(buf, len, "pid=%ld ", (long)getpid());

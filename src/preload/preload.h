@@ -32,6 +32,8 @@ enum uzp_state {
     UZP_STATE_INIT = 0, /* before the constructor: everything goes to glibc */
     UZP_STATE_READY,    /* the region is up: heap and private anonymous mmaps go to it */
     UZP_STATE_OFF,      /* no region (could not be created): plain glibc for good */
+    UZP_STATE_LAZY,     /* after the constructor, before the first allocation: the region is
+                           created by the first one (uzp_routing_alloc()) */
 };
 
 extern _Atomic int uzp_state;
@@ -57,6 +59,24 @@ static inline bool uzp_range_in_region(const void *addr, size_t len)
 static inline bool uzp_routing(void)
 {
     return !uzp_in && atomic_load_explicit(&uzp_state, memory_order_acquire) == UZP_STATE_READY;
+}
+
+/* preload.c: creates the region (once, whichever thread comes first; the others wait). */
+void uzp_start_lazy(void);
+
+/* uzp_routing() for the malloc family: the first such call of the process creates the region
+ * (a private anonymous mmap before it stays ordinary memory: see do_mmap()). A program that
+ * allocates nothing (many short commands a script runs) never pays for one. */
+static inline bool uzp_routing_alloc(void)
+{
+    if (uzp_in)
+        return false;
+    int s = atomic_load_explicit(&uzp_state, memory_order_acquire);
+    if (__builtin_expect(s == UZP_STATE_LAZY, 0)) {
+        uzp_start_lazy();
+        s = atomic_load_explicit(&uzp_state, memory_order_acquire);
+    }
+    return s == UZP_STATE_READY;
 }
 
 /* preload_range.c: page ranges of [base, base+size), all page-aligned.

@@ -223,7 +223,7 @@ int uzp_malloc_init(void)
 
 static inline bool use_region(void)
 {
-    return uzp_routing();
+    return uzp_routing_alloc();
 }
 
 UZP_EXPORT void *malloc(size_t n)

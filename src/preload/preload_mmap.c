@@ -109,6 +109,9 @@ static bool ours(int flags, int fd)
 
 static void *do_mmap(void *addr, size_t len, int prot, int flags, int fd, long off)
 {
+    /* Not uzp_routing_alloc(): jemalloc's own constructor maps its memory through here (it is
+     * linked in), and must not start the region, which calls into jemalloc. A private mapping
+     * made before the first malloc-family call stays ordinary memory. */
     if (!uzp_routing() || len == 0 || (prot & ~(PROT_READ | PROT_WRITE | PROT_EXEC)))
         return uzp_sys_mmap(addr, len, prot, flags, fd, off);
     size_t plen = page_up(len);
