@@ -392,6 +392,11 @@ static void start_region(void)
         uzp_in--;
         return;
     }
+    struct uz_region_stat st;
+    if (uz_region_stat(r, &st) == 0 && st.mode == UZ_REGION_MODE_USER_ONLY) {
+        uzp_malloc_user_only(); /* glibc's own allocations stay in glibc's heap */
+        uzp_user_only = true;   /* and system calls on region memory pin it (preload_io.c) */
+    }
     uzp_fd_scan();
     pthread_atfork(fork_prepare, fork_parent, fork_child);
     atomic_store_explicit(&uzp_state, UZP_STATE_READY, memory_order_release);

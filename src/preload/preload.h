@@ -101,6 +101,9 @@ int uzp_malloc_init(void);
  * on the quiesced region while the forking thread waits for that lock in jemalloc's handler. */
 void uzp_malloc_fork_prepare(void);
 void uzp_malloc_fork_done(void);
+/* In user-only mode: the malloc family called from glibc (libc.so, ld.so) allocates in glibc's
+ * heap, so that glibc's own system calls on its buffers never see region memory. */
+void uzp_malloc_user_only(void);
 /* Real (glibc) functions the preload calls by pointer. */
 extern size_t (*uzp_real_malloc_usable_size)(void *);
 
@@ -113,6 +116,11 @@ int uzp_sys_munmap(void *addr, size_t len);
 /* Fills in the range with the region's idea of "fresh private anonymous memory": zeros and
  * `prot`. @return : 0 or -errno. */
 int uzp_fresh(uintptr_t addr, size_t len, int prot);
+
+/* preload_io.c: system calls on region memory, pinned around the call in user-only mode. */
+extern bool uzp_user_only; /* the region is UZ_REGION_MODE_USER_ONLY (set before READY) */
+/* syscall(SYS_futex, a[0..5]) for preload_mmap.c's syscall(). */
+long uzp_futex(long a[6]);
 
 /* preload_fd.c */
 /* Finds the process's userfaultfds (/proc/self/fd) and protects them from now on. */

@@ -19,6 +19,7 @@
 
 #include <errno.h>
 #include <jemalloc/jemalloc.h>
+#include <link.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
@@ -221,14 +222,58 @@ int uzp_malloc_init(void)
 
 /* ---- the malloc family ---- */
 
-static inline bool use_region(void)
+/* glibc's code (libc.so.6, ld.so), for uzp_from_libc(): [lo, hi) of their executable segments. */
+#define LIBC_SEGS 4
+static uintptr_t libc_lo[LIBC_SEGS], libc_hi[LIBC_SEGS];
+static int n_libc;
+
+static int find_libc(struct dl_phdr_info *info, size_t size, void *arg)
 {
-    return uzp_routing_alloc();
+    (void)size;
+    (void)arg;
+    const char *name = info->dlpi_name ? info->dlpi_name : "";
+    if (!strstr(name, "/libc.so") && !strstr(name, "/ld-linux") && !strstr(name, "/ld.so"))
+        return 0;
+    for (int i = 0; i < info->dlpi_phnum && n_libc < LIBC_SEGS; i++) {
+        const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+        if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X))
+            continue;
+        libc_lo[n_libc] = info->dlpi_addr + ph->p_vaddr;
+        libc_hi[n_libc] = libc_lo[n_libc] + ph->p_memsz;
+        n_libc++;
+    }
+    return 0;
 }
 
-UZP_EXPORT void *malloc(size_t n)
+void uzp_malloc_user_only(void)
 {
-    if (!use_region())
+    n_libc = 0;
+    dl_iterate_phdr(find_libc, NULL);
+}
+
+/* True when the caller (a return address) is glibc's own code. */
+static inline bool uzp_from_libc(const void *ra)
+{
+    uintptr_t a = (uintptr_t)ra;
+    for (int i = 0; i < n_libc; i++)
+        if (a >= libc_lo[i] && a < libc_hi[i])
+            return true;
+    return false;
+}
+
+/* True when an allocation for the caller `ra` goes to the region. */
+static inline bool use_region(const void *ra)
+{
+    if (!uzp_routing_alloc())
+        return false;
+    return !uzp_user_only || !uzp_from_libc(ra);
+}
+
+#define CALLER __builtin_return_address(0)
+
+static void *do_malloc(size_t n, const void *ra)
+{
+    if (!use_region(ra))
         return __libc_malloc(n);
     int f = flags();
     uzp_in++;
@@ -237,6 +282,11 @@ UZP_EXPORT void *malloc(size_t n)
     if (!p)
         errno = ENOMEM;
     return p;
+}
+
+UZP_EXPORT void *malloc(size_t n)
+{
+    return do_malloc(n, CALLER);
 }
 
 UZP_EXPORT void free(void *p)
@@ -255,7 +305,7 @@ UZP_EXPORT void free(void *p)
 UZP_EXPORT void *calloc(size_t n, size_t m)
 {
     size_t t;
-    if (!use_region())
+    if (!use_region(CALLER))
         return __libc_calloc(n, m);
     if (__builtin_mul_overflow(n, m, &t)) {
         errno = ENOMEM;
@@ -270,10 +320,10 @@ UZP_EXPORT void *calloc(size_t n, size_t m)
     return p;
 }
 
-UZP_EXPORT void *realloc(void *p, size_t n)
+static void *do_realloc(void *p, size_t n, const void *ra)
 {
     if (!p)
-        return malloc(n);
+        return do_malloc(n, ra);
     if (n == 0) {
         free(p);
         return NULL;
@@ -287,16 +337,21 @@ UZP_EXPORT void *realloc(void *p, size_t n)
             errno = ENOMEM;
         return q;
     }
-    if (!use_region() || !uzp_real_malloc_usable_size)
+    if (!use_region(ra) || !uzp_real_malloc_usable_size)
         return __libc_realloc(p, n);
     /* A glibc block: move it into the region. */
     size_t old = uzp_real_malloc_usable_size(p);
-    void *q = malloc(n);
+    void *q = do_malloc(n, ra);
     if (!q)
         return NULL;
     memcpy(q, p, old < n ? old : n);
     __libc_free(p);
     return q;
+}
+
+UZP_EXPORT void *realloc(void *p, size_t n)
+{
+    return do_realloc(p, n, CALLER);
 }
 
 UZP_EXPORT void *reallocarray(void *p, size_t n, size_t m)
@@ -306,7 +361,7 @@ UZP_EXPORT void *reallocarray(void *p, size_t n, size_t m)
         errno = ENOMEM;
         return NULL;
     }
-    return realloc(p, t);
+    return do_realloc(p, t, CALLER);
 }
 
 UZP_EXPORT size_t malloc_usable_size(void *p)
@@ -318,9 +373,9 @@ UZP_EXPORT size_t malloc_usable_size(void *p)
     return uzp_real_malloc_usable_size ? uzp_real_malloc_usable_size(p) : 0;
 }
 
-static void *aligned(size_t al, size_t n)
+static void *aligned(size_t al, size_t n, const void *ra)
 {
-    if (!use_region())
+    if (!use_region(ra))
         return __libc_memalign(al, n);
     int f = flags() | MALLOCX_ALIGN(al);
     uzp_in++;
@@ -331,7 +386,7 @@ static void *aligned(size_t al, size_t n)
     return p;
 }
 
-UZP_EXPORT void *memalign(size_t al, size_t n)
+static void *do_memalign(size_t al, size_t n, const void *ra)
 {
     if (al < sizeof(void *))
         al = sizeof(void *);
@@ -345,7 +400,12 @@ UZP_EXPORT void *memalign(size_t al, size_t n)
         }
         al = p2;
     }
-    return aligned(al, n);
+    return aligned(al, n, ra);
+}
+
+UZP_EXPORT void *memalign(size_t al, size_t n)
+{
+    return do_memalign(al, n, CALLER);
 }
 
 UZP_EXPORT void *aligned_alloc(size_t al, size_t n)
@@ -354,7 +414,7 @@ UZP_EXPORT void *aligned_alloc(size_t al, size_t n)
         errno = EINVAL;
         return NULL;
     }
-    return memalign(al, n);
+    return do_memalign(al, n, CALLER);
 }
 
 UZP_EXPORT int posix_memalign(void **out, size_t al, size_t n)
@@ -362,7 +422,7 @@ UZP_EXPORT int posix_memalign(void **out, size_t al, size_t n)
     if (al < sizeof(void *) || (al & (al - 1)))
         return EINVAL;
     int saved = errno;
-    void *p = aligned(al, n);
+    void *p = aligned(al, n, CALLER);
     if (!p)
         return ENOMEM;
     errno = saved;
@@ -372,7 +432,7 @@ UZP_EXPORT int posix_memalign(void **out, size_t al, size_t n)
 
 UZP_EXPORT void *valloc(size_t n)
 {
-    return memalign(UZP_PAGE, n);
+    return do_memalign(UZP_PAGE, n, CALLER);
 }
 
 UZP_EXPORT void *pvalloc(size_t n)
@@ -381,5 +441,5 @@ UZP_EXPORT void *pvalloc(size_t n)
         errno = ENOMEM;
         return NULL;
     }
-    return memalign(UZP_PAGE, (n + UZP_PAGE - 1) & ~(UZP_PAGE - 1));
+    return do_memalign(UZP_PAGE, (n + UZP_PAGE - 1) & ~(UZP_PAGE - 1), CALLER);
 }

@@ -319,6 +319,8 @@ UZP_EXPORT long syscall(long n, ...)
         return mprotect((void *)a[0], (size_t)a[1], (int)a[2]);
     case SYS_mlockall:
         return mlockall((int)a[0]);
+    case SYS_futex:
+        return uzp_futex(a);
     case SYS_close:
         return close((int)a[0]);
     case SYS_close_range:
