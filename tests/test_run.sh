@@ -48,7 +48,7 @@ swapped=$(echo "$stats" | sed -n 's/.*swapped_pages=\([0-9]*\).*/\1/p')
 [ "${swapped:-0}" -gt 0 ] && ok "memtest swapped ($swapped pages)" || bad "memtest swapped nothing"
 echo "$stats" | grep -q "mode=full" || bad "mode is not full"
 
-for area in align calloc foreign threads fork spawn fds mmap; do
+for area in align calloc foreign threads fork spawn fds mmap syscalls; do
     run "$area" 0 --limit 32M --size 1G -- "$PROG" "$area"
 done
 grep -q "forks=" "$tmp/err" && bad "--stats not asked for but printed" || true
@@ -228,6 +228,103 @@ assert p["pid"] == int(sys.argv[2]) and p["orig_bytes"] > 0 and "hold" in p["com
             [ $got = 1 ] && ok "socket gone after exit" || bad "run after exit: status $got"
         fi
         held=
+    fi
+fi
+
+# USER_ONLY: as an unprivileged user where the sysctl is 0 (stock Debian), uzram-run refuses
+# without --allow-user-only and says what to change; with it, the program runs and the preload
+# pins region memory around the system calls it makes on it (test_run_prog syscalls: buffers,
+# paths, exec arguments, futex waits, an alternate signal stack, all swapped out first), and
+# python3, node and Java run verified. The binaries are copied where nobody can read them.
+uo_skip=
+if [ "$(id -u)" != 0 ] || ! command -v setpriv >/dev/null; then uo_skip="not root, or no setpriv"
+elif [ "$(cat /proc/sys/vm/unprivileged_userfaultfd 2>/dev/null)" != 0 ]; then
+    uo_skip="vm.unprivileged_userfaultfd is not 0 (unprivileged users get FULL mode)"
+fi
+if [ -z "$uo_skip" ]; then
+    uo=$tmp/uo
+    mkdir -p "$uo/tmp" && cp "$RUN" "$uo/uzram-run" && cp "$UZRAM_PRELOAD" "$uo/libuzram-preload.so" &&
+        cp "$PROG" "$uo/prog" && chmod 755 "$tmp" "$uo" && chmod 1777 "$uo/tmp" &&
+        chmod 755 "$uo/uzram-run" "$uo/libuzram-preload.so" "$uo/prog" || uo_skip="cannot copy"
+    nobody() { timeout 120 setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$uo/tmp" \
+                   TMPDIR="$uo/tmp" UZRAM_PRELOAD="$uo/libuzram-preload.so" "$uo/uzram-run" "$@"; }
+    if [ -z "$uo_skip" ] &&
+       setpriv --reuid=65534 --regid=65534 --clear-groups test -r /dev/userfaultfd -a -w /dev/userfaultfd; then
+        uo_skip="nobody may open /dev/userfaultfd (FULL mode)"
+    fi
+fi
+if [ -n "$uo_skip" ]; then
+    echo "skip user-only cases: $uo_skip"
+else
+    urun() { # name, expected status, uzram-run options..., -- prog args
+        name=$1; want=$2; shift 2
+        nobody "$@" >"$tmp/out" 2>"$tmp/err"
+        got=$?
+        if [ "$got" = "$want" ]; then ok "user-only: $name"; else
+            bad "user-only: $name (status $got, want $want)"; cat "$tmp/out" "$tmp/err"; fi
+    }
+    urun refused 125 --size 1G -- "$uo/prog" exit 0
+    grep -q "user-mode only" "$tmp/err" && grep -q "sysctl vm.unprivileged_userfaultfd=1" "$tmp/err" &&
+        grep -q -- "--allow-user-only" "$tmp/err" || bad "user-only: refusal message: $(cat "$tmp/err")"
+    urun memtest 0 --allow-user-only --limit 64M --size 2G --stats -- "$uo/prog" memtest 256
+    grep -q "mode=user_only" "$tmp/err" || bad "user-only: mode is not user_only: $(cat "$tmp/err")"
+    grep -q "swapped_pages=0 " "$tmp/err" && bad "user-only: memtest swapped nothing"
+    for area in align calloc foreign threads fork spawn fds mmap syscalls; do
+        urun "$area" 0 --allow-user-only --limit 32M --size 1G -- "$uo/prog" "$area"
+    done
+    if [ -x /usr/bin/python3 ]; then
+        urun python3 0 --allow-user-only --limit 32M --size 2G --stats -- /usr/bin/python3 -c '
+import os, subprocess, threading, queue
+d = {i: str(i) * 20 for i in range(400000)}
+assert all(d[i] == str(i) * 20 for i in range(400000))
+p = os.path.join(os.environ["TMPDIR"], "py.%d" % os.getpid())
+blob = bytes(range(256)) * 20000
+with open(p, "wb") as f: f.write(blob)
+with open(p, "rb") as f: assert f.read() == blob
+assert os.path.basename(p) in os.listdir(os.environ["TMPDIR"])
+os.unlink(p)
+q = queue.Queue()
+ts = [threading.Thread(target=lambda k=k: q.put(sum(len(d[i]) for i in range(k, 400000, 4)))) for k in range(4)]
+for t in ts: t.start()
+for t in ts: t.join()
+assert sum(q.get() for _ in ts) == sum(len(v) for v in d.values())
+assert subprocess.run(["sh", "-c", "exit 7"]).returncode == 7
+pid = os.fork()
+if pid == 0: os._exit(0 if d[4321] == "4321" * 20 else 3)
+assert os.waitpid(pid, 0)[1] == 0
+'
+        grep -q "swapped_pages=0 " "$tmp/err" && bad "user-only: python3 swapped nothing: $(cat "$tmp/err")"
+    fi
+    if [ -x /usr/bin/node ]; then
+        urun node 0 --allow-user-only --limit 48M --size 4G -- /usr/bin/node -e '
+const fs = require("fs"), p = process.env.TMPDIR + "/node." + process.pid;
+const a = []; for (let i = 0; i < 1000000; i++) a.push({k: i, v: "x" + i});
+const b = Buffer.alloc(16 << 20, 7); fs.writeFileSync(p, b);
+const c = fs.readFileSync(p); fs.unlinkSync(p);
+if (!c.equals(b)) process.exit(3);
+for (let i = 0; i < a.length; i++) if (a[i].v !== "x" + i) process.exit(4);'
+    fi
+    if [ -x /usr/bin/java ]; then
+        cat >"$uo/tmp/J.java" <<'EOF'
+import java.util.*;
+import java.nio.file.*;
+public class J {
+    public static void main(String[] args) throws Exception {
+        HashMap<Integer, String> m = new HashMap<>();
+        for (int i = 0; i < 1000000; i++) m.put(i, "v" + i);
+        byte[] b = new byte[8 << 20];
+        Arrays.fill(b, (byte) 5);
+        Path p = Paths.get(System.getenv("TMPDIR"), "j" + ProcessHandle.current().pid());
+        Files.write(p, b);
+        byte[] c = Files.readAllBytes(p);
+        Files.delete(p);
+        if (!Arrays.equals(b, c)) System.exit(3);
+        for (int i = 0; i < 1000000; i++) if (!m.get(i).equals("v" + i)) System.exit(4);
+    }
+}
+EOF
+        chmod 644 "$uo/tmp/J.java"
+        urun java 0 --allow-user-only --limit 64M --size 8G -- /usr/bin/java "$uo/tmp/J.java"
     fi
 fi
 exit $fail

@@ -2,7 +2,8 @@
 /*
  * test_run_prog.c - an ordinary program (no uzram in it) that test_run.sh runs under uzram-run,
  * one area per argument: `test_run_prog memtest|align|calloc|foreign|threads|fork|spawn|fds|
- * mmap|mlock|hold MIB SECONDS [fork]|exit N`. Exit 0 pass, 1 fail. Every byte written is verified.
+ * mmap|mlock|syscalls|hold MIB SECONDS [fork]|exit N`. Exit 0 pass, 1 fail. Every byte written is
+ * verified.
  */
 #undef NDEBUG
 #include <dirent.h>
@@ -10,6 +11,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdatomic.h>
@@ -20,6 +22,9 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -372,6 +377,243 @@ static int mlock_test(void)
     return 0;
 }
 
+/* ---- system calls on swapped-out heap memory ----
+ * The kernel reads and writes these buffers, paths, futex words and signal frames itself: in
+ * FULL mode the region serves its faults; in user-only mode (an unprivileged user,
+ * --allow-user-only) the preload pins them around each call. Every buffer is swapped out
+ * (MADV_PAGEOUT: the region compresses it now) or never touched before the call. */
+
+#define PAGE 4096UL
+
+static void *heap_pages(size_t n)
+{
+    void *p = aligned_alloc(PAGE, (n + PAGE - 1) & ~(PAGE - 1));
+    CHECK(p);
+    return p;
+}
+
+static void out(void *p, size_t n)
+{
+    uintptr_t a = (uintptr_t)p & ~(PAGE - 1);
+    CHECK(madvise((void *)a, ((uintptr_t)p + n - a + PAGE - 1) & ~(PAGE - 1), MADV_PAGEOUT) == 0);
+}
+
+struct waitobj {
+    pthread_mutex_t m;
+    pthread_cond_t c;
+    sem_t s;
+    int flag;
+    char pad[PAGE];
+};
+
+static void *cond_waiter(void *arg)
+{
+    struct waitobj *w = arg;
+    CHECK(pthread_mutex_lock(&w->m) == 0);
+    while (!w->flag)
+        CHECK(pthread_cond_wait(&w->c, &w->m) == 0);
+    CHECK(pthread_mutex_unlock(&w->m) == 0);
+    CHECK(sem_wait(&w->s) == 0);
+    return NULL;
+}
+
+#define NLOCKS 32
+struct lockpage {
+    pthread_mutex_t m;
+    long count;
+    char pad[PAGE - sizeof(pthread_mutex_t) - sizeof(long)];
+};
+static struct lockpage *locks;
+static atomic_bool locks_stop;
+
+static void *lock_worker(void *arg)
+{
+    uint64_t seed = (uintptr_t)arg * 7919 + 1;
+    for (int i = 0; i < 20000; i++) {
+        struct lockpage *l = &locks[rnd(&seed) % NLOCKS];
+        CHECK(pthread_mutex_lock(&l->m) == 0);
+        l->count++;
+        CHECK(pthread_mutex_unlock(&l->m) == 0);
+    }
+    return NULL;
+}
+
+static void *lock_evictor(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&locks_stop))
+        for (int i = 0; i < NLOCKS && !atomic_load(&locks_stop); i++)
+            out(&locks[i], sizeof(locks[i]));
+    return NULL;
+}
+
+static volatile sig_atomic_t on_alt;
+static char *alt_lo, *alt_hi;
+
+static void alt_handler(int sig)
+{
+    char here;
+    (void)sig;
+    on_alt = &here > alt_lo && &here < alt_hi ? 1 : 2;
+}
+
+static int syscalls(void)
+{
+    const size_t n = 6 << 20; /* several of the preload's 1 MiB chunks */
+    char *path = heap_pages(256);
+    snprintf(path, 256, "%s/uzram-run-io.%ld", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+             (long)getpid());
+    out(path, 256);
+    int fd = open(path, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    CHECK(fd >= 0);
+    out(path, 256);
+    struct stat *st = heap_pages(sizeof(*st));
+    out(st, sizeof(*st));
+    CHECK(stat(path, st) == 0 && st->st_size == 0);
+
+    /* write from a swapped-out buffer, read into one never touched and into a swapped-out one */
+    unsigned char *a = heap_pages(n), *b = heap_pages(n);
+    fill(a, n, 31);
+    out(a, n);
+    CHECK(write(fd, a, n) == (ssize_t)n);
+    out(st, sizeof(*st));
+    CHECK(fstat(fd, st) == 0 && st->st_size == (off_t)n);
+    CHECK(pread(fd, b, n, 0) == (ssize_t)n && same(b, n, 31));
+    out(b, n);
+    CHECK(lseek(fd, 0, SEEK_SET) == 0 && read(fd, b, n) == (ssize_t)n && same(b, n, 31));
+    /* pwrite, and vectors whose array is swapped out too */
+    fill(a, n, 32);
+    out(a, n);
+    CHECK(pwrite(fd, a, n, 0) == (ssize_t)n);
+    struct iovec *iov = heap_pages(3 * sizeof(*iov));
+    iov[0] = (struct iovec){b, 1000};
+    iov[1] = (struct iovec){b + 1000, 3 << 20};
+    iov[2] = (struct iovec){b + 1000 + (3 << 20), n - 1000 - (3 << 20)};
+    memset(b, 0, n);
+    out(b, n);
+    out(iov, 3 * sizeof(*iov));
+    CHECK(lseek(fd, 0, SEEK_SET) == 0 && readv(fd, iov, 3) == (ssize_t)n && same(b, n, 32));
+    out(b, n);
+    out(iov, 3 * sizeof(*iov));
+    CHECK(lseek(fd, 0, SEEK_SET) == 0 && writev(fd, iov, 3) == (ssize_t)n);
+    memset(a, 0, n);
+    out(a, n);
+    CHECK(preadv(fd, &(struct iovec){a, n}, 1, 0) == (ssize_t)n && same(a, n, 32));
+    close(fd);
+
+    /* stdio: fwrite from and fread into swapped-out memory (both bypass the FILE's buffer) */
+    FILE *f = fopen(path, "w+");
+    CHECK(f);
+    fill(a, n, 33);
+    out(a, n);
+    CHECK(fwrite(a, 1, n, f) == n && fflush(f) == 0);
+    rewind(f);
+    out(b, n);
+    CHECK(fread(b, 1, n, f) == n && same(b, n, 33));
+    CHECK(fclose(f) == 0);
+    out(path, 256);
+    CHECK(unlink(path) == 0);
+
+    /* a socket pair: send from and recv into swapped-out buffers */
+    int sv[2];
+    CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+    const size_t m = 64 << 10;
+    fill(a, m, 34);
+    out(a, m);
+    CHECK(send(sv[0], a, m, 0) == (ssize_t)m);
+    out(b, m);
+    size_t got = 0;
+    while (got < m) {
+        ssize_t r = recv(sv[1], b + got, m - got, 0);
+        CHECK(r > 0);
+        got += (size_t)r;
+        out(b + got, m - got);
+    }
+    CHECK(same(b, m, 34));
+    close(sv[0]);
+    close(sv[1]);
+
+    /* getcwd and readlink into swapped-out buffers */
+    char *cwd = heap_pages(PATH_MAX);
+    out(cwd, PATH_MAX);
+    CHECK(getcwd(cwd, PATH_MAX) == cwd && cwd[0] == '/');
+    out(cwd, PATH_MAX);
+    CHECK(readlink("/proc/self/exe", cwd, PATH_MAX) > 0 && cwd[0] == '/');
+
+    /* a program started with its arguments in swapped-out memory */
+    char **argv = heap_pages(5 * sizeof(char *));
+    char *strs = heap_pages(64);
+    strcpy(strs, "sh");
+    strcpy(strs + 8, "-c");
+    strcpy(strs + 16, "test \"$0\" = word");
+    strcpy(strs + 40, "word");
+    argv[0] = strs;
+    argv[1] = strs + 8;
+    argv[2] = strs + 16;
+    argv[3] = strs + 40;
+    argv[4] = NULL;
+    out(argv, 5 * sizeof(char *));
+    out(strs, 64);
+    pid_t pid;
+    int status;
+    CHECK(posix_spawnp(&pid, "sh", NULL, NULL, argv, environ) == 0);
+    CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
+
+    /* a condition variable, its mutex and a semaphore in a swapped-out page */
+    struct waitobj *w = heap_pages(sizeof(*w));
+    CHECK(pthread_mutex_init(&w->m, NULL) == 0 && pthread_cond_init(&w->c, NULL) == 0 &&
+          sem_init(&w->s, 0, 0) == 0);
+    w->flag = 0;
+    pthread_t t;
+    CHECK(pthread_create(&t, NULL, cond_waiter, w) == 0);
+    usleep(20000);
+    out(w, sizeof(*w));
+    usleep(20000);
+    CHECK(pthread_mutex_lock(&w->m) == 0);
+    w->flag = 1;
+    CHECK(pthread_cond_signal(&w->c) == 0 && pthread_mutex_unlock(&w->m) == 0);
+    usleep(20000);
+    out(w, sizeof(*w));
+    CHECK(sem_post(&w->s) == 0);
+    CHECK(pthread_join(t, NULL) == 0);
+
+    /* contended mutexes, each in its own page, swapped out all the time by another thread */
+    locks = heap_pages(NLOCKS * sizeof(*locks));
+    for (int i = 0; i < NLOCKS; i++) {
+        CHECK(pthread_mutex_init(&locks[i].m, NULL) == 0);
+        locks[i].count = 0;
+    }
+    pthread_t ev, wk[4];
+    CHECK(pthread_create(&ev, NULL, lock_evictor, NULL) == 0);
+    for (uintptr_t i = 0; i < 4; i++)
+        CHECK(pthread_create(&wk[i], NULL, lock_worker, (void *)i) == 0);
+    for (int i = 0; i < 4; i++)
+        CHECK(pthread_join(wk[i], NULL) == 0);
+    atomic_store(&locks_stop, true);
+    CHECK(pthread_join(ev, NULL) == 0);
+    long total = 0;
+    for (int i = 0; i < NLOCKS; i++)
+        total += locks[i].count;
+    CHECK(total == 4 * 20000);
+
+    /* a signal delivered on an alternate stack in a swapped-out heap block */
+    size_t ssz = 64 << 10;
+    char *stk = heap_pages(ssz);
+    alt_lo = stk;
+    alt_hi = stk + ssz;
+    CHECK(sigaltstack(&(stack_t){.ss_sp = stk, .ss_size = ssz}, NULL) == 0);
+    struct sigaction sa = {.sa_handler = alt_handler, .sa_flags = SA_ONSTACK};
+    CHECK(sigaction(SIGUSR1, &sa, NULL) == 0);
+    out(stk, ssz);
+    CHECK(raise(SIGUSR1) == 0);
+    CHECK(on_alt == 1);
+    CHECK(sigaltstack(&(stack_t){.ss_flags = SS_DISABLE}, NULL) == 0);
+
+    free(a);
+    free(b);
+    return 0;
+}
+
 /* For `uzramctl run`: MiB allocated and filled (and, with "fork", a child that rewrites its
  * copy), then "ready PID CHILD" (CHILD 0 without one) on stdout and a sleep of at most SECONDS
  * (the test kills it sooner); the child dies with it. Both close every descriptor above 2
@@ -436,6 +678,8 @@ int main(int argc, char **argv)
         rc = mmap_test();
     else if (!strcmp(what, "mlock"))
         rc = mlock_test();
+    else if (!strcmp(what, "syscalls"))
+        rc = syscalls();
     else if (!strcmp(what, "hold") && argc > 3)
         rc = hold(strtoul(argv[2], NULL, 0), (unsigned)atoi(argv[3]),
                   argc > 4 && !strcmp(argv[4], "fork"));
