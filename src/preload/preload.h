@@ -6,7 +6,8 @@
  * puts the program's heap in it: the malloc family goes to jemalloc (an arena whose extent hooks
  * take page ranges of the region, preload_malloc.c), private anonymous mmaps become page ranges
  * of the region (preload_mmap.c), and the region's userfaultfds are kept from being closed
- * (preload_fd.c). Page ranges of the region are handed out by a first-fit allocator
+ * (preload_fd.c); in user-only mode the system calls the program makes on region memory pin it
+ * for the call (preload_io.c). Page ranges of the region are handed out by a first-fit allocator
  * (preload_range.c); a thread serves the live statistics on a socket (preload_stats.c).
  * preload.c sets it all up in a constructor, from UZRAM_* variables.
  *

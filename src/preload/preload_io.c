@@ -75,8 +75,8 @@ extern void __chk_fail(void) __attribute__((noreturn));
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen);
 ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t buflen);
 ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags);
-ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
-                       struct sockaddr *addr, socklen_t *alen);
+ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags, struct sockaddr *addr,
+                       socklen_t *alen);
 int __open_2(const char *path, int flags);
 int __open64_2(const char *path, int flags);
 int __openat_2(int dirfd, const char *path, int flags);
@@ -390,8 +390,8 @@ static ssize_t vec_call(enum vec_op op, void *fn, int fd, const struct iovec *io
 
 /* Vector I/O a batch of entries at a time, each pinned; goes on as buf_io() does. off < 0 (with
  * preadv2's -1) keeps the file position. */
-static ssize_t vec_io(enum vec_op op, void *fn, int fd, const struct iovec *iov, int cnt,
-                      off_t off, int flags)
+static ssize_t vec_io(enum vec_op op, void *fn, int fd, const struct iovec *iov, int cnt, off_t off,
+                      int flags)
 {
     if (!pinning() || cnt <= 0)
         return vec_call(op, fn, fd, iov, cnt, off, flags);
@@ -657,8 +657,8 @@ UZP_EXPORT int creat(const char *path, mode_t mode) __attribute__((alias("creat6
 
 UZP_EXPORT int stat64(const char *path, struct stat64 *st)
 {
-    PIN_CALL(int, -1, int (*)(const char *, struct stat64 *), "stat64", fn(path, st), path, NULL, st,
-             sizeof(*st));
+    PIN_CALL(int, -1, int (*)(const char *, struct stat64 *), "stat64", fn(path, st), path, NULL,
+             st, sizeof(*st));
 }
 
 UZP_EXPORT int stat(const char *path, struct stat *st)
@@ -803,7 +803,7 @@ UZP_EXPORT char *getcwd(char *buf, size_t n)
 
 UZP_EXPORT DIR *opendir(const char *path)
 {
-    PIN_CALL(DIR *, NULL, DIR *(*)(const char *), "opendir", fn(path), path, NULL, NULL, 0);
+    PIN_CALL(DIR *, NULL, DIR * (*)(const char *), "opendir", fn(path), path, NULL, NULL, 0);
 }
 
 UZP_EXPORT ssize_t getrandom(void *buf, size_t n, unsigned flags)
