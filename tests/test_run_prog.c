@@ -499,6 +499,19 @@ static int syscalls(void)
     memset(a, 0, n);
     out(a, n);
     CHECK(preadv(fd, &(struct iovec){a, n}, 1, 0) == (ssize_t)n && same(a, n, 32));
+    /* many entries (more than one call of the preload pins): the whole count on a file */
+    enum { NV = 300 };
+    struct iovec *many = heap_pages(NV * sizeof(*many));
+    fill(a, NV * PAGE, 35);
+    for (int i = 0; i < NV; i++)
+        many[i] = (struct iovec){a + (size_t)(NV - 1 - i) * PAGE, PAGE}; /* pages reversed */
+    out(a, NV * PAGE);
+    out(many, NV * sizeof(*many));
+    CHECK(pwritev(fd, many, NV, 0) == (ssize_t)(NV * PAGE));
+    memset(b, 0, NV * PAGE);
+    CHECK(pread(fd, b, NV * PAGE, 0) == (ssize_t)(NV * PAGE));
+    for (int i = 0; i < NV; i++)
+        CHECK(!memcmp(b + (size_t)i * PAGE, a + (size_t)(NV - 1 - i) * PAGE, PAGE));
     close(fd);
 
     /* stdio: fwrite from and fread into swapped-out memory (both bypass the FILE's buffer) */

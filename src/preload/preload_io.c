@@ -97,17 +97,29 @@ struct pins {
     } r[PINS_MAX];
 };
 
-/* Pins the part of [addr, addr+len) inside the region. @return : 0, or the pin's -errno (then
- * nothing of it is pinned: the system call sees what it would have seen without uzram-run). */
+/* True when [addr, addr+len) overlaps the region. */
+static bool overlaps(const void *addr, size_t len)
+{
+    uintptr_t a = (uintptr_t)addr, e;
+    if (!addr || !len)
+        return false;
+    if (__builtin_add_overflow(a, len, &e))
+        e = UINTPTR_MAX;
+    return e > uzp_base && a < uzp_end;
+}
+
+/* Pins the part of [addr, addr+len) inside the region. @return : 0 (pinned, or nothing of it in
+ * the region), -ENOSPC (no room left in `p`), or the pin's -errno (then nothing of it is
+ * pinned: the system call sees what it would have seen without uzram-run). */
 static int pin(struct pins *p, const void *addr, size_t len)
 {
     uintptr_t a = (uintptr_t)addr, e;
-    if (!addr || !len || p->n == PINS_MAX)
+    if (!overlaps(addr, len))
         return 0;
+    if (p->n == PINS_MAX)
+        return -ENOSPC;
     if (__builtin_add_overflow(a, len, &e))
         e = UINTPTR_MAX;
-    if (e <= uzp_base || a >= uzp_end)
-        return 0;
     if (a < uzp_base)
         a = uzp_base;
     if (e > uzp_end)
@@ -215,7 +227,7 @@ static void pin_chunk(struct pins *p, void *buf, size_t *n)
 
 static ssize_t buf_io(enum io_op op, void *fn, int fd, void *buf, size_t n, off_t off, int flags)
 {
-    if (!pinning() || !n || (uintptr_t)buf >= uzp_end || (uintptr_t)buf + n <= uzp_base)
+    if (!pinning() || !overlaps(buf, n))
         return op_call(op, fn, fd, buf, n, off, flags);
     size_t done = 0;
     int more = -1; /* unknown, no, yes: seekable(fd) */
@@ -349,16 +361,18 @@ UZP_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, __CONST_
 
 /* ---- vectors ---- */
 
-/* Pins iov[0..cnt) (array and buffers); @return : how many entries are pinned whole, at least
- * one (its first chunk only if it is large: *cut is then that entry's shortened copy). */
+/* Pins the buffers of iov[0..cnt) (a copy of the caller's array, on the stack): as many entries
+ * as fit in `p` and in UZP_IO_CHUNK bytes of region memory, at least one (only its first chunk
+ * if it is large: *cut is then that entry's shortened copy). @return : the entries pinned. */
 static int pin_iov(struct pins *p, const struct iovec *iov, int cnt, struct iovec *cut)
 {
-    (void)pin(p, iov, (size_t)cnt * sizeof(*iov));
     size_t total = 0;
     int i = 0;
-    for (; i < cnt && i < PINS_MAX - 2; i++) {
+    for (; i < cnt; i++) {
         size_t len = iov[i].iov_len;
-        if (total + len > UZP_IO_CHUNK && i > 0)
+        if (!overlaps(iov[i].iov_base, len))
+            continue; /* not region memory: nothing to pin, nothing counted */
+        if (i > 0 && (total + len > UZP_IO_CHUNK || p->n == PINS_MAX))
             break;
         if (len > UZP_IO_CHUNK || pin(p, iov[i].iov_base, len) == -ENOMEM) {
             if (i > 0)
@@ -394,6 +408,11 @@ static ssize_t vec_io(enum vec_op op, void *fn, int fd, const struct iovec *iov,
                       int flags)
 {
     if (!pinning() || cnt <= 0)
+        return vec_call(op, fn, fd, iov, cnt, off, flags);
+    bool any = overlaps(iov, (size_t)cnt * sizeof(*iov));
+    for (int i = 0; i < cnt && !any; i++)
+        any = overlaps(iov[i].iov_base, iov[i].iov_len);
+    if (!any)
         return vec_call(op, fn, fd, iov, cnt, off, flags);
     ssize_t done = 0;
     int more = -1;
