@@ -335,6 +335,7 @@ __attribute__((constructor)) static void uzp_start(void)
     real_fn(&real_dlopen, "dlopen");
     real_fn(&real_dlmopen, "dlmopen");
     real_fn(&real_dlclose, "dlclose");
+    uzp_io_init();
     uzp_real_malloc_usable_size = (size_t(*)(void *))dlsym(RTLD_NEXT, "malloc_usable_size");
     const char *nc = getenv("UZRAM_NO_CHILDREN");
     if (nc && strcmp(nc, "1") == 0)

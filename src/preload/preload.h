@@ -120,6 +120,8 @@ int uzp_fresh(uintptr_t addr, size_t len, int prot);
 
 /* preload_io.c: system calls on region memory, pinned around the call in user-only mode. */
 extern bool uzp_user_only; /* the region is UZ_REGION_MODE_USER_ONLY (set before READY) */
+/* Looks up glibc's functions that must not be looked up later (in the constructor). */
+void uzp_io_init(void);
 /* syscall(SYS_futex, a[0..5]) for preload_mmap.c's syscall(). */
 long uzp_futex(long a[6]);
 

@@ -179,14 +179,30 @@ static void *real(void **slot, const char *name)
     return f;
 }
 
-/* In an interposed function `name` of type `type`: `fn` is glibc's, or the call fails ENOSYS. */
-#define REAL(type, name, fail)                                                                     \
-    static void *slot_;                                                                            \
-    __typeof__(type) fn = (__typeof__(type))real(&slot_, name);                                    \
+/* In an interposed function `name` of type `type`: `fn` is glibc's (its pointer kept in `slot`),
+ * or the call fails with ENOSYS. */
+#define REAL_AT(type, slot, name, fail)                                                            \
+    __typeof__(type) fn = (__typeof__(type))real(&slot, name);                                     \
     if (!fn) {                                                                                     \
         errno = ENOSYS;                                                                            \
         return fail;                                                                               \
     }
+
+#define REAL(type, name, fail)                                                                     \
+    static void *slot_;                                                                            \
+    REAL_AT(type, slot_, name, fail)
+
+/* The exec family's, looked up at start: a child of vfork() (CPython's subprocess uses it) runs
+ * execve on the parent's memory while the parent's other threads may hold the loader's lock,
+ * where dlsym would wait for ever. */
+static void *slot_execve, *slot_execv, *slot_execvp;
+
+void uzp_io_init(void)
+{
+    (void)real(&slot_execve, "execve");
+    (void)real(&slot_execv, "execv");
+    (void)real(&slot_execvp, "execvp");
+}
 
 /* ---- one buffer, in chunks ---- */
 
@@ -885,7 +901,7 @@ UZP_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t)
 
 UZP_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
-    REAL(int (*)(const char *, char *const[], char *const[]), "execve", -1);
+    REAL_AT(int (*)(const char *, char *const[], char *const[]), slot_execve, "execve", -1);
     if (!pinning())
         return fn(path, argv, envp);
     struct pins p = {0};
@@ -899,7 +915,7 @@ UZP_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 
 UZP_EXPORT int execv(const char *path, char *const argv[])
 {
-    REAL(int (*)(const char *, char *const[]), "execv", -1);
+    REAL_AT(int (*)(const char *, char *const[]), slot_execv, "execv", -1);
     if (!pinning())
         return fn(path, argv);
     struct pins p = {0};
@@ -912,7 +928,7 @@ UZP_EXPORT int execv(const char *path, char *const argv[])
 
 UZP_EXPORT int execvp(const char *file, char *const argv[])
 {
-    REAL(int (*)(const char *, char *const[]), "execvp", -1);
+    REAL_AT(int (*)(const char *, char *const[]), slot_execvp, "execvp", -1);
     if (!pinning())
         return fn(file, argv);
     struct pins p = {0};
