@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -460,6 +461,7 @@ static void alt_handler(int sig)
 static int syscalls(void)
 {
     const size_t n = 6 << 20; /* several of the preload's 1 MiB chunks */
+    char cwd_probe[8];
     char *path = heap_pages(256);
     snprintf(path, 256, "%s/uzram-run-io.%ld", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
              (long)getpid());
@@ -545,6 +547,47 @@ static int syscalls(void)
     CHECK(same(b, m, 34));
     close(sv[0]);
     close(sv[1]);
+
+    /* descriptor pairs, a socket address, an option and a child's status in swapped-out memory */
+    struct io_small {
+        int pfd[2], sp[2], status, opt;
+        socklen_t optlen;
+        struct sockaddr_un un;
+    } *sm = heap_pages(sizeof(struct io_small));
+    out(sm, sizeof(*sm));
+    CHECK(pipe(sm->pfd) == 0);
+    out(sm, sizeof(*sm));
+    CHECK(write(sm->pfd[1], "x", 1) == 1 && read(sm->pfd[0], cwd_probe, 1) == 1);
+    close(sm->pfd[0]);
+    close(sm->pfd[1]);
+    out(sm, sizeof(*sm));
+    CHECK(socketpair(AF_UNIX, SOCK_DGRAM, 0, sm->sp) == 0);
+    sm->optlen = sizeof(sm->opt);
+    out(sm, sizeof(*sm));
+    CHECK(getsockopt(sm->sp[0], SOL_SOCKET, SO_TYPE, &sm->opt, &sm->optlen) == 0 &&
+          sm->opt == SOCK_DGRAM);
+    close(sm->sp[0]);
+    close(sm->sp[1]);
+    int ls = socket(AF_UNIX, SOCK_STREAM, 0);
+    CHECK(ls >= 0);
+    memset(&sm->un, 0, sizeof(sm->un));
+    sm->un.sun_family = AF_UNIX;
+    snprintf(sm->un.sun_path + 1, sizeof(sm->un.sun_path) - 1, "uzram-run-io.%ld",
+             (long)getpid()); /* abstract */
+    out(sm, sizeof(*sm));
+    CHECK(bind(ls, (struct sockaddr *)&sm->un, sizeof(sm->un)) == 0 && listen(ls, 1) == 0);
+    int cs = socket(AF_UNIX, SOCK_STREAM, 0);
+    out(sm, sizeof(*sm));
+    CHECK(cs >= 0 && connect(cs, (struct sockaddr *)&sm->un, sizeof(sm->un)) == 0);
+    close(cs);
+    close(ls);
+    pid_t kid = fork();
+    CHECK(kid >= 0);
+    if (kid == 0)
+        _exit(7);
+    out(sm, sizeof(*sm));
+    CHECK(waitpid(kid, &sm->status, 0) == kid && WIFEXITED(sm->status) &&
+          WEXITSTATUS(sm->status) == 7);
 
     /* getcwd and readlink into swapped-out buffers */
     char *cwd = heap_pages(PATH_MAX);

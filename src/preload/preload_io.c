@@ -10,7 +10,10 @@
  * is what the calls here do for the program, around the call, with uz_region_pin():
  *   - buffers: read/write/pread/pwrite (and the _chk forms), readv/writev/preadv/pwritev(2),
  *     recv/recvfrom/send/sendto/recvmsg/sendmsg, fread/fwrite, getrandom, getcwd, readlink(at),
- *     the stat family's struct, poll/ppoll/select/epoll_wait's arrays;
+ *     the stat family's struct, poll/ppoll/select/epoll_wait's arrays, and the small structs
+ *     of some fifty calls more (pipe/socketpair pairs, socket addresses and options, wait
+ *     statuses, timespecs, itimers, rlimits, signal sets, statfs/statvfs, uname, sysinfo,
+ *     sendfile/splice offsets: PIN2_CALL);
  *   - strings: every path of open/openat/creat, the stat family, access, mkdir, unlink, rename,
  *     chdir, opendir, readlink, execve/execv/execvp and posix_spawn(p) (argv and envp too),
  *     system and popen, fputs/puts;
@@ -27,8 +30,8 @@
  * glibc's heap in this mode (preload_malloc.c: uzp_from_libc()), so glibc's internal system
  * calls on it work without any of this.
  * What remains: a system call glibc makes on program memory inside another function (fprintf of
- * a long string, setvbuf with the program's buffer, execl's arguments, C11 mtx_lock/cnd_wait,
- * ioctl and the other calls not listed); direct system calls of the program (syscall() with
+ * a long string, setvbuf with the program's buffer, execl's arguments, C11 mtx_lock/cnd_wait),
+ * ioctl, prctl and the other calls not listed; direct system calls of the program (syscall() with
  * other numbers, inline assembly); signal frames on a thread stack placed in region memory. Those
  * fail with EFAULT as without uzram-run's help; FULL mode has none of it.
  * In FULL mode (and on the library's own threads, and for memory outside the region) every call
@@ -57,9 +60,20 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/select.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
+#include <sys/sysinfo.h>
+#include <sys/time.h>
+#include <sys/timerfd.h>
+#include <sys/inotify.h>
+#include <sys/sendfile.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <sched.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -847,6 +861,376 @@ UZP_EXPORT ssize_t getrandom(void *buf, size_t n, unsigned flags)
         n = UZP_IO_CHUNK; /* getrandom(2) may return short for large requests */
     PIN_CALL(ssize_t, -1, ssize_t(*)(void *, size_t, unsigned), "getrandom", fn(buf, n, flags),
              NULL, NULL, buf, n);
+}
+
+/* A function whose memory arguments are up to two paths s1, s2 and two structs o1, o2 of l1, l2
+ * bytes (NULL or 0 where it has fewer). */
+#define PIN2_CALL(ret, fail, type, name, call, s1, s2, o1, l1, o2, l2)                             \
+    REAL(type, name, fail);                                                                        \
+    if (!pinning())                                                                                \
+        return call;                                                                               \
+    struct pins p = {0};                                                                           \
+    pin_str(&p, s1);                                                                               \
+    pin_str(&p, s2);                                                                               \
+    (void)pin(&p, o1, l1);                                                                         \
+    (void)pin(&p, o2, l2);                                                                         \
+    ret r = call;                                                                                  \
+    unpin(&p);                                                                                     \
+    return r
+
+UZP_EXPORT int pipe(int fds[2])
+{
+    PIN2_CALL(int, -1, int (*)(int *), "pipe", fn(fds), NULL, NULL, fds, 2 * sizeof(int), NULL, 0);
+}
+
+UZP_EXPORT int pipe2(int fds[2], int flags)
+{
+    PIN2_CALL(int, -1, int (*)(int *, int), "pipe2", fn(fds, flags), NULL, NULL, fds,
+              2 * sizeof(int), NULL, 0);
+}
+
+UZP_EXPORT int socketpair(int domain, int type, int proto, int sv[2])
+{
+    PIN2_CALL(int, -1, int (*)(int, int, int, int *), "socketpair", fn(domain, type, proto, sv),
+              NULL, NULL, sv, 2 * sizeof(int), NULL, 0);
+}
+
+/* An address argument with its length (in *len, read here: the page faults in user mode). */
+static size_t addr_len(const socklen_t *len)
+{
+    return len ? *len : 0;
+}
+
+UZP_EXPORT int accept(int fd, __SOCKADDR_ARG sa, socklen_t *len)
+{
+    struct sockaddr *a = sa.__sockaddr__;
+    PIN2_CALL(int, -1, int (*)(int, __SOCKADDR_ARG, socklen_t *), "accept", fn(fd, sa, len), NULL,
+              NULL, a, a ? addr_len(len) : 0, len, sizeof(*len));
+}
+
+UZP_EXPORT int accept4(int fd, __SOCKADDR_ARG sa, socklen_t *len, int flags)
+{
+    struct sockaddr *a = sa.__sockaddr__;
+    PIN2_CALL(int, -1, int (*)(int, __SOCKADDR_ARG, socklen_t *, int), "accept4",
+              fn(fd, sa, len, flags), NULL, NULL, a, a ? addr_len(len) : 0, len, sizeof(*len));
+}
+
+UZP_EXPORT int getsockname(int fd, __SOCKADDR_ARG sa, socklen_t *len)
+{
+    PIN2_CALL(int, -1, int (*)(int, __SOCKADDR_ARG, socklen_t *), "getsockname", fn(fd, sa, len),
+              NULL, NULL, sa.__sockaddr__, addr_len(len), len, sizeof(*len));
+}
+
+UZP_EXPORT int getpeername(int fd, __SOCKADDR_ARG sa, socklen_t *len)
+{
+    PIN2_CALL(int, -1, int (*)(int, __SOCKADDR_ARG, socklen_t *), "getpeername", fn(fd, sa, len),
+              NULL, NULL, sa.__sockaddr__, addr_len(len), len, sizeof(*len));
+}
+
+UZP_EXPORT int connect(int fd, __CONST_SOCKADDR_ARG sa, socklen_t len)
+{
+    PIN2_CALL(int, -1, int (*)(int, __CONST_SOCKADDR_ARG, socklen_t), "connect", fn(fd, sa, len),
+              NULL, NULL, sa.__sockaddr__, len, NULL, 0);
+}
+
+UZP_EXPORT int bind(int fd, __CONST_SOCKADDR_ARG sa, socklen_t len)
+{
+    PIN2_CALL(int, -1, int (*)(int, __CONST_SOCKADDR_ARG, socklen_t), "bind", fn(fd, sa, len), NULL,
+              NULL, sa.__sockaddr__, len, NULL, 0);
+}
+
+UZP_EXPORT int getsockopt(int fd, int level, int name, void *val, socklen_t *len)
+{
+    PIN2_CALL(int, -1, int (*)(int, int, int, void *, socklen_t *), "getsockopt",
+              fn(fd, level, name, val, len), NULL, NULL, val, addr_len(len), len, sizeof(*len));
+}
+
+UZP_EXPORT int setsockopt(int fd, int level, int name, const void *val, socklen_t len)
+{
+    PIN2_CALL(int, -1, int (*)(int, int, int, const void *, socklen_t), "setsockopt",
+              fn(fd, level, name, val, len), NULL, NULL, val, len, NULL, 0);
+}
+
+UZP_EXPORT pid_t waitpid(pid_t pid, int *status, int options)
+{
+    PIN2_CALL(pid_t, -1, pid_t(*)(pid_t, int *, int), "waitpid", fn(pid, status, options), NULL,
+              NULL, status, sizeof(*status), NULL, 0);
+}
+
+UZP_EXPORT pid_t wait(int *status)
+{
+    return waitpid(-1, status, 0);
+}
+
+UZP_EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
+{
+    PIN2_CALL(pid_t, -1, pid_t(*)(pid_t, int *, int, struct rusage *), "wait4",
+              fn(pid, status, options, ru), NULL, NULL, status, sizeof(*status), ru, sizeof(*ru));
+}
+
+UZP_EXPORT int waitid(idtype_t type, id_t id, siginfo_t *info, int options)
+{
+    PIN2_CALL(int, -1, int (*)(idtype_t, id_t, siginfo_t *, int), "waitid",
+              fn(type, id, info, options), NULL, NULL, info, sizeof(*info), NULL, 0);
+}
+
+UZP_EXPORT int nanosleep(const struct timespec *req, struct timespec *rem)
+{
+    PIN2_CALL(int, -1, int (*)(const struct timespec *, struct timespec *), "nanosleep",
+              fn(req, rem), NULL, NULL, req, sizeof(*req), rem, sizeof(*rem));
+}
+
+UZP_EXPORT int clock_nanosleep(clockid_t c, int flags, const struct timespec *req,
+                               struct timespec *rem)
+{
+    PIN2_CALL(int, EINVAL, int (*)(clockid_t, int, const struct timespec *, struct timespec *),
+              "clock_nanosleep", fn(c, flags, req, rem), NULL, NULL, req, sizeof(*req), rem,
+              sizeof(*rem));
+}
+
+UZP_EXPORT int uname(struct utsname *u)
+{
+    PIN2_CALL(int, -1, int (*)(struct utsname *), "uname", fn(u), NULL, NULL, u, sizeof(*u), NULL,
+              0);
+}
+
+UZP_EXPORT int getrlimit(__rlimit_resource_t res, struct rlimit *rl)
+{
+    PIN2_CALL(int, -1, int (*)(__rlimit_resource_t, struct rlimit *), "getrlimit", fn(res, rl),
+              NULL, NULL, rl, sizeof(*rl), NULL, 0);
+}
+
+UZP_EXPORT int setrlimit(__rlimit_resource_t res, const struct rlimit *rl)
+{
+    PIN2_CALL(int, -1, int (*)(__rlimit_resource_t, const struct rlimit *), "setrlimit",
+              fn(res, rl), NULL, NULL, rl, sizeof(*rl), NULL, 0);
+}
+
+UZP_EXPORT int prlimit(pid_t pid, __rlimit_resource_t res, const struct rlimit *nl,
+                       struct rlimit *ol)
+{
+    PIN2_CALL(int, -1, int (*)(pid_t, __rlimit_resource_t, const struct rlimit *, struct rlimit *),
+              "prlimit", fn(pid, res, nl, ol), NULL, NULL, nl, sizeof(*nl), ol, sizeof(*ol));
+}
+
+UZP_EXPORT int getrusage(__rusage_who_t who, struct rusage *ru)
+{
+    PIN2_CALL(int, -1, int (*)(__rusage_who_t, struct rusage *), "getrusage", fn(who, ru), NULL,
+              NULL, ru, sizeof(*ru), NULL, 0);
+}
+
+UZP_EXPORT int sysinfo(struct sysinfo *si)
+{
+    PIN2_CALL(int, -1, int (*)(struct sysinfo *), "sysinfo", fn(si), NULL, NULL, si, sizeof(*si),
+              NULL, 0);
+}
+
+UZP_EXPORT int sched_getaffinity(pid_t pid, size_t len, cpu_set_t *set)
+{
+    PIN2_CALL(int, -1, int (*)(pid_t, size_t, cpu_set_t *), "sched_getaffinity", fn(pid, len, set),
+              NULL, NULL, set, len, NULL, 0);
+}
+
+UZP_EXPORT int sched_setaffinity(pid_t pid, size_t len, const cpu_set_t *set)
+{
+    PIN2_CALL(int, -1, int (*)(pid_t, size_t, const cpu_set_t *), "sched_setaffinity",
+              fn(pid, len, set), NULL, NULL, set, len, NULL, 0);
+}
+
+UZP_EXPORT int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+    PIN2_CALL(int, -1, int (*)(int, const sigset_t *, sigset_t *), "sigprocmask", fn(how, set, old),
+              NULL, NULL, set, sizeof(*set), old, sizeof(*old));
+}
+
+UZP_EXPORT int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+    PIN2_CALL(int, EINVAL, int (*)(int, const sigset_t *, sigset_t *), "pthread_sigmask",
+              fn(how, set, old), NULL, NULL, set, sizeof(*set), old, sizeof(*old));
+}
+
+UZP_EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *t)
+{
+    PIN2_CALL(int, -1, int (*)(const sigset_t *, siginfo_t *, const struct timespec *),
+              "sigtimedwait", fn(set, info, t), NULL, NULL, set, sizeof(*set), info, sizeof(*info));
+}
+
+UZP_EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info)
+{
+    PIN2_CALL(int, -1, int (*)(const sigset_t *, siginfo_t *), "sigwaitinfo", fn(set, info), NULL,
+              NULL, set, sizeof(*set), info, sizeof(*info));
+}
+
+UZP_EXPORT int sigwait(const sigset_t *set, int *sig)
+{
+    PIN2_CALL(int, EINVAL, int (*)(const sigset_t *, int *), "sigwait", fn(set, sig), NULL, NULL,
+              set, sizeof(*set), sig, sizeof(*sig));
+}
+
+UZP_EXPORT int statfs64(const char *path, struct statfs64 *st)
+{
+    PIN2_CALL(int, -1, int (*)(const char *, struct statfs64 *), "statfs64", fn(path, st), path,
+              NULL, st, sizeof(*st), NULL, 0);
+}
+
+UZP_EXPORT int statfs(const char *path, struct statfs *st)
+{
+    return statfs64(path, (struct statfs64 *)st); /* one layout on 64-bit ABIs */
+}
+
+UZP_EXPORT int fstatfs64(int fd, struct statfs64 *st)
+{
+    PIN2_CALL(int, -1, int (*)(int, struct statfs64 *), "fstatfs64", fn(fd, st), NULL, NULL, st,
+              sizeof(*st), NULL, 0);
+}
+
+UZP_EXPORT int fstatfs(int fd, struct statfs *st)
+{
+    return fstatfs64(fd, (struct statfs64 *)st);
+}
+
+UZP_EXPORT int statvfs64(const char *path, struct statvfs64 *st)
+{
+    PIN2_CALL(int, -1, int (*)(const char *, struct statvfs64 *), "statvfs64", fn(path, st), path,
+              NULL, st, sizeof(*st), NULL, 0);
+}
+
+UZP_EXPORT int statvfs(const char *path, struct statvfs *st)
+{
+    return statvfs64(path, (struct statvfs64 *)st);
+}
+
+UZP_EXPORT int fstatvfs64(int fd, struct statvfs64 *st)
+{
+    PIN2_CALL(int, -1, int (*)(int, struct statvfs64 *), "fstatvfs64", fn(fd, st), NULL, NULL, st,
+              sizeof(*st), NULL, 0);
+}
+
+UZP_EXPORT int fstatvfs(int fd, struct statvfs *st)
+{
+    return fstatvfs64(fd, (struct statvfs64 *)st);
+}
+
+UZP_EXPORT int utimensat(int dirfd, const char *path, const struct timespec t[2], int flags)
+{
+    PIN2_CALL(int, -1, int (*)(int, const char *, const struct timespec *, int), "utimensat",
+              fn(dirfd, path, t, flags), path, NULL, t, 2 * sizeof(*t), NULL, 0);
+}
+
+UZP_EXPORT int futimens(int fd, const struct timespec t[2])
+{
+    PIN2_CALL(int, -1, int (*)(int, const struct timespec *), "futimens", fn(fd, t), NULL, NULL, t,
+              2 * sizeof(*t), NULL, 0);
+}
+
+UZP_EXPORT int chown(const char *path, uid_t u, gid_t g)
+{
+    PIN2_CALL(int, -1, int (*)(const char *, uid_t, gid_t), "chown", fn(path, u, g), path, NULL,
+              NULL, 0, NULL, 0);
+}
+
+UZP_EXPORT int lchown(const char *path, uid_t u, gid_t g)
+{
+    PIN2_CALL(int, -1, int (*)(const char *, uid_t, gid_t), "lchown", fn(path, u, g), path, NULL,
+              NULL, 0, NULL, 0);
+}
+
+UZP_EXPORT int fchownat(int dirfd, const char *path, uid_t u, gid_t g, int flags)
+{
+    PIN2_CALL(int, -1, int (*)(int, const char *, uid_t, gid_t, int), "fchownat",
+              fn(dirfd, path, u, g, flags), path, NULL, NULL, 0, NULL, 0);
+}
+
+UZP_EXPORT int fchmodat(int dirfd, const char *path, mode_t mode, int flags)
+{
+    PIN2_CALL(int, -1, int (*)(int, const char *, mode_t, int), "fchmodat",
+              fn(dirfd, path, mode, flags), path, NULL, NULL, 0, NULL, 0);
+}
+
+UZP_EXPORT int mkfifo(const char *path, mode_t mode)
+{
+    PIN2_CALL(int, -1, int (*)(const char *, mode_t), "mkfifo", fn(path, mode), path, NULL, NULL, 0,
+              NULL, 0);
+}
+
+UZP_EXPORT int linkat(int fd1, const char *from, int fd2, const char *to, int flags)
+{
+    PIN2_CALL(int, -1, int (*)(int, const char *, int, const char *, int), "linkat",
+              fn(fd1, from, fd2, to, flags), from, to, NULL, 0, NULL, 0);
+}
+
+UZP_EXPORT int symlinkat(const char *target, int dirfd, const char *path)
+{
+    PIN2_CALL(int, -1, int (*)(const char *, int, const char *), "symlinkat",
+              fn(target, dirfd, path), target, path, NULL, 0, NULL, 0);
+}
+
+UZP_EXPORT int renameat2(int fd1, const char *from, int fd2, const char *to, unsigned flags)
+{
+    PIN2_CALL(int, -1, int (*)(int, const char *, int, const char *, unsigned), "renameat2",
+              fn(fd1, from, fd2, to, flags), from, to, NULL, 0, NULL, 0);
+}
+
+UZP_EXPORT int inotify_add_watch(int fd, const char *path, uint32_t mask)
+{
+    PIN2_CALL(int, -1, int (*)(int, const char *, uint32_t), "inotify_add_watch",
+              fn(fd, path, mask), path, NULL, NULL, 0, NULL, 0);
+}
+
+UZP_EXPORT ssize_t sendfile64(int out, int in, off_t *off, size_t n)
+{
+    PIN2_CALL(ssize_t, -1, ssize_t(*)(int, int, off_t *, size_t), "sendfile64", fn(out, in, off, n),
+              NULL, NULL, off, sizeof(*off), NULL, 0);
+}
+
+UZP_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
+    __attribute__((alias("sendfile64")));
+
+UZP_EXPORT ssize_t copy_file_range(int in, off_t *off_in, int out, off_t *off_out, size_t n,
+                                   unsigned flags)
+{
+    PIN2_CALL(ssize_t, -1, ssize_t(*)(int, off_t *, int, off_t *, size_t, unsigned),
+              "copy_file_range", fn(in, off_in, out, off_out, n, flags), NULL, NULL, off_in,
+              sizeof(*off_in), off_out, sizeof(*off_out));
+}
+
+UZP_EXPORT ssize_t splice(int in, off_t *off_in, int out, off_t *off_out, size_t n, unsigned flags)
+{
+    PIN2_CALL(ssize_t, -1, ssize_t(*)(int, off_t *, int, off_t *, size_t, unsigned), "splice",
+              fn(in, off_in, out, off_out, n, flags), NULL, NULL, off_in, sizeof(*off_in), off_out,
+              sizeof(*off_out));
+}
+
+UZP_EXPORT int getgroups(int n, gid_t *list)
+{
+    PIN2_CALL(int, -1, int (*)(int, gid_t *), "getgroups", fn(n, list), NULL, NULL, list,
+              n > 0 ? (size_t)n * sizeof(*list) : 0, NULL, 0);
+}
+
+UZP_EXPORT int setitimer(__itimer_which_t which, const struct itimerval *nv, struct itimerval *ov)
+{
+    PIN2_CALL(int, -1, int (*)(__itimer_which_t, const struct itimerval *, struct itimerval *),
+              "setitimer", fn(which, nv, ov), NULL, NULL, nv, sizeof(*nv), ov, sizeof(*ov));
+}
+
+UZP_EXPORT int getitimer(__itimer_which_t which, struct itimerval *v)
+{
+    PIN2_CALL(int, -1, int (*)(__itimer_which_t, struct itimerval *), "getitimer", fn(which, v),
+              NULL, NULL, v, sizeof(*v), NULL, 0);
+}
+
+UZP_EXPORT int timerfd_settime(int fd, int flags, const struct itimerspec *nv,
+                               struct itimerspec *ov)
+{
+    PIN2_CALL(int, -1, int (*)(int, int, const struct itimerspec *, struct itimerspec *),
+              "timerfd_settime", fn(fd, flags, nv, ov), NULL, NULL, nv, sizeof(*nv), ov,
+              sizeof(*ov));
+}
+
+UZP_EXPORT int timerfd_gettime(int fd, struct itimerspec *v)
+{
+    PIN2_CALL(int, -1, int (*)(int, struct itimerspec *), "timerfd_gettime", fn(fd, v), NULL, NULL,
+              v, sizeof(*v), NULL, 0);
 }
 
 /* ---- waits on descriptors ---- */
