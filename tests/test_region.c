@@ -552,18 +552,64 @@ static struct uz_region *region_with_clean_page(unsigned char **b)
     return r;
 }
 
+/* The first write into fresh memory zero-fills the rest of its 64 KiB block in the same fault
+ * (one round trip where there were up to 16), stopping at a page that is not fresh, and only as
+ * far as there is room under the resident limit. */
+static void t_fresh_around(void)
+{
+    struct uz_region *r = make(64, 0);
+    unsigned char *b = uz_region_base(r);
+    b[20 * PAGE + 1] = 1; /* block 16..31: pages 20..31 */
+    struct uz_region_stat s0 = stat_of(r);
+    CHECK_EQ(s0.minor_faults, 1);
+    CHECK_EQ(s0.resident_pages, 12);
+    for (unsigned p = 21; p < 32; p++) /* no fault for these */
+        b[p * PAGE] = (unsigned char)p;
+    CHECK_EQ(stat_of(r).minor_faults, 1);
+    CHECK_EQ(uz_region_swapout(r, b + 24 * PAGE, PAGE), 1);
+    b[16 * PAGE] = 16; /* 16..19: page 20 is not fresh */
+    struct uz_region_stat s1 = stat_of(r);
+    CHECK_EQ(s1.minor_faults, 2);
+    CHECK_EQ(s1.resident_pages, 12 - 1 + 4);
+    CHECK_EQ(b[24 * PAGE], 24); /* the swapped-out page is its own, not a zero fill */
+    CHECK_EQ(b[20 * PAGE + 1], 1);
+    CHECK_EQ(b[17 * PAGE], 0);
+    CHECK_EQ(stat_of(r).resident_pages, 16); /* page 24 swapped in */
+    /* A read of fresh memory maps the zero page, that page alone. */
+    CHECK_EQ(b[40 * PAGE], 0);
+    CHECK_EQ(stat_of(r).resident_pages, 17);
+    settle_and_check(r);
+    uz_region_destroy(r);
+
+    /* Under the smallest resident limit: never more than the room there is. */
+    const unsigned lim = UZ_REGION_MIN_LIMIT, np = 8 * UZ_REGION_MIN_LIMIT;
+    r = make(np, lim);
+    b = uz_region_base(r);
+    for (unsigned p = 0; p < np; p++) {
+        b[p * PAGE + 5] = (unsigned char)(p + 1);
+        CHECK(stat_of(r).resident_pages <= lim);
+    }
+    for (unsigned p = 0; p < np; p++)
+        CHECK_EQ(b[p * PAGE + 5], (unsigned char)(p + 1));
+    CHECK(stat_of(r).resident_pages <= lim);
+    settle_and_check(r);
+    uz_region_destroy(r);
+}
+
 /* The unprotect of a write-protect fault fails: the writer is woken, faults again, and gets in. */
 static void t_fail_unprotect(void)
 {
     unsigned char *b;
     struct uz_region *r = region_with_clean_page(&b);
     unsigned char orig = b[3 * PAGE + 8];
+    /* (The first write zero-filled page 3's fresh neighbours too: they are dirty already.) */
+    uint64_t dirty0 = stat_of(r).dirty_pages;
     /* EAGAIN and EINTR are retried inside the call. */
     uz_region_sys_inject(r, UZ_SYS_UNPROTECT, 0, 3, EAGAIN);
     struct toucher t = {.p = b + 3 * PAGE + 8, .write = true, .value = 0x5a};
     touch(&t);
     CHECK_EQ(stat_of(r).sys_errors, 0);
-    CHECK_EQ(stat_of(r).dirty_pages, 1);
+    CHECK_EQ(stat_of(r).dirty_pages, dirty0 + 1);
     /* ENOMEM is transient: counted, the writer faults again. */
     CHECK_EQ(uz_region_swapout(r, b + 3 * PAGE, PAGE), 1);
     CHECK_EQ(b[3 * PAGE + 8], 0x5a);
@@ -592,7 +638,8 @@ static void t_fail_wake(void)
     unsigned char *b = uz_region_base(r);
     fill_page(b, 5, 2);
     fill_page(b, 9, 2);
-    CHECK_EQ(uz_region_swapout(r, b, 64 * PAGE), 2);
+    CHECK_EQ(uz_region_swapout(r, b + 5 * PAGE, PAGE), 1); /* (their neighbours stay mapped) */
+    CHECK_EQ(uz_region_swapout(r, b + 9 * PAGE, PAGE), 1);
     uz_region_sys_inject(r, UZ_SYS_COPY, 0, 1, ENOMEM);
     uz_region_sys_inject(r, UZ_SYS_WAKE, 0, 2, EAGAIN);
     struct toucher t = {.p = b + 5 * PAGE};
@@ -725,6 +772,7 @@ int main(void)
     t_app_madvise();
     t_destroy_inflight_and_cycles();
     t_many_regions();
+    t_fresh_around();
     t_fail_unprotect();
     t_fail_wake();
     t_fail_madvise();

@@ -322,6 +322,16 @@ static void handle_missing(struct uz_region_fault_thread *ft, const struct uffd_
     }
     unsigned slot;
     unsigned want = ra_window(r, i, &slot);
+    if (want == 1 && write &&
+        uz_pg_state(atomic_load_explicit(&r->pages[i], memory_order_relaxed)) == UZ_PG_EMPTY) {
+        /* The first write into fresh memory (an allocator's new extent, a new arena): its
+         * neighbours up to the end of the 64 KiB block are zero-filled with it, in one ioctl,
+         * where each would be a fault of its own (a round trip to this thread: a growing heap
+         * is written in order). Only EMPTY neighbours join (handle_reserved()), and only as far
+         * as there is room. */
+        unsigned around = UZ_EMPTY_AROUND - (unsigned)(i % UZ_EMPTY_AROUND);
+        want = r->npages - i < around ? (unsigned)(r->npages - i) : around;
+    }
     unsigned got = fault_reserve(ft, i, 1, want);
     atomic_fetch_add(&ft->busy, 1);
     handle_reserved(ft, i, write, slot, got);
