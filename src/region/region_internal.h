@@ -200,8 +200,7 @@ struct pm_scan_arg {
 /* ---- tunables ---- */
 #define UZ_RA_MAX           32u    /* readahead / fault-around window, pages (the page-cluster) */
 #define UZ_RA_STREAMS       4u     /* sequential streams tracked for readahead */
-#define UZ_EMPTY_AROUND     16u    /* a first write into fresh memory maps up to the end of its
-                                      64 KiB block (region_fault.c: handle_missing()) */
+#define UZ_EMPTY_AROUND     16u    /* fresh pages a first write maps with it (handle_missing) */
 #define UZ_REGION_NREQ      512u   /* writebacks in flight at most (snapshot buffers) */
 #define UZ_RECLAIM_BATCH    128u   /* victims chosen per sweep step */
 #define UZ_DROP_BATCH       64u    /* completed evictions gathered before one round of drops */
