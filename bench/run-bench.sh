@@ -183,15 +183,17 @@ one_kernel() {
     zram_on || return 1
     cg_make "k$name$i" "$lim" || { kernel_why="cannot make the cgroup"; return 1; }
     out0=$(awk '$1=="pswpout"{print $2}' /proc/vmstat)
+    in0=$(awk '$1=="pswpin"{print $2}' /proc/vmstat)
     "$exe" -g "$cg" -- "$@" >$tmp/out 2>$tmp/err || true
     peak=$(cg_peak "$cg")
     zused=$(awk '{print $5}' $zdev/mm_stat)
     swapped=$(($(awk '$1=="pswpout"{print $2}' /proc/vmstat) - out0))
+    swapins=$(($(awk '$1=="pswpin"{print $2}' /proc/vmstat) - in0))
     cg_drop "$cg"
     zram_off
     wall=$(kv $tmp/out median_s) st=$(kv $tmp/out status)
     total=$((peak + zused))
-    echo "workload=$name run=$i side=kernel limit_mib=$lim wall_s=$wall total_bytes=$total cg_peak_bytes=$peak zram_mem_used_max=$zused rss_peak_bytes=$(kv $tmp/out maxrss_bytes) pswpout=$swapped status=$st"
+    echo "workload=$name run=$i side=kernel limit_mib=$lim wall_s=$wall total_bytes=$total cg_peak_bytes=$peak zram_mem_used_max=$zused rss_peak_bytes=$(kv $tmp/out maxrss_bytes) pswpout=$swapped pswpin=$swapins status=$st"
     [ "$st" = 0 ] || { sed 's/^/#   /' $tmp/out $tmp/err; return 0; }
     sed -n 's/^run[-_][a-z]*: /#   /p' $tmp/out
     echo "$wall $total" >>$tmp/$name.k
