@@ -167,6 +167,37 @@ static void t_swap_cache_and_readahead(void)
     uz_region_destroy(r);
 }
 
+/* Readahead follows many interleaved streams (an allocator's size classes read back in
+ * allocation order) and streams with gaps (a size class's pages between other classes'): 16
+ * streams read in turn, then one stream reading every other page. Each would fault on every page
+ * with a table of 4 streams that must match the next page exactly. */
+static void t_readahead_streams(void)
+{
+    const size_t streams = 16, per = 256, n = streams * per;
+    struct uz_region_config cfg = {.size = n * PAGE, .clean_limit = SIZE_MAX};
+    struct uz_region *r = make_cfg(&cfg);
+    unsigned char *b = uz_region_base(r);
+    for (size_t p = 0; p < n; p++)
+        fill_page(b, p, 4);
+    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+    struct uz_region_stat s0 = stat_of(r);
+    for (size_t k = 0; k < per; k++)
+        for (size_t st = 0; st < streams; st++)
+            CHECK(page_ok(b, st * per + k, 4));
+    struct uz_region_stat s1 = stat_of(r);
+    CHECK(s1.major_faults - s0.major_faults < n / 4);
+    CHECK(s1.readahead_pages - s0.readahead_pages > n / 2);
+    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+    for (size_t p = 0; p < n; p += 2) /* every other page: each fault is 2 pages on */
+        CHECK(page_ok(b, p, 4));
+    struct uz_region_stat s2 = stat_of(r);
+    CHECK(s2.major_faults - s1.major_faults < n / 8);
+    for (size_t p = 0; p < n; p++)
+        CHECK(page_ok(b, p, 4));
+    settle_and_check(r);
+    uz_region_destroy(r);
+}
+
 /* The swap cache's bound: past clean_limit a read-only swap-in frees its stored copy and is
  * mapped writable (DIRTY), as kernel zram frees its slot; the default bound is an eighth of the
  * resident limit. */
@@ -764,6 +795,7 @@ int main(void)
     t_invalid();
     t_zero_and_roundtrip();
     t_swap_cache_and_readahead();
+    t_readahead_streams();
     t_swap_cache_bound();
     t_libc_io();
     t_user_only();

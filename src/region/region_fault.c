@@ -153,7 +153,7 @@ static unsigned ra_window(struct uz_region *r, uint64_t i, unsigned *slot)
     uz_spin_lock(&r->ra_lock);
     unsigned s, lru = 0, win = 1;
     for (s = 0; s < UZ_RA_STREAMS; s++) {
-        if (r->ra[s].win && r->ra[s].next == i) {
+        if (r->ra[s].win && i - r->ra[s].next < UZ_RA_GAP) {
             win = r->ra[s].win * 2 > UZ_RA_MAX ? UZ_RA_MAX : r->ra[s].win * 2;
             break;
         }

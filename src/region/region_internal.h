@@ -199,7 +199,8 @@ struct pm_scan_arg {
 
 /* ---- tunables ---- */
 #define UZ_RA_MAX           32u    /* readahead / fault-around window, pages (the page-cluster) */
-#define UZ_RA_STREAMS       4u     /* sequential streams tracked for readahead */
+#define UZ_RA_STREAMS       32u    /* sequential streams tracked for readahead */
+#define UZ_RA_GAP           8u     /* a fault this close after a stream's window continues it */
 #define UZ_EMPTY_AROUND     16u    /* fresh pages a first write maps with it (handle_missing) */
 #define UZ_REGION_NREQ      512u   /* writebacks in flight at most (snapshot buffers) */
 #define UZ_RECLAIM_BATCH    128u   /* victims chosen per sweep step */
