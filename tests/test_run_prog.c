@@ -481,6 +481,16 @@ static int syscalls(void)
     out(st, sizeof(*st));
     CHECK(fstat(fd, st) == 0 && st->st_size == (off_t)n);
     CHECK(pread(fd, b, n, 0) == (ssize_t)n && same(b, n, 31));
+    /* A block of a size the compiler knows: _FORTIFY_SOURCE makes these __pread64_chk and
+     * __read_chk (this file is built with it). */
+    unsigned char *fx = malloc(8192);
+    volatile size_t fxn = 8192; /* a length it cannot prove safe: the _chk form is called */
+    CHECK(fx);
+    out(fx, 8192);
+    CHECK(pread(fd, fx, fxn, 4096) == 8192 && !memcmp(fx, b + 4096, 8192));
+    out(fx, 8192);
+    CHECK(lseek(fd, 0, SEEK_SET) == 0 && read(fd, fx, fxn) == 8192 && !memcmp(fx, b, 8192));
+    free(fx);
     out(b, n);
     CHECK(lseek(fd, 0, SEEK_SET) == 0 && read(fd, b, n) == (ssize_t)n && same(b, n, 31));
     /* pwrite, and vectors whose array is swapped out too */

@@ -671,7 +671,9 @@ UZP_EXPORT int open(const char *path, int flags, ...) __attribute__((alias("open
 
 UZP_EXPORT int __open64_2(const char *path, int flags)
 {
-    return open64(path, flags);
+    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE)
+        __chk_fail(); /* as glibc: "O_CREAT or O_TMPFILE without mode" */
+    return open64(path, flags, 0);
 }
 
 UZP_EXPORT int __open_2(const char *path, int flags) __attribute__((alias("__open64_2")));
@@ -691,7 +693,9 @@ UZP_EXPORT int openat(int dirfd, const char *path, int flags, ...)
 
 UZP_EXPORT int __openat64_2(int dirfd, const char *path, int flags)
 {
-    return openat64(dirfd, path, flags);
+    if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE)
+        __chk_fail();
+    return openat64(dirfd, path, flags, 0);
 }
 
 UZP_EXPORT int __openat_2(int dirfd, const char *path, int flags)
