@@ -7,6 +7,7 @@
  */
 #undef NDEBUG
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -526,7 +527,9 @@ static int syscalls(void)
         CHECK(!memcmp(b + (size_t)i * PAGE, a + (size_t)(NV - 1 - i) * PAGE, PAGE));
     close(fd);
 
-    /* stdio: fwrite from and fread into swapped-out memory (both bypass the FILE's buffer) */
+    /* stdio: fwrite from and fread into swapped-out memory (both bypass the FILE's buffer); the
+     * path swapped out too */
+    out(path, 256);
     FILE *f = fopen(path, "w+");
     CHECK(f);
     fill(a, n, 33);
@@ -598,6 +601,19 @@ static int syscalls(void)
     out(sm, sizeof(*sm));
     CHECK(waitpid(kid, &sm->status, 0) == kid && WIFEXITED(sm->status) &&
           WEXITSTATUS(sm->status) == 7);
+
+    /* dlopen of a library by its full path, the path swapped out (libm, next to libc): the
+     * loader opens a copy of the path it makes itself (in glibc's heap: the preload's dlopen
+     * runs the loader with uzp_in set), never the program's string */
+    Dl_info di;
+    char *lib = heap_pages(PATH_MAX);
+    CHECK(dladdr((void *)printf, &di) && di.dli_fname && strrchr(di.dli_fname, '/'));
+    snprintf(lib, PATH_MAX, "%.*s/libm.so.6", (int)(strrchr(di.dli_fname, '/') - di.dli_fname),
+             di.dli_fname);
+    out(lib, PATH_MAX);
+    void *lm = dlopen(lib, RTLD_NOW | RTLD_LOCAL);
+    CHECK(lm && dlsym(lm, "cos"));
+    dlclose(lm);
 
     /* getcwd and readlink into swapped-out buffers */
     char *cwd = heap_pages(PATH_MAX);

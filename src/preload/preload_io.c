@@ -14,9 +14,10 @@
  *     of some fifty calls more (pipe/socketpair pairs, socket addresses and options, wait
  *     statuses, timespecs, itimers, rlimits, signal sets, statfs/statvfs, uname, sysinfo,
  *     sendfile/splice offsets: PIN2_CALL);
- *   - strings: every path of open/openat/creat, the stat family, access, mkdir, unlink, rename,
- *     chdir, opendir, readlink, execve/execv/execvp and posix_spawn(p) (argv and envp too),
- *     system and popen, fputs/puts;
+ *   - strings: every path of open/openat/creat/fopen/freopen, the stat family, access, mkdir,
+ *     unlink, rename, chdir, opendir, readlink, execve/execv/execvp and posix_spawn(p) (argv and
+ *     envp too), system and popen, fputs/puts (dlopen needs nothing: the loader opens a copy
+ *     of the path);
  *   - waits (pthread_mutex_lock, pthread_cond_wait, sem_wait, pthread_rwlock locks, barrier
  *     waits, syscall(SYS_futex, FUTEX_WAIT...)): the object's page, for the wait only: an
  *     uncontended lock takes the try-lock path and pins nothing;
@@ -612,6 +613,35 @@ UZP_EXPORT size_t fwrite(const void *buf, size_t size, size_t n, FILE *f)
     }
     return put;
 }
+
+UZP_EXPORT FILE *fopen64(const char *path, const char *mode)
+{
+    REAL(FILE * (*)(const char *, const char *), "fopen64", NULL);
+    if (!pinning())
+        return fn(path, mode);
+    struct pins p = {0};
+    pin_str(&p, path);
+    FILE *f = fn(path, mode);
+    unpin(&p);
+    return f;
+}
+
+UZP_EXPORT FILE *fopen(const char *path, const char *mode) __attribute__((alias("fopen64")));
+
+UZP_EXPORT FILE *freopen64(const char *path, const char *mode, FILE *old)
+{
+    REAL(FILE * (*)(const char *, const char *, FILE *), "freopen64", NULL);
+    if (!pinning())
+        return fn(path, mode, old);
+    struct pins p = {0};
+    pin_str(&p, path);
+    FILE *f = fn(path, mode, old);
+    unpin(&p);
+    return f;
+}
+
+UZP_EXPORT FILE *freopen(const char *path, const char *mode, FILE *old)
+    __attribute__((alias("freopen64")));
 
 UZP_EXPORT int fputs(const char *s, FILE *f)
 {
