@@ -118,16 +118,27 @@ static void t_zero_and_roundtrip(void)
     uz_region_destroy(r);
 }
 
+/* A region of *cfg (cfg->size bytes, no limit) whose n pages hold fill_page(key), all swapped
+ * out. */
+static struct uz_region *swapped_region(const struct uz_region_config *cfg, uint64_t key,
+                                        unsigned char **b)
+{
+    const size_t n = cfg->size / PAGE;
+    struct uz_region *r = make_cfg(cfg);
+    *b = uz_region_base(r);
+    for (size_t p = 0; p < n; p++)
+        fill_page(*b, p, key);
+    CHECK_EQ(uz_region_swapout(r, *b, n * PAGE), (long)n);
+    return r;
+}
+
 static void t_swap_cache_and_readahead(void)
 {
     const size_t n = 512;
     /* No limit: only explicit swap-out; the swap cache unbounded. */
     struct uz_region_config cfg = {.size = n * PAGE, .clean_limit = SIZE_MAX};
-    struct uz_region *r = make_cfg(&cfg);
-    unsigned char *b = uz_region_base(r);
-    for (size_t p = 0; p < n; p++)
-        fill_page(b, p, 2);
-    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+    unsigned char *b;
+    struct uz_region *r = swapped_region(&cfg, 2, &b);
     struct uz_region_stat s0 = stat_of(r);
     CHECK_EQ(s0.swapped_pages, n);
     CHECK_EQ(s0.resident_pages, 0);
@@ -175,11 +186,8 @@ static void t_readahead_streams(void)
 {
     const size_t streams = 16, per = 256, n = streams * per;
     struct uz_region_config cfg = {.size = n * PAGE, .clean_limit = SIZE_MAX};
-    struct uz_region *r = make_cfg(&cfg);
-    unsigned char *b = uz_region_base(r);
-    for (size_t p = 0; p < n; p++)
-        fill_page(b, p, 4);
-    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+    unsigned char *b;
+    struct uz_region *r = swapped_region(&cfg, 4, &b);
     struct uz_region_stat s0 = stat_of(r);
     for (size_t k = 0; k < per; k++)
         for (size_t st = 0; st < streams; st++)
@@ -205,11 +213,8 @@ static void t_swap_cache_bound(void)
 {
     const size_t n = 1024, cap = 64;
     struct uz_region_config cfg = {.size = n * PAGE, .clean_limit = cap * PAGE};
-    struct uz_region *r = make_cfg(&cfg);
-    unsigned char *b = uz_region_base(r);
-    for (size_t p = 0; p < n; p++)
-        fill_page(b, p, 5);
-    CHECK_EQ(uz_region_swapout(r, b, n * PAGE), (long)n);
+    unsigned char *b;
+    struct uz_region *r = swapped_region(&cfg, 5, &b);
     settle_and_check(r);
     struct uz_region_stat s0 = stat_of(r);
     CHECK_EQ(s0.orig_data_size, (uint64_t)n * PAGE);

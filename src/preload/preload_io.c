@@ -112,15 +112,28 @@ struct pins {
     } r[PINS_MAX];
 };
 
+/* The part [*a, *e) of [addr, addr+len) inside the region. @return : false when there is none. */
+static bool clip(const void *addr, size_t len, uintptr_t *a, uintptr_t *e)
+{
+    *a = (uintptr_t)addr;
+    if (!addr || !len)
+        return false;
+    if (__builtin_add_overflow(*a, len, e))
+        *e = UINTPTR_MAX;
+    if (*e <= uzp_base || *a >= uzp_end)
+        return false;
+    if (*a < uzp_base)
+        *a = uzp_base;
+    if (*e > uzp_end)
+        *e = uzp_end;
+    return true;
+}
+
 /* True when [addr, addr+len) overlaps the region. */
 static bool overlaps(const void *addr, size_t len)
 {
-    uintptr_t a = (uintptr_t)addr, e;
-    if (!addr || !len)
-        return false;
-    if (__builtin_add_overflow(a, len, &e))
-        e = UINTPTR_MAX;
-    return e > uzp_base && a < uzp_end;
+    uintptr_t a, e;
+    return clip(addr, len, &a, &e);
 }
 
 /* Pins the part of [addr, addr+len) inside the region. @return : 0 (pinned, or nothing of it in
@@ -128,17 +141,11 @@ static bool overlaps(const void *addr, size_t len)
  * pinned: the system call sees what it would have seen without uzram-run). */
 static int pin(struct pins *p, const void *addr, size_t len)
 {
-    uintptr_t a = (uintptr_t)addr, e;
-    if (!overlaps(addr, len))
+    uintptr_t a, e;
+    if (!clip(addr, len, &a, &e))
         return 0;
     if (p->n == PINS_MAX)
         return -ENOSPC;
-    if (__builtin_add_overflow(a, len, &e))
-        e = UINTPTR_MAX;
-    if (a < uzp_base)
-        a = uzp_base;
-    if (e > uzp_end)
-        e = uzp_end;
     uzp_in++;
     int rc = uz_region_pin(uzp_region, (void *)a, e - a);
     uzp_in--;
@@ -210,12 +217,11 @@ static void *real(void **slot, const char *name)
 /* The exec family's, looked up at start: a child of vfork() (CPython's subprocess uses it) runs
  * execve on the parent's memory while the parent's other threads may hold the loader's lock,
  * where dlsym would wait for ever. */
-static void *slot_execve, *slot_execv, *slot_execvp;
+static void *slot_execve, *slot_execvp; /* (execv is execve with environ) */
 
 void uzp_io_init(void)
 {
     (void)real(&slot_execve, "execve");
-    (void)real(&slot_execv, "execv");
     (void)real(&slot_execvp, "execvp");
 }
 
@@ -574,44 +580,40 @@ UZP_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 
 /* ---- stdio's direct transfers (a large fread/fwrite bypasses the FILE's buffer) ---- */
 
-UZP_EXPORT size_t fread(void *buf, size_t size, size_t n, FILE *f)
+typedef size_t (*fread_fn)(void *, size_t, size_t, FILE *);
+typedef size_t (*fwrite_fn)(const void *, size_t, size_t, FILE *);
+
+/* glibc's fread (rd) or fwrite (wr, rd NULL), UZP_IO_CHUNK bytes of whole items at a time, each
+ * chunk pinned; stops at the first short count, as they do. */
+static size_t stdio_chunks(fread_fn rd, fwrite_fn wr, char *buf, size_t size, size_t n, FILE *f)
 {
-    REAL(size_t(*)(void *, size_t, size_t, FILE *), "fread", 0);
     size_t total;
     if (!pinning() || !size || __builtin_mul_overflow(size, n, &total))
-        return fn(buf, size, n, f);
-    size_t per = size >= UZP_IO_CHUNK ? 1 : UZP_IO_CHUNK / size, got = 0;
-    while (got < n) {
-        size_t k = n - got < per ? n - got : per;
+        return rd ? rd(buf, size, n, f) : wr(buf, size, n, f);
+    size_t per = size >= UZP_IO_CHUNK ? 1 : UZP_IO_CHUNK / size, done = 0;
+    while (done < n) {
+        size_t k = n - done < per ? n - done : per;
         struct pins p = {0};
-        (void)pin(&p, (char *)buf + got * size, k * size);
-        size_t r = fn((char *)buf + got * size, size, k, f);
+        (void)pin(&p, buf + done * size, k * size);
+        size_t r = rd ? rd(buf + done * size, size, k, f) : wr(buf + done * size, size, k, f);
         unpin(&p);
-        got += r;
+        done += r;
         if (r < k)
             break;
     }
-    return got;
+    return done;
+}
+
+UZP_EXPORT size_t fread(void *buf, size_t size, size_t n, FILE *f)
+{
+    REAL(fread_fn, "fread", 0);
+    return stdio_chunks(fn, NULL, buf, size, n, f);
 }
 
 UZP_EXPORT size_t fwrite(const void *buf, size_t size, size_t n, FILE *f)
 {
-    REAL(size_t(*)(const void *, size_t, size_t, FILE *), "fwrite", 0);
-    size_t total;
-    if (!pinning() || !size || __builtin_mul_overflow(size, n, &total))
-        return fn(buf, size, n, f);
-    size_t per = size >= UZP_IO_CHUNK ? 1 : UZP_IO_CHUNK / size, put = 0;
-    while (put < n) {
-        size_t k = n - put < per ? n - put : per;
-        struct pins p = {0};
-        (void)pin(&p, (const char *)buf + put * size, k * size);
-        size_t r = fn((const char *)buf + put * size, size, k, f);
-        unpin(&p);
-        put += r;
-        if (r < k)
-            break;
-    }
-    return put;
+    REAL(fwrite_fn, "fwrite", 0);
+    return stdio_chunks(NULL, fn, (char *)buf, size, n, f); /* only read through wr */
 }
 
 UZP_EXPORT FILE *fopen64(const char *path, const char *mode)
@@ -669,18 +671,24 @@ UZP_EXPORT int puts(const char *s)
 
 /* ---- paths and small structs ---- */
 
-/* A function of one path (string) argument `s` and one output struct `o` of `olen` bytes. */
-#define PIN_CALL(ret, fail, type, name, call, s1, s2, o, olen)                                     \
+/* A function whose memory arguments are up to two paths s1, s2 and two structs o1, o2 of l1, l2
+ * bytes (NULL or 0 where it has fewer). */
+#define PIN2_CALL(ret, fail, type, name, call, s1, s2, o1, l1, o2, l2)                             \
     REAL(type, name, fail);                                                                        \
     if (!pinning())                                                                                \
         return call;                                                                               \
     struct pins p = {0};                                                                           \
     pin_str(&p, s1);                                                                               \
     pin_str(&p, s2);                                                                               \
-    (void)pin(&p, o, olen);                                                                        \
+    (void)pin(&p, o1, l1);                                                                         \
+    (void)pin(&p, o2, l2);                                                                         \
     ret r = call;                                                                                  \
     unpin(&p);                                                                                     \
     return r
+
+/* The same with one struct. */
+#define PIN_CALL(ret, fail, type, name, call, s1, s2, o, olen)                                     \
+    PIN2_CALL(ret, fail, type, name, call, s1, s2, o, olen, NULL, 0)
 
 static int open_mode(int flags, va_list ap)
 {
@@ -896,21 +904,6 @@ UZP_EXPORT ssize_t getrandom(void *buf, size_t n, unsigned flags)
     PIN_CALL(ssize_t, -1, ssize_t(*)(void *, size_t, unsigned), "getrandom", fn(buf, n, flags),
              NULL, NULL, buf, n);
 }
-
-/* A function whose memory arguments are up to two paths s1, s2 and two structs o1, o2 of l1, l2
- * bytes (NULL or 0 where it has fewer). */
-#define PIN2_CALL(ret, fail, type, name, call, s1, s2, o1, l1, o2, l2)                             \
-    REAL(type, name, fail);                                                                        \
-    if (!pinning())                                                                                \
-        return call;                                                                               \
-    struct pins p = {0};                                                                           \
-    pin_str(&p, s1);                                                                               \
-    pin_str(&p, s2);                                                                               \
-    (void)pin(&p, o1, l1);                                                                         \
-    (void)pin(&p, o2, l2);                                                                         \
-    ret r = call;                                                                                  \
-    unpin(&p);                                                                                     \
-    return r
 
 UZP_EXPORT int pipe(int fds[2])
 {
@@ -1317,15 +1310,21 @@ UZP_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *t)
 
 /* ---- programs started ---- */
 
+/* The memory of an exec: the path, the arguments and the environment. */
+static void pin_exec(struct pins *p, const char *path, char *const argv[], char *const envp[])
+{
+    pin_str(p, path);
+    pin_strv(p, argv);
+    pin_strv(p, envp);
+}
+
 UZP_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 {
     REAL_AT(int (*)(const char *, char *const[], char *const[]), slot_execve, "execve", -1);
     if (!pinning())
         return fn(path, argv, envp);
     struct pins p = {0};
-    pin_str(&p, path);
-    pin_strv(&p, argv);
-    pin_strv(&p, envp);
+    pin_exec(&p, path, argv, envp);
     int r = fn(path, argv, envp);
     unpin(&p);
     return r;
@@ -1333,15 +1332,7 @@ UZP_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
 
 UZP_EXPORT int execv(const char *path, char *const argv[])
 {
-    REAL_AT(int (*)(const char *, char *const[]), slot_execv, "execv", -1);
-    if (!pinning())
-        return fn(path, argv);
-    struct pins p = {0};
-    pin_str(&p, path);
-    pin_strv(&p, argv);
-    int r = fn(path, argv);
-    unpin(&p);
-    return r;
+    return execve(path, argv, environ); /* what glibc's execv is */
 }
 
 UZP_EXPORT int execvp(const char *file, char *const argv[])
@@ -1350,8 +1341,7 @@ UZP_EXPORT int execvp(const char *file, char *const argv[])
     if (!pinning())
         return fn(file, argv);
     struct pins p = {0};
-    pin_str(&p, file);
-    pin_strv(&p, argv);
+    pin_exec(&p, file, argv, environ); /* the kernel reads the environment too */
     int r = fn(file, argv);
     unpin(&p);
     return r;
@@ -1366,9 +1356,7 @@ static int spawn(spawn_fn fn, pid_t *pid, const char *path, const posix_spawn_fi
     if (!pinning())
         return fn(pid, path, fa, attr, argv, envp);
     struct pins p = {0};
-    pin_str(&p, path);
-    pin_strv(&p, argv);
-    pin_strv(&p, envp);
+    pin_exec(&p, path, argv, envp);
     (void)pin(&p, pid, sizeof(*pid));
     int r = fn(pid, path, fa, attr, argv, envp);
     unpin(&p);
