@@ -202,8 +202,12 @@ struct uz_region_stat {
                                   put-back failed: unmapped meanwhile) */
     uint64_t hole_pages;       /* pages the application unmapped (or moved away): not the
                                   region's any more, see "memory calls" above */
-    bool events;               /* the kernel reports munmap/mremap of region memory */
-    bool remove_events;        /* ... and madvise(MADV_DONTNEED/MADV_FREE) */
+    /* Of writebacks, evictions made without write-protecting the page (with move_eviction):
+     * the move that evicts the page compares it with what was stored (evict_saved or
+     * evict_restored when a write landed meanwhile). */
+    uint64_t writebacks_unprotected;
+    bool events;        /* the kernel reports munmap/mremap of region memory */
+    bool remove_events; /* ... and madvise(MADV_DONTNEED/MADV_FREE) */
 };
 
 /* uz_region_create() :

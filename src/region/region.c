@@ -615,6 +615,7 @@ int uz_region_stat(struct uz_region *r, struct uz_region_stat *st)
     st->sys_errors = (uint64_t)uz_counter_read(&c->sys_errors);
     st->evict_refused = (uint64_t)uz_counter_read(&c->evict_refused);
     st->evict_restored = (uint64_t)uz_counter_read(&c->evict_restored);
+    st->writebacks_unprotected = (uint64_t)uz_counter_read(&c->wb_unprotected);
     st->kept_pages = atomic_load(&r->kept);
     st->stalls = (uint64_t)uz_counter_read(&r->wd.stalls);
     st->move_eviction = r->can_move;

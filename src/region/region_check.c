@@ -72,7 +72,7 @@ static const char *page_problem(uint64_t w, uint8_t k)
         return "resident but not mapped";
     if (!uz_pg_resident(st) && present)
         return "mapped but not resident";
-    if ((st == UZ_PG_CLEAN || st == UZ_PG_WB) && writable)
+    if ((st == UZ_PG_CLEAN || st == UZ_PG_WB) && writable && !(w & UZ_PG_UNPROT))
         return "clean or under writeback but not write-protected";
     if (uz_pg_pins(w) && st != UZ_PG_DIRTY)
         return "pinned but not dirty";

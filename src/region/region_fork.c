@@ -187,6 +187,11 @@ static int rebuild_pages(struct uz_region *r, bool protect)
             uint64_t w = atomic_load_explicit(&r->pages[i], memory_order_relaxed) & ~gone;
             if (uz_pg_state(w) == UZ_PG_WB) /* not after the drain; DIRTY is always safe */
                 w = uz_pg_set_state(uz_pg_next_gen(w), UZ_PG_DIRTY);
+            if (w & UZ_PG_UNPROT) {
+                /* An unprotected eviction's page, its drop the parent's: never trusted. */
+                uz_region_discard_slot(r, i);
+                w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
+            }
             atomic_store_explicit(&r->pages[i], w, memory_order_relaxed);
             st = uz_pg_state(w);
             count[st]++;

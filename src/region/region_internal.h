@@ -22,6 +22,9 @@
  *   DIRTY    P, slot empty or stale (ignored)                           (written, or zero-filled)
  *   CLEAN    P, WP, S                                                   (the swap cache)
  *   WB       P, WP, a snapshot taken under WP is being written (gen g)  (under writeback)
+ *   CLEAN+U, WB+U   (UZ_PG_UNPROT) an eviction's writeback made without write-protection:
+ *            P, not WP, the slot holds a snapshot the page may have moved on from; trusted
+ *            only by the move that evicts it, which compares the moved page with the snapshot
  *   SWAPPED  !P, S
  *   HOLE     not the region's any more: the application unmapped it (munmap, mmap MAP_FIXED
  *            over it, mremap moved it away: userfaultfd's UNMAP and REMAP events, or
@@ -37,6 +40,14 @@
  *   DIRTY   -> WB(g+1)  write-protect, mark in flight, unlock, snapshot (process_vm_readv, no
  *                       lock held), submit if still WB(g+1) (reclaim, uz_region_swapout); not
  *                       while a writeback is in flight
+ *   DIRTY   -> WB+U(g+1) the same for the reclaim thread's evictions when pages move out
+ *                       (UFFDIO_MOVE), without the write-protect: its TLB shootdown (an IPI to
+ *                       every core running the application) was half of an eviction's cost.
+ *                       The snapshot may be torn; completion makes the page CLEAN+U, and the
+ *                       drop stores it only if the page moved out equals the snapshot, the page
+ *                       at the instant of the move (else "saved"/"restored" below)
+ *   CLEAN+U/WB+U -> DIRTY  any other way out (a failed move, a fork's child, a pin): the slot
+ *                       is discarded, never trusted
  *   any     -> EMPTY    uz_region_discard: unmapped, stored copy freed (pinned: DIRTY, zeros)
  *   any     -> EMPTY    the application dropped the range (REMOVE event: MADV_DONTNEED,
  *                       MADV_FREE): stored copy freed (a writeback abandoned), a resident page
@@ -76,6 +87,9 @@
  *   stable:   a page is never dropped unless CLEAN, and CLEAN or WB pages are WP: between the
  *             snapshot and the drop no write can land unseen, because a write to a WP page
  *             blocks in the kernel until a fault thread, holding the page lock, redirties it.
+ *             Unprotected (UZ_PG_UNPROT) evictions instead let writes land and catch them at
+ *             the move: what the move takes out of the region can no longer change, so a
+ *             snapshot equal to it, torn or not, is the page at that instant.
  *   no loss:  the eviction happens with the page lock held and state CLEAN, so the content
  *             dropped equals the slot -- except for writes through a page pin taken while the
  *             page was writable, which write-protection never sees: UFFDIO_MOVE refuses a
@@ -234,6 +248,7 @@ enum uz_pg_state {
 #define UZ_PG_PIN_MASK   (0xffffull << UZ_PG_PIN_SHIFT)
 #define UZ_PG_WAITERS    (1ull << 24) /* a thread sleeps on the futex of the lock; only with LOCK */
 #define UZ_PG_KEPT       (1ull << 25) /* DIRTY, held resident by the kernel (see "kept" above) */
+#define UZ_PG_UNPROT     (1ull << 26) /* CLEAN or WB without write-protection (see above) */
 #define UZ_PG_GEN_SHIFT  32
 /* The futex is the word's low 32 bits, which hold LOCK and WAITERS. */
 _Static_assert(UZ_PG_PIN_MASK < UZ_PG_WAITERS && UZ_PG_WAITERS < (1ull << 32), "page word bits");
@@ -242,9 +257,11 @@ static inline unsigned uz_pg_state(uint64_t w)
 {
     return (unsigned)(w & UZ_PG_STATE_MASK);
 }
+/* Every change of state ends an unprotected writeback's standing (UZ_PG_UNPROT): only its
+ * completion keeps it, explicitly. */
 static inline uint64_t uz_pg_set_state(uint64_t w, unsigned st)
 {
-    return (w & ~UZ_PG_STATE_MASK) | st;
+    return (w & ~(UZ_PG_STATE_MASK | UZ_PG_UNPROT)) | st;
 }
 static inline uint32_t uz_pg_gen(uint64_t w)
 {
@@ -304,7 +321,7 @@ struct uz_region_stats {
     struct uz_counter major_faults, minor_faults, wp_faults, swapins, readahead_pages;
     struct uz_counter swapouts, swapouts_clean, writebacks, redirtied, throttled, read_errors;
     struct uz_counter wb_errors, sys_errors;
-    struct uz_counter evict_refused, evict_restored, evict_saved;
+    struct uz_counter evict_refused, evict_restored, evict_saved, wb_unprotected;
 };
 
 /* The watchdog (region_watchdog.c). */
