@@ -16,7 +16,7 @@ trap 'rm -rf "$tmp"' EXIT
 verify() { # spin options...
     (cd "$tmp" && rm -f pan pan.* _spin_nvr.tmp &&
         spin "$@" -a "$model" >spin.log 2>&1 &&
-        "$cc" -O2 -DSAFETY -o pan pan.c >cc.log 2>&1 &&
+        "$cc" -O2 -DSAFETY -DCOLLAPSE -o pan pan.c >cc.log 2>&1 &&
         ./pan -m400000 2>&1) ||
         { cat "$tmp"/spin.log "$tmp"/cc.log 2>/dev/null; echo "spin or cc failed"; }
 }
@@ -29,7 +29,7 @@ if ! echo "$out" | grep -q "errors: 0"; then
     exit 1
 fi
 for bug in BUG_MULTI_INFLIGHT BUG_IGNORE_REDIRTY BUG_LATE_UNPROTECT BUG_NO_WP BUG_DONTNEED_PINNED \
-    BUG_NO_COMPARE BUG_IGNORE_REMOVE BUG_MOVE_BACK BUG_REMOVE_WAITS; do
+    BUG_NO_COMPARE BUG_IGNORE_REMOVE BUG_MOVE_BACK BUG_REMOVE_WAITS BUG_UNPROT_TRUSTED; do
     out=$(verify -D$bug)
     if echo "$out" | grep -q "errors: 0" || ! echo "$out" | grep -q "assertion violated"; then
         echo "$out"

@@ -16,10 +16,12 @@
  *   writeback  (twice: the reclaim thread and a uz_region_swapout() caller) writeback of a
  *            DIRTY page with no writeback in flight: write-protect, snapshot both words,
  *            generation + 1, state WB, mark in flight, all under the page lock; submit after
- *            releasing it. And the drop of a CLEAN page (MADV_DONTNEED: the contents are gone),
- *            under the page lock.
+ *            releasing it. The reclaim thread's evictions do not write-protect (`unprot`,
+ *            UZ_PG_UNPROT): the application keeps writing the page, unseen, until the move.
+ *            And the drop of a CLEAN page, under the page lock.
  *   worker   the device's zramd worker: stores the snapshot into the slot word by word, then
- *            the completion: WB with the same generation -> CLEAN (the slot is the page);
+ *            the completion: WB with the same generation -> CLEAN (the slot is the page, or,
+ *            unprotected, was the page when the snapshot was taken);
  *            DIRTY (redirtied) -> discard the stale slot; no longer in flight.
  *   kio      the kernel doing a read(2) into the page for the application (O_DIRECT, AIO,
  *            process_vm_writev): get_user_pages faults the page in writable like a store,
@@ -31,7 +33,10 @@
  *   Eviction is UFFDIO_MOVE: atomically, a pinned page is refused (EBUSY: the page stays, DIRTY,
  *   unprotected: "kept"), else the page leaves the region; the moved page is then compared
  *   with the slot: equal, the page is SWAPPED; different (a write through a pin landed after
- *   the snapshot), its contents are stored, SWAPPED.
+ *   the snapshot, or, unprotected, any write), its contents are stored, SWAPPED. A page CLEAN
+ *   by a swap-in (mapped write-protected, never writable since) is not compared: no write can
+ *   have reached it. A move that fails otherwise leaves a protected page CLEAN, an unprotected
+ *   one DIRTY (its slot discarded).
  *   Then the application drops the page with madvise(MADV_DONTNEED) (issue 8): the kernel
  *   queues a REMOVE event behind the faults, wakes the caller once the fault thread has READ
  *   it, and only then unmaps the page; from the call's return the page reads zeros. The fault
@@ -50,7 +55,8 @@
  *
  * Checked: every load returns what the application stored last into that word (no lost write,
  * no stale or torn page faulted back), a swap-in never reads a discarded slot, and no state is
- * left inconsistent (page present <-> resident state; CLEAN/WB -> write-protected).
+ * left inconsistent (page present <-> resident state; CLEAN/WB -> write-protected unless
+ * unprotected).
  *
  * Variants that must FAIL (tests/test_region_model.sh checks that they do), each one mistake
  * the implementation avoids:
@@ -58,8 +64,12 @@
  *                         writeback (the kernel's reuse_swap_page() before the seed: the new
  *                         write is dropped with the page)
  *   -DBUG_LATE_UNPROTECT  the write-protect fault unprotects after releasing the page lock
- *   -DBUG_NO_WP           writeback does not write-protect the page (the seed's bug: the page
- *                         changes under the compressor and the stale copy is dropped to)
+ *   -DBUG_NO_WP           writeback does not write-protect the page and takes it for protected
+ *                         (the seed's bug: the page changes under the compressor and the stale
+ *                         copy is dropped to)
+ *   -DBUG_UNPROT_TRUSTED  the drop trusts an unprotected eviction's page like one swapped in
+ *                         read-only (no comparison): a write that landed after the snapshot
+ *                         is dropped with the page
  *   -DBUG_MULTI_INFLIGHT  a redirtied page may be written back again while its abandoned
  *                         writeback is still queued: the two submissions can reach the queue
  *                         in the other order and the stale copy overwrites the slot
@@ -82,7 +92,7 @@
 
 #define MAXV 2   /* versions the application writes */
 #define KV 7     /* what the kernel's read writes */
-#define MAXGEN 6 /* writebacks in the model (bounds the state space; no wrap) */
+#define MAXGEN 5 /* writebacks in the model (bounds the state space: 69M states; no wrap) */
 #define GONE 9   /* what a dropped page "contains" */
 
 mtype = { MISSING, WP, REMOVE };
@@ -110,6 +120,8 @@ byte last[2];
 bool pinned = false;
 bool orphan = false;     /* the pinned page is no longer the region's (dropped) */
 bool dma_since_snap = false; /* a write through the pin since the last snapshot */
+bool unprot = false;     /* CLEAN/WB without write-protection (meaningful in those states) */
+bool fresh = false;      /* CLEAN by a writeback, not by a read-only swap-in */
 chan io = [0] of { bit };
 chan evread = [0] of { bit }; /* the REMOVE event was read: the madvise caller goes on */
 chan iodone = [0] of { bit };
@@ -119,6 +131,10 @@ chan wake = [2] of { bit };
 chan queue = [4] of { byte, byte, byte }; /* snapshot word 0, word 1, generation */
 
 inline lock() { atomic { !locked -> locked = true } }
+/* unprot and fresh mean something only in CLEAN and WB: cleared with every other state, so
+ * that stale values do not multiply the states. (Steps under the page lock that only the lock's
+ * holders see are d_steps: the other processes cannot tell them apart from one step.) */
+#define NORM unprot = false; fresh = false
 inline unlock() { locked = false }
 
 /* The MMU: a store to word i, faulting as needed. */
@@ -198,7 +214,7 @@ end:
         :: m == REMOVE ->
 #ifndef BUG_IGNORE_REMOVE
             if
-            :: st == SWAPPED -> slot_valid = false; st = EMPTY_
+            :: st == SWAPPED -> d_step { slot_valid = false; st = EMPTY_; NORM }
             :: st == CLEAN || st == WB || st == DIRTY ->
                 if
                 :: st == CLEAN -> slot_valid = false
@@ -208,16 +224,15 @@ end:
                 if
 #ifndef BUG_REMOVE_WAITS
                 :: atomic { present && !pinned -> present = false; wp = false;
-                            w[0] = GONE; w[1] = GONE };
+                            w[0] = GONE; w[1] = GONE; st = EMPTY_; NORM }
                     /* moved out at once (UFFDIO_MOVE): EMPTY */
-                    st = EMPTY_
 #endif
-                :: atomic { pinned || !present -> st = DIRTY }
+                :: atomic { pinned || !present -> st = DIRTY; NORM }
                     /* pinned (EBUSY), or gone already: the kernel's drop follows. (A move that
                      * fails otherwise, EAGAIN past the retries, does the same in the code, a
                      * failure path counted in sys_errors; not modelled.) */
 #ifdef BUG_REMOVE_WAITS
-                :: st = DIRTY
+                :: d_step { st = DIRTY; NORM }
 #endif
                 fi
             :: else -> skip
@@ -229,16 +244,19 @@ end:
             :: st == EMPTY_ ->
                 /* never touched, or dropped: zeros */
                 atomic { w[0] = 0; w[1] = 0; present = true; wp = false };
-                st = DIRTY
+                d_step { st = DIRTY; NORM }
             :: st != SWAPPED && st != EMPTY_ && !present ->
                 /* the words say resident, the page was dropped behind them: zeros */
                 atomic { w[0] = 0; w[1] = 0; present = true; wp = false };
-                if
-                :: st == CLEAN -> slot_valid = false
-                :: st == WB -> gen++
-                :: else -> skip
-                fi;
-                st = DIRTY
+                d_step {
+                    if
+                    :: st == CLEAN -> slot_valid = false
+                    :: st == WB -> gen++
+                    :: else -> skip
+                    fi;
+                    st = DIRTY;
+                    NORM
+                }
             :: st == SWAPPED ->
                 assert(slot_valid);
                 if /* the policy: read-only (swap cache) or writable (slot discarded) */
@@ -253,8 +271,8 @@ end:
                         wp = keep_clean
                     };
                     if
-                    :: keep_clean -> st = CLEAN
-                    :: else -> st = DIRTY; slot_valid = false
+                    :: keep_clean -> d_step { st = CLEAN; NORM }
+                    :: else -> d_step { st = DIRTY; slot_valid = false; NORM }
                     fi
                 :: skip /* UFFDIO_COPY failed: nothing mapped, the thread faults again */
                 fi
@@ -264,12 +282,8 @@ end:
         :: m == WP && !present -> unlock() /* dropped meanwhile: refaults as missing */
         :: m == WP && present ->
             if
-            :: st == CLEAN ->
-                slot_valid = false;
-                st = DIRTY
-            :: st == WB ->
-                gen++;
-                st = DIRTY
+            :: st == CLEAN -> d_step { slot_valid = false; st = DIRTY; NORM }
+            :: st == WB -> d_step { gen++; st = DIRTY; NORM }
             :: else -> skip
             fi;
 #ifdef BUG_LATE_UNPROTECT
@@ -301,7 +315,7 @@ end:
  * the submission after it is released, so two writebacks of one page could reach the queue in
  * the other order: the implementation never lets a page have two writebacks in flight
  * (`inflight`, the UZ_PG_INFLIGHT bit). */
-proctype writeback() {
+proctype writeback(bool evict) {
     byte b0, b1, g, m0, m1;
 end:
     do
@@ -311,7 +325,7 @@ end:
             /* dropped behind the words: the snapshot copy faults, its fault maps zeros and
              * moves the generation on, the snapshot is abandoned */
             unlock()
-        :: st == DIRTY && gen < MAXGEN && !inflight && !wp && present ->
+        :: !evict && st == DIRTY && gen < MAXGEN && !inflight && !wp && present ->
             /* the write-protect failed: the page stays DIRTY, protected or not */
             if
             :: wp = true
@@ -320,14 +334,22 @@ end:
             unlock()
         :: st == DIRTY && gen < MAXGEN && !inflight && present ->
 #ifndef BUG_NO_WP
-            wp = true;
+            wp = (evict -> wp : true);
 #endif
             dma_since_snap = false;
             b0 = w[0]; /* the snapshot, word by word: the application may run in between */
             b1 = w[1];
-            gen++;
-            g = gen;
-            st = WB;
+            d_step {
+                gen++;
+                g = gen;
+                st = WB;
+                fresh = false;
+#ifdef BUG_NO_WP
+                unprot = false
+#else
+                unprot = evict
+#endif
+            };
 #ifndef BUG_MULTI_INFLIGHT
             inflight = true;
 #endif
@@ -336,59 +358,65 @@ end:
 #ifdef BUG_DONTNEED_PINNED
         :: st == CLEAN ->
             /* MADV_DONTNEED: a pinned page goes too, the pin keeps the orphan */
-            atomic { orphan = pinned; present = false; wp = false; w[0] = GONE; w[1] = GONE };
-            st = SWAPPED;
+            atomic { orphan = pinned; present = false; wp = false; w[0] = GONE; w[1] = GONE;
+                     st = SWAPPED; NORM };
             unlock()
 #else
         :: st == CLEAN ->
             if
             :: atomic { pinned -> skip };
                 /* EBUSY: kept, DIRTY (the slot may be stale), unprotected */
-                slot_valid = false;
-                st = DIRTY;
+                d_step { slot_valid = false; st = DIRTY; NORM };
                 if
                 :: wp = false
                 :: skip /* the unprotect failed: DIRTY allows it */
                 fi
             :: atomic { !pinned && !present -> skip };
                 /* ENOENT: dropped by the application since the snapshot: zeros now */
-                slot_valid = false;
-                st = EMPTY_
+                d_step { slot_valid = false; st = EMPTY_; NORM }
             :: atomic { !pinned && present -> m0 = w[0]; m1 = w[1]; present = false; wp = false;
                         w[0] = GONE; w[1] = GONE };
 #ifdef BUG_NO_COMPARE
-                st = SWAPPED
+                d_step { st = SWAPPED; NORM }
 #else
+                /* swapped in read-only (not FRESH, not UNPROT): trusted, not compared */
+#ifdef BUG_UNPROT_TRUSTED
+#define TRUSTED (!fresh || unprot)
+#else
+#define TRUSTED (!fresh && !unprot)
+#endif
                 if
-                :: m0 == slot[0] && m1 == slot[1] -> st = SWAPPED
+                :: TRUSTED || (m0 == slot[0] && m1 == slot[1]) -> d_step { st = SWAPPED; NORM }
                 :: else ->
 #ifdef BUG_MOVE_BACK
                     /* changed through a pin: moved back (writable), DIRTY -- over a drop
                      * whose event was read while this held the lock */
                     atomic { w[0] = m0; w[1] = m1; present = true };
-                    slot_valid = false;
-                    st = DIRTY
+                    d_step { slot_valid = false; st = DIRTY; NORM }
 #else
                     /* changed through a pin: its contents stored, SWAPPED */
-                    slot[0] = m0;
-                    slot[1] = m1;
-                    slot_valid = true;
-                    st = SWAPPED
+                    d_step { slot[0] = m0; slot[1] = m1; slot_valid = true; st = SWAPPED; NORM }
 #endif
                 fi
 #endif
             fi;
             unlock()
 #endif
-        :: st == CLEAN -> unlock() /* the move failed otherwise: stays CLEAN and mapped */
+        :: st == CLEAN ->
+            /* the move failed otherwise: stays CLEAN and mapped, or, unprotected, DIRTY */
+            if
+            :: unprot -> d_step { slot_valid = false; st = DIRTY; NORM }
+            :: else -> skip
+            fi;
+            unlock()
         :: else -> unlock()
         fi
     od
 }
 
 init {
-    run writeback();
-    run writeback()
+    run writeback(true); /* the reclaim thread: evictions, unprotected */
+    run writeback(false) /* uz_region_swapout(): protected */
 }
 
 active proctype worker() {
@@ -401,9 +429,9 @@ end:
         lock();
         if
 #ifdef BUG_IGNORE_REDIRTY
-        :: st == WB || st == DIRTY -> st = CLEAN; slot_valid = true
+        :: st == WB || st == DIRTY -> d_step { st = CLEAN; slot_valid = true; fresh = true }
 #else
-        :: st == WB && gen == g -> st = CLEAN; slot_valid = true
+        :: st == WB && gen == g -> d_step { st = CLEAN; slot_valid = true; fresh = true }
         :: st == DIRTY -> slot_valid = false /* redirtied: the copy is abandoned */
 #endif
         :: else -> skip
@@ -426,11 +454,11 @@ end:
         assert(!present || st == DIRTY || st == CLEAN || st == WB);
         /* (writes through a pin bypass write-protection: CLEAN is then only "as far as the
          * region could see", which the move's comparison catches up with) */
-        assert(st != CLEAN || (slot_valid && (dma_since_snap || !present ||
+        assert(st != CLEAN || (slot_valid && (dma_since_snap || unprot || !present ||
                                               (slot[0] == w[0] && slot[1] == w[1]))));
 #ifndef BUG_NO_WP
-        assert(st != CLEAN || wp || !present);
-        assert(st != WB || wp || !present)
+        assert(st != CLEAN || wp || unprot || !present);
+        assert(st != WB || wp || unprot || !present)
 #endif
        }
     od
