@@ -206,6 +206,35 @@ static void t_readahead_streams(void)
     uz_region_destroy(r);
 }
 
+/* A sparse stream (every fifth page of swapped-out memory, in order: the pages skipped are not
+ * resident) keeps a window of one page: each fault lands a few pages past the last one, which
+ * used to double the window, and every window then swapped in four unneeded pages for each it
+ * served. A dense stream (every page) still reads ahead. */
+static void t_readahead_sparse(void)
+{
+    const size_t n = 4096;
+    struct uz_region_config cfg = {.size = n * PAGE, .clean_limit = SIZE_MAX};
+    unsigned char *b;
+    struct uz_region *r = swapped_region(&cfg, 7, &b);
+    struct uz_region_stat s0 = stat_of(r);
+    size_t touched = 0;
+    for (size_t p = 0; p < n; p += 5, touched++)
+        CHECK(page_ok(b, p, 7));
+    struct uz_region_stat s1 = stat_of(r);
+    fprintf(stderr, "readahead_sparse: %zu pages read, %llu faults, %llu read ahead\n", touched,
+            (unsigned long long)(s1.major_faults - s0.major_faults),
+            (unsigned long long)(s1.readahead_pages - s0.readahead_pages));
+    CHECK(s1.readahead_pages - s0.readahead_pages < touched / 4);
+    CHECK(s1.major_faults - s0.major_faults >= touched * 3 / 4);
+    CHECK(uz_region_swapout(r, b, n * PAGE) >= (long)touched);
+    for (size_t p = 0; p < n; p++)
+        CHECK(page_ok(b, p, 7));
+    struct uz_region_stat s2 = stat_of(r);
+    CHECK(s2.major_faults - s1.major_faults < n / 8);
+    settle_and_check(r);
+    uz_region_destroy(r);
+}
+
 /* The swap cache's bound: past clean_limit a read-only swap-in frees its stored copy and is
  * mapped writable (DIRTY), as kernel zram frees its slot; the default bound is an eighth of the
  * resident limit. */
@@ -801,6 +830,7 @@ int main(void)
     t_zero_and_roundtrip();
     t_swap_cache_and_readahead();
     t_readahead_streams();
+    t_readahead_sparse();
     t_swap_cache_bound();
     t_libc_io();
     t_user_only();
