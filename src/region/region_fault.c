@@ -172,7 +172,7 @@ static unsigned ra_window(struct uz_region *r, uint64_t i, unsigned *slot)
     unsigned s, lru = 0, win = 1;
     for (s = 0; s < UZ_RA_STREAMS; s++) {
         if (r->ra[s].win && i - r->ra[s].next < UZ_RA_GAP) {
-            if (i != r->ra[s].next && ra_skipped(r, r->ra[s].next, i))
+            if (ra_skipped(r, r->ra[s].next, i)) /* none to skip when i == next */
                 win = r->ra[s].win > 1 ? r->ra[s].win / 2 : 1;
             else
                 win = r->ra[s].win * 2 > UZ_RA_MAX ? UZ_RA_MAX : r->ra[s].win * 2;
