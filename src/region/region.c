@@ -695,7 +695,7 @@ static int make_writable(struct uz_region *r, uint64_t i, uint64_t *w, bool *use
     /* DIRTY even when the unprotect fails: the slot is gone or the writeback abandoned, and a
      * DIRTY page may be write-protected (its next write fault unprotects it). DIRTY may still be
      * write-protected after a failed writeback: unprotect in every case. */
-    *w = uz_pg_set_state(*w, UZ_PG_DIRTY) & ~(UZ_PG_SAMPLE | UZ_PG_FRESH);
+    *w = uz_pg_dirtied(*w);
     int rc = uz_region_sys_wp(r, i, 1, false);
     return rc ? uz_region_error(r, rc) : 0;
 }

@@ -428,7 +428,7 @@ static void handle_wp(struct uz_region *r, uint64_t i)
         if (w & UZ_PG_SAMPLE)
             uz_region_note_sample(r, true);
         uz_region_discard_slot(r, i);
-        w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY) | UZ_PG_REF;
+        w = uz_pg_dirtied(w) | UZ_PG_REF;
         uz_counter_add(&r->st.wp_faults, 1);
         rc = uz_region_sys_wp(r, i, 1, false);
         break;
@@ -572,7 +572,7 @@ static void event_remove(struct uz_region *r, uint64_t first, uint64_t last)
                 w = uz_pg_set_state(w & ~(UZ_PG_REF | UZ_PG_SAMPLE | UZ_PG_FRESH | UZ_PG_KEPT),
                                     UZ_PG_EMPTY);
             } else if (uz_pg_resident(st)) {
-                w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
+                w = uz_pg_dirtied(w);
             }
             uz_region_pg_unlock(r, i + k, w);
         }

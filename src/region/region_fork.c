@@ -164,7 +164,7 @@ static void dirty_run(struct uz_region *r, uint64_t first, uint64_t n, uint64_t 
     for (uint64_t i = first; i < first + n; i++) {
         uint64_t w = atomic_load_explicit(&r->pages[i], memory_order_relaxed);
         uz_region_discard_slot(r, i);
-        w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
+        w = uz_pg_dirtied(w);
         atomic_store_explicit(&r->pages[i], w, memory_order_relaxed);
     }
     count[UZ_PG_CLEAN] -= n;
@@ -190,7 +190,7 @@ static int rebuild_pages(struct uz_region *r, bool protect)
             if (w & UZ_PG_UNPROT) {
                 /* An unprotected eviction's page, its drop the parent's: never trusted. */
                 uz_region_discard_slot(r, i);
-                w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
+                w = uz_pg_dirtied(w);
             }
             atomic_store_explicit(&r->pages[i], w, memory_order_relaxed);
             st = uz_pg_state(w);

@@ -263,6 +263,12 @@ static inline uint64_t uz_pg_set_state(uint64_t w, unsigned st)
 {
     return (w & ~(UZ_PG_STATE_MASK | UZ_PG_UNPROT)) | st;
 }
+/* w made DIRTY by a write or a stored copy given up: the swap-in sample and the writeback mark
+ * go with the state (and UZ_PG_UNPROT, as with any change of state). */
+static inline uint64_t uz_pg_dirtied(uint64_t w)
+{
+    return uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
+}
 static inline uint32_t uz_pg_gen(uint64_t w)
 {
     return (uint32_t)(w >> UZ_PG_GEN_SHIFT);

@@ -314,7 +314,7 @@ unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, struct uz_regi
             if (w & UZ_PG_UNPROT) {
                 /* Still mapped and writable: the slot cannot be trusted, the page is DIRTY. */
                 uz_region_discard_slot(r, locked[k]);
-                w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY);
+                w = uz_pg_dirtied(w);
             }
             uz_region_pg_unlock(r, locked[k], w); /* still mapped: stays CLEAN */
             continue;
@@ -337,7 +337,7 @@ unsigned uz_region_drop(struct uz_region *r, const uint64_t *idx, struct uz_regi
         }
         /* Kept or restored: the slot may be stale (a pinned write), the page is DIRTY. */
         uz_region_discard_slot(r, locked[k]);
-        w = uz_pg_set_state(w & ~(UZ_PG_SAMPLE | UZ_PG_FRESH), UZ_PG_DIRTY) | UZ_PG_REF;
+        w = uz_pg_dirtied(w) | UZ_PG_REF;
         if (out[k] == EV_KEPT) {
             /* Unprotected, so that a write does not fault; DIRTY allows it to fail (and an
              * unprotected eviction's page is writable already, or protected by an earlier
