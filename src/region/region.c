@@ -243,6 +243,7 @@ void uz_region_init_sync(struct uz_region *r)
     pthread_cond_init(&r->reclaim_cond, &ca);
     pthread_cond_init(&r->room_cond, &ca);
     pthread_cond_init(&r->req_cond, &ca);
+    pthread_cond_init(&r->wb_cond, &ca);
     pthread_condattr_destroy(&ca);
 }
 
@@ -331,6 +332,7 @@ static void teardown(struct uz_region *r)
     pthread_cond_destroy(&r->reclaim_cond);
     pthread_cond_destroy(&r->room_cond);
     pthread_cond_destroy(&r->req_cond);
+    pthread_cond_destroy(&r->wb_cond);
     uz_region_wd_destroy(r);
     free(r);
 }
@@ -983,7 +985,17 @@ int uz_region_discard(struct uz_region *r, void *addr, size_t len)
 
 /* ---- explicit swap-out ---- */
 
-static long swapout_pass(struct uz_region *r, uint64_t first, uint64_t end, bool dirty_too)
+enum {
+    UZ_SWAPOUT_ROUNDS = 3,   /* rounds of uz_region_swapout() at most */
+    UZ_SWAPOUT_WAIT_MS = 200 /* its wait for another's writeback, at most, per round */
+};
+
+/* One pass of uz_region_swapout() over pages [first, end): drops the CLEAN pages and, with
+ * dirty_too, starts the writeback of the DIRTY ones. Pages found under a writeback that is not
+ * ours (the reclaim thread's: it may not even be queued yet) are counted in *nbusy, the first
+ * UZ_RECLAIM_BATCH of them kept in busy[] with their words. */
+static long swapout_pass(struct uz_region *r, uint64_t first, uint64_t end, bool dirty_too,
+                         uint64_t *busy, uint64_t *busy_w, unsigned *nbusy)
 {
     uint64_t clean[UZ_RECLAIM_BATCH], dirty[UZ_RECLAIM_BATCH];
     long dropped = 0;
@@ -994,16 +1006,44 @@ static long swapout_pass(struct uz_region *r, uint64_t first, uint64_t end, bool
             uint64_t w = uz_region_pg_settled(r, i);
             if (uz_pg_pins(w))
                 continue;
-            if (uz_pg_state(w) == UZ_PG_CLEAN)
+            if (uz_pg_state(w) == UZ_PG_CLEAN) {
                 clean[nc++] = i;
-            else if (uz_pg_state(w) == UZ_PG_DIRTY && dirty_too && !(w & UZ_PG_INFLIGHT))
+            } else if (uz_pg_state(w) == UZ_PG_DIRTY && dirty_too && !(w & UZ_PG_INFLIGHT)) {
                 dirty[nd++] = i;
+            } else if (uz_pg_state(w) == UZ_PG_WB && !dirty_too) {
+                if (*nbusy < UZ_RECLAIM_BATCH) {
+                    busy[*nbusy] = i;
+                    busy_w[*nbusy] = w;
+                }
+                (*nbusy)++;
+            }
         }
         dropped += uz_region_drop(r, clean, NULL, nc);
         for (unsigned k = 0; k < nd;)
             k += uz_region_writeback(r, dirty + k, nd - k, false);
     }
     return dropped;
+}
+
+/* Waits (UZ_SWAPOUT_WAIT_MS at most) until none of pages busy[0..n) is under the writeback it
+ * was under (word busy_w[k]): state WB, same generation. Holds r->lock (lock order 3) and only
+ * reads the page words, so it never waits for a page lock under it. */
+static void swapout_wait(struct uz_region *r, const uint64_t *busy, const uint64_t *busy_w,
+                         unsigned n)
+{
+    struct timespec ts;
+    deadline_in(&ts, UZ_SWAPOUT_WAIT_MS);
+    pthread_mutex_lock(&r->lock);
+    r->wb_waiters++;
+    for (unsigned k = 0; k < n && !atomic_load(&r->stop) && !uz_region_failed(r);) {
+        uint64_t w = atomic_load(&r->pages[busy[k]]);
+        if (uz_pg_state(w) != UZ_PG_WB || uz_pg_gen(w) != uz_pg_gen(busy_w[k]))
+            k++;
+        else if (pthread_cond_timedwait(&r->wb_cond, &r->lock, &ts) == ETIMEDOUT)
+            break;
+    }
+    r->wb_waiters--;
+    pthread_mutex_unlock(&r->lock);
 }
 
 long uz_region_swapout(struct uz_region *r, void *addr, size_t len)
@@ -1013,9 +1053,26 @@ long uz_region_swapout(struct uz_region *r, void *addr, size_t len)
         return -EINVAL;
     if (uz_region_failed(r))
         return -EIO;
-    long n = swapout_pass(r, first, end, true);
-    uz_dev_flush(r->dev);
-    return n + swapout_pass(r, first, end, false);
+    /* Write back the dirty pages, wait, drop the clean ones. Two things leave a page that
+     * nobody wrote during the call resident after one round, and send the range round again
+     * (at most UZ_SWAPOUT_ROUNDS times, so that pages written all along cannot keep us here):
+     * - the reclaim thread's own writeback of it, maybe not queued yet when we flushed: we wait
+     *   for it to end (the page is CLEAN then, or DIRTY if a write came);
+     * - an unprotected eviction's page (UZ_PG_UNPROT) written after its snapshot, before this
+     *   call, which a drop found changed and put back DIRTY (evict_restored moves). */
+    uint64_t busy[UZ_RECLAIM_BATCH], busy_w[UZ_RECLAIM_BATCH];
+    long n = 0;
+    for (unsigned round = 0; round < UZ_SWAPOUT_ROUNDS; round++) {
+        int64_t restored = uz_counter_read(&r->st.evict_restored);
+        unsigned nbusy = 0;
+        n += swapout_pass(r, first, end, true, busy, busy_w, &nbusy);
+        uz_dev_flush(r->dev);
+        n += swapout_pass(r, first, end, false, busy, busy_w, &nbusy);
+        if ((!nbusy && uz_counter_read(&r->st.evict_restored) == restored) || uz_region_failed(r))
+            break;
+        swapout_wait(r, busy, busy_w, nbusy < UZ_RECLAIM_BATCH ? nbusy : UZ_RECLAIM_BATCH);
+    }
+    return n;
 }
 
 /* ---- the application's mappings ---- */

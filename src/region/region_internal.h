@@ -464,6 +464,8 @@ struct uz_region {
     pthread_mutex_t lock; /* lock order 3, a leaf: protects what follows; the holder sleeps
                              only in waits on these conditions */
     pthread_cond_t reclaim_cond, room_cond, req_cond;
+    pthread_cond_t wb_cond; /* a writeback ended (wb_done, abandon), while wb_waiters */
+    unsigned wb_waiters;    /* uz_region_swapout() calls waiting for another's writeback */
     struct uz_region_req *free_reqs;
     unsigned nfree;
     struct uz_region_req *done_reqs; /* completed evictions whose pages reclaim drops */

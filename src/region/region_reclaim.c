@@ -98,6 +98,8 @@ static void wb_done(void *arg, int result)
     uz_region_pg_unlock(r, q->index, w);
 
     pthread_mutex_lock(&r->lock);
+    if (r->wb_waiters)
+        pthread_cond_broadcast(&r->wb_cond);
     if (drop) {
         /* Keep the request (and its place in pending_evict) until the reclaim thread drops
          * the page; the completed list is bounded by the number of requests. Reclaim is woken
@@ -485,6 +487,8 @@ static void abandon(struct uz_region *r, struct uz_region_req *q, bool failed)
         w = uz_pg_set_state(w, UZ_PG_DIRTY) | (failed ? UZ_PG_REF : 0);
     uz_region_pg_unlock(r, q->index, w);
     pthread_mutex_lock(&r->lock);
+    if (r->wb_waiters)
+        pthread_cond_broadcast(&r->wb_cond);
     put_req_locked(r, q);
     pthread_mutex_unlock(&r->lock);
 }
