@@ -12,11 +12,15 @@
  * that compress well, not at all (stored raw) and in between, then reads the page back: every
  * word must be the version just written (no lost write, nothing stale faulted back, no torn
  * page). The region's `redirtied` counter shows that writes did hit pages under writeback; the
- * test requires it to be non-zero. Runs under ASan and TSan too.
+ * test requires it to be non-zero. Runs under ASan and TSan too. With the argument `1cpu` the
+ * whole process runs on one CPU (the fault threads then sleep at once instead of polling for
+ * the next fault: region_fault.c, fault_spin_ns()).
  */
 #include "harness.h"
 
 #include <pthread.h>
+#include <sched.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -89,9 +93,27 @@ static struct uz_region_stat stat_now(void)
     return st;
 }
 
-int main(void)
+/* Pins the process to the first CPU it may run on (before the region starts its threads, which
+ * inherit it). */
+static void one_cpu(void)
+{
+    cpu_set_t set, one;
+    CHECK_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+    CPU_ZERO(&one);
+    for (int c = 0; c < CPU_SETSIZE; c++) {
+        if (CPU_ISSET(c, &set)) {
+            CPU_SET(c, &one);
+            break;
+        }
+    }
+    CHECK_EQ(sched_setaffinity(0, sizeof(one), &one), 0);
+}
+
+int main(int argc, char **argv)
 {
     alarm(300);
+    if (argc > 1 && !strcmp(argv[1], "1cpu"))
+        one_cpu();
     struct uz_region_config cfg = {.size = (size_t)NPAGES * PAGE,
                                    .resident_limit = (size_t)LIMIT * PAGE};
     int rc = uz_region_create(&cfg, &r);
@@ -144,6 +166,12 @@ int main(void)
             (unsigned long long)st.swapouts, (unsigned long long)st.major_faults,
             (unsigned long long)st.throttled);
     CHECK(st.redirtied > 0); /* the race was hit */
+    /* The fault threads (which have served faults: started) poll only where they can run
+     * beside the application. */
+    cpu_set_t set;
+    CHECK_EQ(sched_getaffinity(0, sizeof(set), &set), 0);
+    for (unsigned t = 0; t < r->nfault; t++)
+        CHECK_EQ(atomic_load(&r->ft[t].spin_ns), CPU_COUNT(&set) > 1 ? UZ_FAULT_SPIN_NS : 0);
     CHECK(st.swapouts > 0 && st.major_faults > 0);
     CHECK(st.resident_pages <= LIMIT);
 

@@ -314,6 +314,10 @@ struct uz_region_fault_thread {
      * the wait_since of the episode reported (so once per episode, whoever sees it first). */
     _Atomic uint64_t wait_since, wait_page, wait_reported;
     int64_t wait_wb_errors, wait_sys_errors; /* the counters when the wait began */
+    /* How long the thread polls after a fault before it sleeps: UZ_FAULT_SPIN_NS, or 0 while
+     * it may run on one CPU only (fault_spin_ns()). Written by the thread only, when it starts
+     * and when it wakes from a sleep. */
+    _Atomic uint64_t spin_ns;
 };
 
 /* A sequential access stream: the next fault expected at `next` grows the window. */
