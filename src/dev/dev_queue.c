@@ -28,6 +28,7 @@
  */
 #include "dev_internal.h"
 #include "dev_fork.h"
+#include "dev_threads.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -265,6 +266,19 @@ int uz_dev_flush(struct uz_dev *dev)
         return -EDEADLK;
     queue_drain(dev, false);
     return 0;
+}
+
+/* ---- placement (dev_threads.h) ---- */
+
+int uz_dev_workers_affinity(struct uz_dev *dev, const cpu_set_t *set)
+{
+    int first = 0;
+    for (unsigned i = 0; i < dev->nworkers && dev->workers; i++) {
+        int e = pthread_setaffinity_np(dev->workers[i].thread, sizeof(*set), set);
+        if (e && !first)
+            first = -e;
+    }
+    return first;
 }
 
 /* ---- fork (dev_fork.h) ---- */

@@ -25,9 +25,13 @@
  */
 #include "region_internal.h"
 
+#include "dev_threads.h"
+
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -777,12 +781,86 @@ static uint64_t fault_spin_ns(void)
     return CPU_COUNT(&set) > 1 ? UZ_FAULT_SPIN_NS : 0;
 }
 
+/* ---- following the faulting thread ---- */
+
+/* The CPU thread `tid` of this process ran on last (field 39 of its stat), or -1. */
+static int thread_cpu(pid_t tid)
+{
+    char path[64], buf[1024];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    buf[n] = 0;
+    const char *p = strrchr(buf, ')'); /* the name may hold spaces and parentheses */
+    for (int field = 2; p && field < 39; field++)
+        p = strchr(p + 1, ' ');
+    return p ? atoi(p + 1) : -1;
+}
+
+/* Notes that this thread served a fault of thread `tid` and, every UZ_FAULT_FOLLOW faults,
+ * moves the thread to the CPU of the application thread that raised them all, or back to all
+ * its CPUs when they came from several. A fault is a round trip: the application thread sleeps
+ * until this thread has mapped the page. On two CPUs each side ran where the other had just
+ * been and every fault cost two cross-CPU wakeups, each an inter-processor interrupt to a
+ * halted virtual CPU (the Python workload of bench/run-bench.sh: 26-28 s on the same CPU,
+ * 41-90 s left to the scheduler, 120 s on different CPUs; kernel zram 30 s). The scheduler
+ * wakes a thread on its previous CPU when that is idle, so the application thread stays where
+ * this one follows it. Reclaim and the device's workers keep the other CPUs. */
+static void fault_follow(struct uz_region_fault_thread *ft, pid_t tid)
+{
+    if (CPU_COUNT(&ft->home) < 2 || !tid)
+        return;
+    if (!ft->follow_n++) {
+        ft->follow_tid = tid;
+        ft->follow_mixed = false;
+    } else if (tid != ft->follow_tid) {
+        ft->follow_mixed = true;
+    }
+    if (ft->follow_n < UZ_FAULT_FOLLOW)
+        return;
+    ft->follow_n = 0;
+    int cpu = ft->follow_mixed ? -1 : thread_cpu(ft->follow_tid);
+    if (cpu >= CPU_SETSIZE || (cpu >= 0 && !CPU_ISSET(cpu, &ft->home)))
+        cpu = -1;
+    if (cpu == atomic_load_explicit(&ft->follow_cpu, memory_order_relaxed))
+        return;
+    cpu_set_t one, rest = ft->home;
+    CPU_ZERO(&one);
+    if (cpu >= 0) {
+        CPU_SET(cpu, &one);
+        CPU_CLR(cpu, &rest);
+    }
+    if (sched_setaffinity(0, sizeof(cpu_set_t), cpu >= 0 ? &one : &ft->home))
+        return;
+    atomic_store_explicit(&ft->follow_cpu, cpu, memory_order_relaxed);
+    ft->spin_ns = fault_spin_ns(); /* on the application's CPU, polling would take it */
+    /* The reclaim thread and the device's workers run beside, on the other CPUs: with them on
+     * the application's CPU the scheduler moved the application away, and each fault ran
+     * across CPUs again until the next look. Failures only cost speed. */
+    struct uz_region *r = ft->r;
+    if (r->nfault == 1) {
+        pid_t rt = atomic_load_explicit(&r->reclaim_tid, memory_order_relaxed);
+        if (rt)
+            (void)sched_setaffinity(rt, sizeof(rest), &rest);
+        (void)uz_dev_workers_affinity(r->dev, &rest);
+    }
+}
+
 void *uz_region_fault_main(void *arg)
 {
     struct uz_region_fault_thread *ft = arg;
     struct uz_region *r = ft->r;
     uint64_t last = 0;
     on_fault_thread = true;
+    atomic_store_explicit(&ft->follow_cpu, -1, memory_order_relaxed);
+    ft->follow_n = 0;
+    if (sched_getaffinity(0, sizeof(ft->home), &ft->home))
+        CPU_ZERO(&ft->home); /* not known: never follow */
     ft->spin_ns = fault_spin_ns();
     for (;;) {
         struct uffd_msg msg;
@@ -850,6 +928,10 @@ void *uz_region_fault_main(void *arg)
             continue;
         }
         handle(ft, &msg);
+        if (msg.event == UFFD_EVENT_PAGEFAULT &&
+            (pid_t)msg.arg.pagefault.feat.ptid !=
+                atomic_load_explicit(&r->reclaim_tid, memory_order_relaxed))
+            fault_follow(ft, (pid_t)msg.arg.pagefault.feat.ptid);
         if (atomic_load_explicit(&r->wd.fail_since, memory_order_relaxed))
             uz_region_wd_tick(r); /* a fault failing over and over (busy is even here) */
         last = now_ns();

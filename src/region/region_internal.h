@@ -146,6 +146,7 @@
 
 #include <linux/ioctl.h> /* _IO for the constants below; ioctl() itself is region_sys.c's */
 #include <linux/userfaultfd.h>
+#include <sched.h> /* cpu_set_t */
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -221,6 +222,7 @@ struct pm_scan_arg {
 #define UZ_DROP_BATCH       64u    /* completed evictions gathered before one round of drops */
 #define UZ_REGION_MIN_LIMIT 16u    /* smallest resident limit, pages */
 #define UZ_FAULT_SPIN_NS    30000u /* a fault thread polls this long after a fault, then sleeps */
+#define UZ_FAULT_FOLLOW     256u   /* faults between two looks at where the faulting thread runs */
 #define UZ_FAULT_BACKLOG_MS 1000   /* with events, a sleeping fault thread looks at the backlog */
 #define UZ_PG_LOCK_SPINS    128u   /* a page lock waiter spins this many times, then sleeps */
 #define UZ_SYS_RETRIES      64u    /* EINTR/EAGAIN without progress before a call gives up */
@@ -318,6 +320,15 @@ struct uz_region_fault_thread {
      * it may run on one CPU only (fault_spin_ns()). Written by the thread only, when it starts
      * and when it wakes from a sleep. */
     _Atomic uint64_t spin_ns;
+    /* Following the application's faulting thread (fault_follow()): the CPUs the thread was
+     * allowed at its start; the faulting thread of the faults counted since the last look
+     * (follow_mixed: more than one); the CPU the thread is pinned to, -1 when not. Written by
+     * the thread only (follow_cpu read by tests). */
+    cpu_set_t home;
+    pid_t follow_tid;
+    bool follow_mixed;
+    unsigned follow_n;
+    _Atomic int follow_cpu;
 };
 
 /* A sequential access stream: the next fault expected at `next` grows the window. */
