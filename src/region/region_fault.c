@@ -838,7 +838,9 @@ static void fault_follow(struct uz_region_fault_thread *ft, pid_t tid)
     if (sched_setaffinity(0, sizeof(cpu_set_t), cpu >= 0 ? &one : &ft->home))
         return;
     atomic_store_explicit(&ft->follow_cpu, cpu, memory_order_relaxed);
-    ft->spin_ns = fault_spin_ns(); /* on the application's CPU, polling would take it */
+    /* Pinned to the application's CPU, polling would take it (fault_spin_ns()'s answer, known
+     * here: one CPU, or home's several). */
+    ft->spin_ns = cpu >= 0 ? 0 : UZ_FAULT_SPIN_NS;
     /* The reclaim thread and the device's workers run beside, on the other CPUs: with them on
      * the application's CPU the scheduler moved the application away, and each fault ran
      * across CPUs again until the next look. Failures only cost speed. */
